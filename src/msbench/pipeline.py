@@ -1,0 +1,150 @@
+"""What the notebooks call: run_all plans, runs one benchmark notebook per trial, then the
+analysis notebook, and publishes it as a self-contained HTML report.
+
+Paths given to the notebooks are taken relative to the project root, so
+``papermill notebooks/run_all.ipynb OUT.ipynb`` and ``cd notebooks; papermill run_all.ipynb OUT.ipynb``
+write to the same places.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import msbench
+from msbench import study as study_mod
+from msbench.config import ConfigError
+
+PROVIDERS_HERE = ("native",)
+
+
+def project_root() -> Path:
+    """The checkout holding pyproject.toml for msbench: from the working directory up, else the package's."""
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        marker = folder / "pyproject.toml"
+        if marker.is_file() and 'name = "msbench"' in marker.read_text():
+            return folder
+    return Path(msbench.__file__).resolve().parents[2]
+
+
+def resolve(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else project_root() / path
+
+
+def choose_provider(provider: str) -> str:
+    """'auto' runs the native stack (no Docker needed); an unsupported provider is an error up front."""
+    if provider == "auto":
+        return "native"
+    if provider not in PROVIDERS_HERE:
+        raise ConfigError(f"provider {provider!r} is not available in this version; valid: auto, "
+                          f"{', '.join(PROVIDERS_HERE)}")
+    return provider
+
+
+def prepare(backends=None, profile: str = "smoke", overrides: dict | None = None, trials: int = 3,
+            provider: str = "auto", seed: int | None = None, run_id: str | None = None,
+            results_root: str = "data/runs", config: str | None = None) -> study_mod.Study:
+    return study_mod.prepare(backends=backends, trials=trials, profile=profile, overrides=overrides or {},
+                             provider=choose_provider(provider), run_id=run_id, results_root=resolve(results_root),
+                             seed=seed, config=resolve(config) if config else None)
+
+
+def plan_table(study: study_mod.Study) -> pd.DataFrame:
+    rows = [{**vars(t), "status": study.run.trial_status(t.backend, t.trial) or "pending"} for t in study.order]
+    return pd.DataFrame(rows).set_index("seq")
+
+
+def run_benchmarks(study: study_mod.Study, kernel: str = "python3", progress: bool = True) -> pd.DataFrame:
+    """One papermill execution of benchmark.ipynb per pending trial, kept in the run folder.
+    A notebook that dies is recorded as a failed trial with its cause; the next one runs."""
+    import papermill
+    from tqdm.auto import tqdm
+
+    notebook = project_root() / "notebooks" / "benchmark.ipynb"
+    out_dir = study.run.path / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for planned in tqdm(study.pending(), desc=f"run {study.run.run_id}", unit="trial", disable=not progress):
+        output = out_dir / f"benchmark-{planned.backend}-trial-{planned.trial:02d}.ipynb"
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(output), kernel_name=kernel, cwd=str(notebook.parent), progress_bar=False,
+                parameters={"results_root": str(study.run.path.parent), "run_id": study.run.run_id,
+                            "backend": planned.backend, "trial": planned.trial, "config":
+                            str(study.user.path) if study.user.path else None})
+        except Exception as err:  # the kernel died or the notebook failed outside run_trial
+            if study.run.trial_status(planned.backend, planned.trial) is None:
+                meta = {"run": study.run.run_id, "backend": planned.backend, "provider": study.provider,
+                        "trial": planned.trial, "seq": planned.seq, "status": "failed", "failed_phase": "notebook",
+                        "error": f"{type(err).__name__}: {str(err)[-2000:]}", "traceback": traceback.format_exc()}
+                study.run.write_trial(planned.backend, planned.trial, meta, pd.DataFrame(), None, None, [])
+    return plan_table(study)
+
+
+def run_benchmark_trial(results_root: str, run_id: str, backend: str, trial: int,
+                        config: str | None = None) -> dict[str, Any]:
+    """The body of benchmark.ipynb: one trial of a prepared run."""
+    study = study_mod.open_run(resolve(results_root), run_id, config)
+    planned = next((t for t in study.order if t.backend == backend and t.trial == int(trial)), None)
+    if planned is None:
+        raise ConfigError(f"run {run_id} plans no trial {trial} of backend {backend!r}")
+    return study.run_one(planned)
+
+
+def trial_summary(results_root: str, meta: dict[str, Any]) -> pd.DataFrame:
+    """What one benchmark notebook shows: its status and its figures (resource rows left out)."""
+    path = study_mod.RunDir(resolve(results_root), meta["run"]).trial_path(meta["backend"], meta["trial"])
+    header = {k: meta.get(k) for k in ("run", "backend", "provider", "trial", "seq", "status", "failed_phase",
+                                       "error", "duration_s")}
+    print("\n".join(f"{k}: {v}" for k, v in header.items() if v not in (None, "")))
+    if (path / "results.csv").exists():
+        frame = pd.read_csv(path / "results.csv")
+        return frame[~frame.metric.str.contains("rss|cpu_s|wchar")][["phase", "metric", "value", "unit"]]
+    return pd.DataFrame()
+
+
+_EXTERNAL = re.compile(r"<script[^>]+src=[\"']https?://[^>]*>\s*</script>|<link[^>]+href=[\"']https?://[^>]*>",
+                       re.I)
+_SELF_CHECK = """<script>
+/* The report checks itself: the title says how many figures rendered (read by the tests). */
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-figures', ok + '/' + imgs.length);
+  document.title = document.title + ' [figures ' + ok + '/' + imgs.length + ']';
+});
+</script>"""
+
+
+def to_html(executed: Path, target: Path) -> Path:
+    """No code, figures embedded, nothing fetched from the network: opens offline."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            embed_images=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    body = _EXTERNAL.sub("", body).replace("</body>", _SELF_CHECK + "\n</body>")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(body)
+    return target
+
+
+def publish_report(study: study_mod.Study, baseline: str | None = None, report_dir: str = "report",
+                   figures_dir: str = "figures", kernel: str = "python3") -> Path:
+    """Execute analysis.ipynb on the run, convert it to report/index.html, keep a copy in the run."""
+    import papermill
+
+    notebook = project_root() / "notebooks" / "analysis.ipynb"
+    executed = study.run.path / "analysis.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(executed), kernel_name=kernel, cwd=str(notebook.parent), progress_bar=False,
+        parameters={"results_root": str(study.run.path.parent), "run_id": study.run.run_id, "baseline": baseline,
+                    "figures_dir": str(resolve(figures_dir))})
+    report = to_html(executed, resolve(report_dir) / "index.html")
+    shutil.copy(report, study.run.path / "report.html")
+    return report

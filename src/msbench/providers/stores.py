@@ -1,0 +1,183 @@
+"""Object stores a native stack can run on: a definition in, a running S3 endpoint out."""
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from urllib.parse import urlparse
+
+from msbench.backends import BackendDef, find_binary, unavailable_reason
+from msbench.config import ConfigError, UserConfig
+from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_ok
+
+
+def new_credentials() -> tuple[str, str]:
+    """Fresh keys per trial: nothing to leak across runs, and long enough for every store."""
+    return "msb" + secrets.token_hex(8), secrets.token_hex(20)
+
+
+@dataclass
+class ObjectStore:
+    """The common face of a store: endpoint, keys, its processes and where its bytes live."""
+
+    backend: BackendDef
+    root: Path
+    log_dir: Path
+    host: str = LOOPBACK
+    port: int = 0
+    access_key: str = ""
+    secret_key: str = ""
+    restartable: bool = True
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return []
+
+    @property
+    def data_paths(self) -> list[Path]:
+        return []
+
+    def start(self, timeout: float) -> float:
+        raise NotImplementedError
+
+    def restart(self, timeout: float) -> float:
+        self.stop()
+        return self.start(timeout)
+
+    def stop(self, fast: bool = False) -> None:
+        """Nothing to stop by default (external endpoints). ``fast``: the data will be discarded,
+        so no graceful shutdown is owed (cold restarts use the graceful one)."""
+
+
+@dataclass
+class ProcessStore(ObjectStore):
+    """A store that is one server process started from the definition's command template."""
+
+    binary: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    process: ManagedProcess | None = None
+
+    def __post_init__(self) -> None:
+        self.access_key, self.secret_key = new_credentials()
+        self.ports = {name: free_port() for name in self.backend.ports}
+        self.port = self.ports["s3"]
+
+    def _values(self) -> dict[str, str]:
+        return {"binary": self.binary, "data_dir": str(self.root / "data"), "conf_dir": str(self.root / "conf"),
+                "log_dir": str(self.log_dir),
+                "access_key": self.access_key, "secret_key": self.secret_key,
+                **{f"port_{name}": str(port) for name, port in self.ports.items()}}
+
+    def _fill(self, text: str) -> str:
+        try:
+            return Template(text).substitute(self._values())
+        except (KeyError, ValueError) as err:
+            raise ConfigError(f"backend {self.backend.name!r}: bad template placeholder {err} in {text!r}; "
+                              f"valid: {', '.join('${' + k + '}' for k in self._values())}") from None
+
+    def start(self, timeout: float) -> float:
+        first = self.process is None
+        if first:
+            for sub in ("data", "conf"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            for name, text in self.backend.files.items():
+                (self.root / "conf" / name).write_text(self._fill(text))
+        argv = [self._fill(a) for a in self.backend.command]
+        env = {k: self._fill(v) for k, v in self.backend.env.items()}
+        self.process = ManagedProcess(self.backend.name, argv, self.log_dir / f"{self.backend.name}.log",
+                                      env=env, cwd=self.root).start()
+        return self.process.wait_ready(lambda: http_ok(self._fill(self.backend.ready_url)), timeout,
+                                       f"{self._fill(self.backend.ready_url)} answered")
+
+    def stop(self, fast: bool = False) -> None:
+        if self.process is not None:
+            self.process.stop(grace=3.0 if fast else self.backend.stop_grace_s)
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return [self.process] if self.process and self.process.running() else []
+
+    @property
+    def data_paths(self) -> list[Path]:
+        return [self.root / "data"]
+
+
+@dataclass
+class CephStore(ObjectStore):
+    """Ceph RGW on a throwaway single-node cluster (see providers.ceph)."""
+
+    cluster: object = None
+
+    def __post_init__(self) -> None:
+        from msbench.providers.ceph import CephRGW
+
+        self.access_key, self.secret_key = new_credentials()
+        self.port = free_port()
+        self.cluster = CephRGW(root=self.root, log_dir=self.log_dir, port=self.port,
+                               access_key=self.access_key, secret_key=self.secret_key)
+
+    def start(self, timeout: float) -> float:
+        began = time.monotonic()
+        self.cluster.start(timeout)
+        return time.monotonic() - began
+
+    def restart(self, timeout: float) -> float:
+        began = time.monotonic()
+        self.cluster.restart(timeout)
+        return time.monotonic() - began
+
+    def stop(self, fast: bool = False) -> None:
+        self.cluster.stop()
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return [p for p in self.cluster.processes if p.running()]
+
+    @property
+    def data_paths(self) -> list[Path]:
+        return self.cluster.data_paths
+
+
+@dataclass
+class ExternalStore(ObjectStore):
+    """An endpoint someone else runs: nothing started, nothing restarted, keys from the environment."""
+
+    def __post_init__(self) -> None:
+        url = urlparse(self.backend.endpoint)
+        if url.scheme != "http" or not url.hostname or not url.port:
+            raise ConfigError(f"backend {self.backend.name!r}: endpoint must look like http://HOST:PORT, "
+                              f"got {self.backend.endpoint!r}")
+        self.host, self.port, self.restartable = url.hostname, url.port, False
+        self.access_key = os.environ.get(self.backend.access_key_env, "")
+        self.secret_key = os.environ.get(self.backend.secret_key_env, "")
+
+    def start(self, timeout: float) -> float:
+        began = time.monotonic()
+        deadline = began + timeout
+        while not http_ok(self.endpoint_url):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"external endpoint {self.endpoint_url} did not answer in {timeout:.0f} s")
+            time.sleep(0.5)
+        return time.monotonic() - began
+
+    def restart(self, timeout: float) -> float:
+        return 0.0
+
+
+def make_store(backend: BackendDef, root: Path, log_dir: Path, user: UserConfig | None = None) -> ObjectStore:
+    """The right store for a definition; raises with the reason when it cannot run here."""
+    reason = unavailable_reason(backend, user, install=True)
+    if reason:
+        raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
+    if backend.launcher == "process":
+        return ProcessStore(backend, root, log_dir, binary=find_binary(backend, user) or "")
+    if backend.launcher == "ceph":
+        return CephStore(backend, root, log_dir)
+    return ExternalStore(backend, root, log_dir)

@@ -1,0 +1,141 @@
+"""Result files of a run, under ``data/runs/<run_id>/``; every file a user can load with pandas.
+
+    manifest.json                     parameters, seed, trial order, versions and hashes, host
+    trials.csv                        one row per trial: status, cause of failure, timings
+    results.csv / results.parquet     tidy: run, backend, provider, trial, seq, phase, metric, value, unit
+    latencies.parquet                 every serial search latency: ..., query, latency_ms, warmup
+    trials/<backend>/trial-NN/        that trial's files (the same tables for it alone, logs/, notebook)
+
+Each trial directory is written to a temporary name and renamed into place, and the run-level
+tables are rebuilt from the trial directories and replaced atomically, so a crash mid-trial
+never damages a finished one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+TIDY_COLUMNS = ["run", "backend", "provider", "trial", "seq", "phase", "metric", "value", "unit"]
+LATENCY_COLUMNS = ["run", "backend", "provider", "trial", "seq", "query", "latency_ms", "warmup"]
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id or ""):
+        raise ValueError(f"run_id {run_id!r} is not valid: use letters, digits, '.', '_' or '-' (at most 81 characters)")
+    return run_id
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _atomic_frame(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".parquet":
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+class RunDir:
+    """One run's folder: writes trials atomically and knows which trials are done."""
+
+    def __init__(self, root: Path | str, run_id: str):
+        self.run_id = check_run_id(run_id)
+        self.path = Path(root) / run_id
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def trial_path(self, backend: str, trial: int) -> Path:
+        return self.path / "trials" / backend / f"trial-{trial:02d}"
+
+    def trial_status(self, backend: str, trial: int) -> str | None:
+        meta = self.trial_path(backend, trial) / "trial.json"
+        return json.loads(meta.read_text())["status"] if meta.exists() else None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=2, default=str))
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.path / "manifest.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def write_trial(self, backend: str, trial: int, meta: dict[str, Any], rows: pd.DataFrame,
+                    latencies: pd.DataFrame | None, log_dir: Path | None, secrets: list[str],
+                    extra_files: dict[str, Path] | None = None) -> Path:
+        """Everything of one trial, all or nothing: built in a temp dir, then renamed into place."""
+        final = self.trial_path(backend, trial)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        rows.to_csv(staging / "results.csv", index=False)
+        if latencies is not None:
+            latencies.to_parquet(staging / "latencies.parquet", index=False)
+        if log_dir and log_dir.exists():
+            for log in sorted(p for p in log_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+                target = staging / "logs" / log.relative_to(log_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(redact(log.read_text(errors="replace"), secrets))
+        for name, src in (extra_files or {}).items():
+            if src.exists():
+                shutil.copy(src, staging / name)
+        (staging / "trial.json").write_text(json.dumps(meta, indent=2, default=str))
+        if final.exists():   # a failed attempt being redone: keep it beside, never half-overwrite
+            shutil.rmtree(final.with_name(final.name + ".previous"), ignore_errors=True)
+            final.rename(final.with_name(final.name + ".previous"))
+        staging.rename(final)
+        self.rebuild_tables()
+        return final
+
+    def trial_dirs(self) -> list[Path]:
+        return sorted(p.parent for p in self.path.glob("trials/*/trial-[0-9][0-9]/trial.json"))
+
+    def rebuild_tables(self) -> None:
+        """Run-level tables from the trial folders (the folders are the source of truth)."""
+        metas, frames, lats = [], [], []
+        for tdir in self.trial_dirs():
+            metas.append(json.loads((tdir / "trial.json").read_text()))
+            if (tdir / "results.csv").exists():
+                frame = pd.read_csv(tdir / "results.csv")
+                if len(frame):
+                    frames.append(frame)
+            if (tdir / "latencies.parquet").exists():
+                lats.append(pd.read_parquet(tdir / "latencies.parquet"))
+        trials = pd.DataFrame(metas)
+        if len(trials):
+            trials = trials.drop(columns=[c for c in trials.columns if isinstance(trials[c].iloc[0], (dict, list))])
+        _atomic_frame(trials, self.path / "trials.csv")
+        results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+        _atomic_frame(results, self.path / "results.csv")
+        _atomic_frame(results, self.path / "results.parquet")
+        latencies = pd.concat(lats, ignore_index=True) if lats else pd.DataFrame(columns=LATENCY_COLUMNS)
+        _atomic_frame(latencies, self.path / "latencies.parquet")
+
+
+def load_run(run_path: Path | str) -> dict[str, Any]:
+    """Everything a notebook needs from a run folder, as DataFrames."""
+    run_path = Path(run_path)
+    return {
+        "manifest": json.loads((run_path / "manifest.json").read_text()),
+        "trials": pd.read_csv(run_path / "trials.csv") if (run_path / "trials.csv").stat().st_size > 1 else pd.DataFrame(),
+        "results": pd.read_parquet(run_path / "results.parquet"),
+        "latencies": pd.read_parquet(run_path / "latencies.parquet"),
+    }

@@ -1,0 +1,33 @@
+"""Trial order: randomized multiple interleaved trials (Abedi and Brecht, ICPE 2017).
+
+Every round runs each backend once, in a fresh random order, so slow drift of the machine
+(thermal, page cache, disk wear) spreads over all backends instead of favouring one.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    seq: int        # position in execution order, 0-based
+    round: int
+    backend: str
+    trial: int      # this backend's trial number, 1-based
+
+
+def plan(backends: list[str], trials: int, seed: int) -> list[PlannedTrial]:
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    rng = np.random.default_rng(seed)
+    order = []
+    for rnd in range(trials):
+        for name in rng.permutation(backends):
+            order.append(PlannedTrial(len(order), rnd + 1, str(name), rnd + 1))
+    return order
+
+
+def as_records(trials: list[PlannedTrial]) -> list[dict]:
+    return [asdict(t) for t in trials]

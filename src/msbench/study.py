@@ -1,0 +1,131 @@
+"""A study run: validated inputs -> manifest -> planned trial order -> trials -> result files.
+
+The CLI and the notebooks both go through ``prepare``: every input is checked, and every
+backend's availability too, before anything is provisioned. Rerunning with the same run_id
+runs only the trials that have not completed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable
+
+from msbench import backends as backend_registry
+from msbench import environment, schedule
+from msbench.config import ConfigError, Params, UserConfig, load_user_config, make_params
+from msbench.results import RunDir, check_run_id
+from msbench.trial import PROVIDERS, run_trial
+from msbench.workload import load_dataset
+
+DEFAULT_RESULTS = Path("data") / "runs"
+
+
+def available_backends(user: UserConfig | None = None) -> list[str]:
+    """Backends that can run here now (no installs attempted), in a stable order."""
+    registry = backend_registry.load_backends(user)
+    return [name for name, b in sorted(registry.items()) if backend_registry.unavailable_reason(b, user) is None]
+
+
+@dataclass
+class Study:
+    run: RunDir
+    params: Params
+    backends: list[backend_registry.BackendDef]
+    provider: str
+    user: UserConfig
+    order: list[schedule.PlannedTrial]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def backend(self, name: str) -> backend_registry.BackendDef:
+        return next(b for b in self.backends if b.name == name)
+
+    def pending(self) -> list[schedule.PlannedTrial]:
+        return [t for t in self.order if self.run.trial_status(t.backend, t.trial) != "ok"]
+
+    @cached_property
+    def data(self):
+        """Made once per study: every trial inserts the same vectors and asks the same queries."""
+        return load_dataset(self.params)
+
+    def run_one(self, planned: schedule.PlannedTrial, notebook: Path | None = None) -> dict:
+        return run_trial(self.run, self.backend(planned.backend), planned.trial, planned.seq, self.params,
+                         self.data, self.provider, self.user, notebook=notebook)
+
+
+def _parse_list(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [v.strip() for v in items if v and v.strip()]
+
+
+def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profile: str = "smoke",
+            overrides: dict[str, Any] | None = None, provider: str = "native", run_id: str | None = None,
+            results_root: str | Path = DEFAULT_RESULTS, seed: int | None = None,
+            config: str | Path | None = None) -> Study:
+    """Check everything, write the manifest, plan the order. ``backends=None`` = all available here."""
+    user = load_user_config(config)
+    registry = backend_registry.load_backends(user)
+    if provider not in PROVIDERS:
+        raise ConfigError(f"provider {provider!r} is not supported here; valid: {', '.join(PROVIDERS)}")
+    if not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"trials must be a positive integer, got {trials!r}")
+    names = _parse_list(backends) or available_backends(user)
+    chosen = backend_registry.select(names, registry)
+    problems = {b.name: backend_registry.unavailable_reason(b, user, install=True) for b in chosen}
+    problems = {name: why for name, why in problems.items() if why}
+    if problems:
+        raise ConfigError("unavailable backend(s): " + "; ".join(f"{n}: {why}" for n, why in problems.items()))
+    params = make_params(profile, overrides)
+    run_id = check_run_id(run_id or dt.datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile}"))
+    run = RunDir(results_root, run_id)
+    order_seed = params.seed if seed is None else seed
+    previous = run.read_manifest()
+    if previous:
+        same = (previous["params"] == params.as_dict() and previous["backends"] == [b.name for b in chosen]
+                and previous["trials"] == trials and previous["provider"] == provider)
+        if not same:
+            raise ConfigError(f"run {run_id} exists with other parameters, backends, trials or provider; "
+                              f"use a new run_id, or the same inputs to resume it")
+        return open_run(results_root, run_id, config)
+    order = schedule.plan([b.name for b in chosen], trials, order_seed)
+    manifest = {
+        "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "profile": profile, "params": params.as_dict(), "backends": [b.name for b in chosen],
+        "stores": {b.name: b.kind for b in chosen}, "trials": trials, "provider": provider,
+        "order_seed": order_seed, "order": schedule.as_records(order),
+        "host": environment.host_facts(results_root), "packages": environment.package_versions(),
+        "milvus": environment.milvus_facts(),
+        "components": {b.name: environment.component_facts(b, user) for b in chosen},
+        "config_file": str(user.path) if user.path else None,
+    }
+    run.write_manifest(manifest)
+    return Study(run, params, chosen, provider, user, order, manifest)
+
+
+def open_run(results_root: str | Path, run_id: str, config: str | Path | None = None) -> Study:
+    """A prepared run, rebuilt from its manifest (how each benchmark notebook finds its trial)."""
+    run = RunDir(results_root, run_id)
+    manifest = run.read_manifest()
+    if not manifest:
+        raise ConfigError(f"no run {run_id!r} under {results_root}: prepare it first (run_all.ipynb or msbench run)")
+    user = load_user_config(config)
+    chosen = backend_registry.select(manifest["backends"], backend_registry.load_backends(user))
+    params = make_params(manifest["profile"], {k: v for k, v in manifest["params"].items() if k != "profile"})
+    order = [schedule.PlannedTrial(**t) for t in manifest["order"]]
+    return Study(run, params, chosen, manifest["provider"], user, order, manifest)
+
+
+def run_all(study: Study, progress: bool = True) -> list[dict]:
+    """Run every pending trial in the planned order; a failed trial never stops the others."""
+    from tqdm.auto import tqdm
+
+    pending = study.pending()
+    outcomes = []
+    with tqdm(pending, desc=f"run {study.run.run_id}", unit="trial", disable=not progress) as bar:
+        for planned in bar:
+            bar.set_postfix_str(f"{planned.backend} #{planned.trial}")
+            outcomes.append(study.run_one(planned))
+    return outcomes

@@ -1,0 +1,97 @@
+"""One trial: provision a fresh stack, run the phases, record, tear down. Failures are recorded.
+
+A failed phase stops the trial (later phases would measure a broken stack), but what the
+earlier phases measured is kept and the cause is written to trial.json; the run goes on.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from msbench.backends import BackendDef
+from msbench.config import Params, UserConfig
+from msbench.phases import PHASES, TrialState
+from msbench.resources import PhaseMonitor
+from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, redact
+from msbench.workload import Dataset
+
+StackFactory = Callable[[BackendDef, Params, Path, UserConfig | None], object]
+
+
+def native_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None):
+    from msbench.providers.native import NativeStack
+
+    return NativeStack(backend, params, log_dir, user)
+
+
+PROVIDERS: dict[str, StackFactory] = {"native": native_stack}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Params, data: Dataset,
+              provider: str = "native", user: UserConfig | None = None, phases=PHASES,
+              notebook: Path | None = None) -> dict:
+    """Run one trial and write its folder; returns its trial.json content (never raises for a
+    failure inside the trial, only for bad arguments)."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}")
+    meta = {"run": run.run_id, "backend": backend.name, "store": backend.kind, "provider": provider,
+            "trial": trial, "seq": seq, "status": "failed", "failed_phase": "provision", "error": "",
+            "started": _now()}
+    rows: list[tuple[str, str, float, str]] = []
+    latencies = None
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="msbench-logs-") as scratch:
+        log_dir = Path(scratch)
+        stack = None
+        try:
+            stack = PROVIDERS[provider](backend, params, log_dir, user)
+            with stack:
+                meta["stack_ready_s"] = round(time.monotonic() - began, 3)
+                state = TrialState(stack, params, data)
+                state.connect()
+                try:
+                    for phase in phases:
+                        meta["failed_phase"] = phase.__name__
+                        with PhaseMonitor(stack.processes) as mon:
+                            produced = phase(state)
+                        rows += produced
+                        phase_name = produced[0][0] if produced else phase.__name__
+                        rows += [(phase_name, metric, value, unit) for metric, value, unit in mon.rows()]
+                finally:
+                    state.disconnect()
+                latencies = state.latencies_ms
+                meta.update(status="ok", failed_phase="", cold_load=state.notes.get("cold_load"))
+        except Exception as err:  # recorded, never lost: the run goes on
+            meta["error"] = f"{type(err).__name__}: {err}"
+            meta["traceback"] = traceback.format_exc()
+        except KeyboardInterrupt:
+            meta["error"] = "interrupted"
+            raise
+        finally:
+            meta.update(finished=_now(), duration_s=round(time.monotonic() - began, 3))
+            store = getattr(stack, "store", None)
+            secrets = [getattr(store, "access_key", ""), getattr(store, "secret_key", "")]
+            for key in ("error", "traceback"):
+                meta[key] = redact(meta.get(key, ""), secrets)
+            ident = {"run": run.run_id, "backend": backend.name, "provider": provider, "trial": trial, "seq": seq}
+            table = pd.DataFrame([{**ident, "phase": p, "metric": m, "value": float(v), "unit": u} for p, m, v, u in rows],
+                                 columns=TIDY_COLUMNS)
+            lat_table = None
+            if latencies is not None:
+                lat_table = pd.DataFrame({**ident, "query": range(len(latencies)), "latency_ms": latencies,
+                                          "warmup": [i < params.warmup_queries for i in range(len(latencies))]},
+                                         columns=LATENCY_COLUMNS)
+            extra = {"benchmark.ipynb": notebook} if notebook else None
+            if meta["error"] != "interrupted":
+                run.write_trial(backend.name, trial, meta, table, lat_table, log_dir, secrets, extra)
+    return meta

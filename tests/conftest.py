@@ -1,0 +1,51 @@
+"""Shared fixtures: a scratch area per test and a check that nothing we started outlives it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from msbench.providers.milvus_native import PID_DIR
+
+
+def processes_mentioning(path: Path) -> list[psutil.Process]:
+    """Processes whose command line names ``path``: only ours can, it is a fresh tmp dir."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(str(path) in part for part in (proc.info["cmdline"] or [])) and proc.pid != os.getpid():
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def milvus_pid_alive() -> bool:
+    pid_file = PID_DIR / "standalone.pid"
+    if not pid_file.exists():
+        return False
+    pid = pid_file.read_text().strip()
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """Stack dirs and temp files of this test live here; afterwards nothing may run from it."""
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    monkeypatch.setenv("MSBENCH_WORK_DIR", str(work))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    yield tmp_path
+    leftovers = processes_mentioning(tmp_path)
+    for proc in leftovers:  # clean up our own mess even when the assertion below fails
+        proc.kill()
+    assert not leftovers, f"processes left running: {[p.info['cmdline'] for p in leftovers]}"
+    assert not milvus_pid_alive(), "a Milvus standalone is still running"
+    assert not list(work.iterdir()), f"stack directories left behind: {list(work.iterdir())}"
+    assert not list(tmp.iterdir()), f"temporary files left behind: {list(tmp.iterdir())}"

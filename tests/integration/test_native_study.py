@@ -1,0 +1,116 @@
+"""Real Milvus 2.3.5 on real SeaweedFS and real Ceph RGW, every phase, through the CLI and the API."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from msbench.backends import load_backends, unavailable_reason
+from msbench.config import make_params
+from msbench.phases import insert
+from msbench.providers.process import port_is_open
+from msbench.results import RunDir
+from msbench.trial import run_trial
+from msbench.workload import load_dataset
+
+pytestmark = pytest.mark.integration
+
+EVERY_PHASE_METRIC = {
+    "insert": ["insert_s", "insert_rows_per_s"], "flush": ["flush_s"], "index": ["index_build_s"],
+    "load_first": ["load_first_s"], "load_warm": ["load_warm_s", "milvus_bytes_read_during_load"],
+    "load_noop": ["load_noop_s"], "load_cold": ["load_cold_s", "first_search_after_cold_s", "page_cache_dropped"],
+    "search": ["search_latency_p50_ms", "search_latency_p99_ms", "recall_at_10"],
+    "footprint": ["bucket_insert_log_bytes", "bucket_index_files_bytes", "bucket_bytes", "disk_allocated_bytes"],
+}
+
+
+def _require(*names):
+    registry = load_backends()
+    for name in names:
+        reason = unavailable_reason(registry[name], install=True)
+        if reason:
+            pytest.skip(f"prerequisite missing for {name}: {reason}")
+
+
+def _msbench(*args, env=None, timeout=1500):
+    return subprocess.run([sys.executable, "-m", "msbench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_cli_run_records_every_phase_on_seaweedfs_and_ceph(scratch):
+    _require("seaweedfs", "ceph-rgw")
+    results = scratch / "runs"
+    args = ["run", "--backends", "seaweedfs,ceph-rgw", "--trials", "1", "--profile", "smoke",
+            "--run-id", "it", "--results", str(results), "--no-progress"]
+    done = _msbench(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = results / "it"
+    trials = pd.read_csv(run / "trials.csv")
+    assert sorted(trials.backend) == ["ceph-rgw", "seaweedfs"] and set(trials.status) == {"ok"}, trials.to_string()
+    df = pd.read_parquet(run / "results.parquet")
+    assert set(df.columns) >= {"run", "backend", "provider", "trial", "phase", "metric", "value", "unit"}
+    for backend in ("seaweedfs", "ceph-rgw"):
+        mine = df[df.backend == backend]
+        for phase, metrics in EVERY_PHASE_METRIC.items():
+            got = set(mine[mine.phase == phase].metric)
+            assert set(metrics) <= got, f"{backend} {phase}: missing {set(metrics) - got}"
+        value = mine.set_index(["phase", "metric"]).value
+        assert value["search", "recall_at_10"] >= 0.9
+        # A warm load is a real reload: Milvus read the collection's index again, while load()
+        # on a loaded collection (what the published "warm load" timed) read nothing.
+        index_bytes = value["footprint", "bucket_index_files_bytes"]
+        assert value["load_warm", "milvus_bytes_read_during_load"] >= 0.5 * index_bytes
+        assert value["load_noop", "milvus_bytes_read_during_load"] < 0.01 * index_bytes
+        assert value["load_noop", "load_noop_s"] < value["load_warm", "load_warm_s"]
+        assert value["load_cold", "store_restarted"] == 1 and value["load_cold", "page_cache_dropped"] == 1
+        assert value["footprint", "bucket_bytes"] > 0 and value["footprint", "disk_allocated_bytes"] > 0
+        assert value["insert", "milvus_peak_rss_bytes"] > 50e6 and value["index", "milvus_cpu_s"] > 0
+    lat = pd.read_parquet(run / "latencies.parquet")
+    assert len(lat) == 2 * 200 and lat.warmup.sum() == 2 * 20
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["milvus"]["version"] == "2.3.5" and len(manifest["milvus"]["sha256"]) == 64
+    assert manifest["components"]["seaweedfs"]["sha256"] and manifest["host"]["cores"] >= 1
+    assert (run / "trials" / "ceph-rgw" / "trial-01" / "logs" / "milvus.log").exists()
+    # Resumable: the same run_id runs nothing that already completed.
+    again = _msbench(*args, timeout=120)
+    assert again.returncode == 0 and "2 already complete" in again.stdout, again.stdout + again.stderr
+
+
+def _explode(state):
+    raise RuntimeError("phase failed on purpose")
+
+
+def _interrupt(state):
+    raise KeyboardInterrupt
+
+
+def test_failed_phase_is_recorded_and_leaves_nothing_behind(scratch):
+    _require("seaweedfs")
+    params = make_params("smoke", {"n_vectors": 1000, "n_queries": 50, "warmup_queries": 5})
+    run = RunDir(scratch / "runs", "fail")
+    meta = run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), phases=(insert, _explode))
+    assert meta["status"] == "failed" and meta["failed_phase"] == "_explode"
+    assert "phase failed on purpose" in meta["error"]
+    kept = pd.read_csv(run.path / "results.csv")
+    assert "insert_rows_per_s" in set(kept.metric)  # what finished before the failure is kept
+    assert pd.read_csv(run.path / "trials.csv").status.tolist() == ["failed"]
+    # the scratch fixture then checks: no process, no stack directory, no temp file left
+
+
+def test_interrupt_tears_down_and_records_nothing(scratch):
+    _require("seaweedfs")
+    params = make_params("smoke", {"n_vectors": 1000, "n_queries": 50, "warmup_queries": 5})
+    run = RunDir(scratch / "runs", "interrupted")
+    ports = []
+
+    def spy(state):
+        ports.extend([state.stack.milvus.port, state.stack.store.port])
+        return insert(state)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), phases=(spy, _interrupt))
+    assert run.trial_status("seaweedfs", 1) is None  # an interrupted trial is redone on resume
+    assert ports and not any(port_is_open(p) for p in ports)

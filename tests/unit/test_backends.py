@@ -1,0 +1,83 @@
+import os
+
+import pytest
+
+from msbench.backends import find_binary, load_backends, select, unavailable_reason
+from msbench.config import ConfigError, UserConfig
+from msbench.providers.stores import ExternalStore, ProcessStore
+
+
+def test_builtin_definitions_load():
+    registry = load_backends()
+    assert {"seaweedfs", "ceph-rgw", "minio", "rustfs", "external"} <= set(registry)
+    assert registry["seaweedfs"].launcher == "process" and "s3" in registry["seaweedfs"].ports
+    assert "-master.telemetry=false" in registry["seaweedfs"].command  # traffic stays on loopback
+
+
+def test_user_config_overrides_aliases_and_adds(tmp_path):
+    user = UserConfig(backends={
+        "seaweedfs": {"stop_grace_s": 5},
+        "seaweedfs-b": {"alias_of": "seaweedfs"},
+        "mystore": {"launcher": "process", "binary": "true", "command": ["${binary}"],
+                    "ready_url": "http://127.0.0.1:${port_s3}/"},
+    })
+    registry = load_backends(user)
+    assert registry["seaweedfs"].stop_grace_s == 5
+    assert registry["seaweedfs-b"].kind == "seaweedfs" and registry["seaweedfs-b"].command == registry["seaweedfs"].command
+    assert registry["mystore"].kind == "mystore"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"alias_of": "nope"}, "alias_of 'nope' is not a known backend"),
+    ({"launcher": "magic"}, "launcher must be one of process, ceph, external"),
+    ({"launcher": "process"}, "needs 'command' and 'ready_url'"),
+    ({"launcher": "external", "colour": "red"}, "unknown fields"),
+])
+def test_bad_definitions_are_refused(entry, message):
+    with pytest.raises(ConfigError, match=message):
+        load_backends(UserConfig(backends={"x": entry}))
+
+
+def test_select_validates_names():
+    registry = load_backends()
+    with pytest.raises(ConfigError, match="unknown backend.*minoi.*known backends"):
+        select(["minoi"], registry)
+    with pytest.raises(ConfigError, match="listed twice"):
+        select(["seaweedfs", "seaweedfs"], registry)
+
+
+def test_missing_binary_says_how_to_enable(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    minio = load_backends()["minio"]
+    reason = unavailable_reason(minio)
+    assert "no 'minio' binary found" in reason and "MSBENCH_MINIO_BIN" in reason
+    monkeypatch.setenv("MSBENCH_MINIO_BIN", str(tmp_path / "nothing"))
+    assert "is not an executable file" in unavailable_reason(minio)
+    fake = tmp_path / "minio"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MSBENCH_MINIO_BIN", str(fake))
+    assert unavailable_reason(minio) is None and find_binary(minio) == str(fake)
+
+
+def test_process_store_fills_templates(tmp_path):
+    store = ProcessStore(load_backends()["minio"], tmp_path, tmp_path / "logs", binary="/opt/minio")
+    argv = [store._fill(a) for a in store.backend.command]
+    assert argv[:3] == ["/opt/minio", "server", str(tmp_path / "data")]
+    assert f"127.0.0.1:{store.port}" in argv
+    env = {k: store._fill(v) for k, v in store.backend.env.items()}
+    assert env["MINIO_ROOT_USER"] == store.access_key and len(store.secret_key) >= 8
+
+
+def test_external_store_reads_keys_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MSBENCH_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("MSBENCH_S3_SECRET_KEY", "sk")
+    registry = load_backends(UserConfig(backends={"external": {"endpoint": "http://127.0.0.1:9000"}}))
+    assert unavailable_reason(registry["external"]) is None
+    store = ExternalStore(registry["external"], tmp_path, tmp_path)
+    assert (store.port, store.access_key, store.restartable) == (9000, "ak", False)
+    bad = load_backends(UserConfig(backends={"external": {"endpoint": "s3.example"}}))["external"]
+    with pytest.raises(ConfigError, match="http://HOST:PORT"):
+        ExternalStore(bad, tmp_path, tmp_path)
+    monkeypatch.delenv("MSBENCH_S3_SECRET_KEY")
+    assert "MSBENCH_S3_SECRET_KEY" in unavailable_reason(registry["external"])

@@ -1,0 +1,61 @@
+import json
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from msbench import schedule
+from msbench.results import RunDir, check_run_id, redact
+
+
+def test_rmit_every_round_runs_every_backend_once_in_a_fresh_order():
+    order = schedule.plan(["a", "b", "c"], trials=20, seed=7)
+    assert [t.seq for t in order] == list(range(60))
+    for rnd in range(1, 21):
+        in_round = [t for t in order if t.round == rnd]
+        assert sorted(t.backend for t in in_round) == ["a", "b", "c"]
+        assert all(t.trial == rnd for t in in_round)
+    firsts = Counter(t.backend for t in order if t.seq % 3 == 0)
+    assert len(firsts) == 3  # orders really vary between rounds
+    assert order == schedule.plan(["a", "b", "c"], trials=20, seed=7)  # seeded
+    with pytest.raises(ValueError):
+        schedule.plan(["a"], trials=0, seed=1)
+
+
+def test_run_id_validation():
+    assert check_run_id("2026-11-27_smoke.1") == "2026-11-27_smoke.1"
+    for bad in ("", "../up", "a b", "x" * 100):
+        with pytest.raises(ValueError, match="run_id"):
+            check_run_id(bad)
+
+
+def _rows(backend, trial):
+    return pd.DataFrame([{"run": "r", "backend": backend, "provider": "native", "trial": trial, "seq": 0,
+                          "phase": "insert", "metric": "insert_s", "value": 1.0, "unit": "s"}])
+
+
+def test_trials_written_atomically_and_tables_rebuilt(tmp_path):
+    run = RunDir(tmp_path, "r")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "store.log").write_text("key=SECRETKEY123 started\n")
+    run.write_trial("a", 1, {"status": "ok"}, _rows("a", 1), None, logs, ["SECRETKEY123"])
+    run.write_trial("b", 1, {"status": "failed", "error": "boom"}, _rows("b", 1).iloc[:0], None, None, [])
+    assert run.trial_status("a", 1) == "ok" and run.trial_status("b", 1) == "failed"
+    assert run.trial_status("a", 2) is None
+    published = (run.trial_path("a", 1) / "logs" / "store.log").read_text()
+    assert "SECRETKEY123" not in published and "<redacted>" in published
+    results = pd.read_parquet(run.path / "results.parquet")
+    assert list(results.backend) == ["a"]
+    trials = pd.read_csv(run.path / "trials.csv")
+    assert set(trials.status) == {"ok", "failed"}
+    # A redone trial replaces the failed one; the old attempt is kept beside it, not mixed in.
+    run.write_trial("b", 1, {"status": "ok"}, _rows("b", 1), None, None, [])
+    assert run.trial_status("b", 1) == "ok"
+    assert json.loads((run.trial_path("b", 1).with_name("trial-01.previous") / "trial.json").read_text())["error"] == "boom"
+    assert sorted(pd.read_csv(run.path / "results.csv").backend) == ["a", "b"]
+    assert not list(run.path.rglob(".trial-*"))  # no staging directory left
+
+
+def test_redact():
+    assert redact("a=K1 b=K2", ["K1", "", "K2"]) == "a=<redacted> b=<redacted>"
