@@ -7,7 +7,8 @@ What a metric means is decided here, so the rules are written next to the code:
 - load_first: the first load after the index build (the published "cold load" definition).
 - load_warm: ``release()`` then ``load()``: a real reload. ``load_noop`` times ``load()`` on a
   loaded collection, which Milvus answers at once without reading anything: the control that
-  shows what a 9 ms "warm load" measured. The bytes Milvus read during each say which read data.
+  shows what a 9 ms "warm load" measured. The bytes the store served during each (kernel TCP
+  counters of its connections) say which one read data.
 - load_cold: release, restart Milvus and the store, drop the page cache, then load; the
   first successful search after it is timed separately.
 - search: serial single-query latency over held-out queries, warm-up queries discarded.
@@ -26,7 +27,7 @@ import numpy as np
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
 
 from msbench.config import Params
-from msbench.resources import snapshot
+from msbench.resources import bytes_sent_between, tcp_bytes_sent
 from msbench.workload import Dataset, recall_at_k
 
 # pymilvus 2.6 flags its ORM as deprecated; only the ORM inserts numpy columns without rows.
@@ -106,17 +107,11 @@ def index_build(s: TrialState, timeout: float = 7200.0) -> list[Row]:
     return [("index", "index_build_s", time.perf_counter() - began, "s")]
 
 
-def _milvus_bytes_read(s: TrialState) -> float:
-    """Bytes Milvus read from sockets and files (rchar). Counted on the client because stores
-    send differently (RGW's sendmsg escapes the store-side wchar count; Go's write() does not)."""
-    return snapshot(s.stack.processes()["milvus"])["rchar"]
-
-
 def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
     """load() until it succeeds (stale sessions after a restart can refuse the first tries);
-    records the time of the successful call and the bytes Milvus read meanwhile."""
+    records the time of the successful call and the bytes the store served meanwhile."""
     for attempt in range(1, attempts + 1):
-        read_before = _milvus_bytes_read(s)
+        sent_before = tcp_bytes_sent(s.stack.store.port)
         began = time.perf_counter()
         try:
             s.collection.load(timeout=3600)
@@ -127,7 +122,8 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
             continue
         elapsed = time.perf_counter() - began
         return [(phase, f"{phase}_s", elapsed, "s"), (phase, "load_retries", float(attempt - 1), "count"),
-                (phase, "milvus_bytes_read_during_load", _milvus_bytes_read(s) - read_before, "bytes")]
+                (phase, "store_bytes_served_during_load",
+                 bytes_sent_between(sent_before, tcp_bytes_sent(s.stack.store.port)), "bytes")]
     raise AssertionError("unreachable")
 
 

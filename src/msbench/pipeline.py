@@ -18,8 +18,7 @@ import pandas as pd
 import msbench
 from msbench import study as study_mod
 from msbench.config import ConfigError
-
-PROVIDERS_HERE = ("native",)
+from msbench.trial import PROVIDERS
 
 
 def project_root() -> Path:
@@ -37,12 +36,11 @@ def resolve(path: str | Path) -> Path:
 
 
 def choose_provider(provider: str) -> str:
-    """'auto' runs the native stack (no Docker needed); an unsupported provider is an error up front."""
+    """'auto' runs the native stack (no Docker needed); an unknown provider is an error up front."""
     if provider == "auto":
         return "native"
-    if provider not in PROVIDERS_HERE:
-        raise ConfigError(f"provider {provider!r} is not available in this version; valid: auto, "
-                          f"{', '.join(PROVIDERS_HERE)}")
+    if provider not in PROVIDERS:
+        raise ConfigError(f"provider {provider!r} is not available; valid: auto, {', '.join(PROVIDERS)}")
     return provider
 
 
@@ -107,8 +105,10 @@ def trial_summary(results_root: str, meta: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame()
 
 
-_EXTERNAL = re.compile(r"<script[^>]+src=[\"']https?://[^>]*>\s*</script>|<link[^>]+href=[\"']https?://[^>]*>",
-                       re.I)
+# Anything that would reach the network when the report is opened: scripts and stylesheets
+# loaded from a URL, and inline scripts that import from one (nbconvert's Mermaid loader).
+_EXTERNAL = re.compile(r"<script[^>]+src=[\"']https?://[^>]*>\s*</script>|<link[^>]+href=[\"']https?://[^>]*>"
+                       r"|<script[^>]*>(?:(?!</script>).)*?import\(\s*[\"']https?://.*?</script>", re.I | re.S)
 _SELF_CHECK = """<script>
 /* The report checks itself: the title says how many figures rendered (read by the tests). */
 window.addEventListener('load', function () {

@@ -7,6 +7,9 @@ and sockets; a process sending with sendmsg, as Ceph's RGW does, shows less than
 """
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,6 +17,28 @@ from typing import Callable
 import psutil
 
 from msbench.providers.process import ManagedProcess
+
+
+def tcp_bytes_sent(port: int) -> dict[str, int] | None:
+    """Bytes sent and acknowledged on each established connection served from ``port``, from the
+    kernel's tcp_info (``ss -ti``). Counted on the wire, so it is the same for every store,
+    whatever syscalls it sends with. None when ``ss`` (iproute2) is missing."""
+    if shutil.which("ss") is None:
+        return None
+    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, timeout=30).stdout.splitlines()
+    sent = {}
+    for head, info in zip(out[0::2], out[1::2]):
+        acked = re.search(r"bytes_acked:(\d+)", info)
+        sent[" ".join(head.split()[2:4])] = int(acked.group(1)) if acked else 0
+    return sent
+
+
+def bytes_sent_between(before: dict[str, int] | None, after: dict[str, int] | None) -> float:
+    """Sent between two readings; a connection closed in between is not counted (a lower bound)."""
+    if before is None or after is None:
+        return float("nan")
+    return float(sum(v - before.get(conn, 0) for conn, v in after.items()))
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:

@@ -30,7 +30,7 @@ def native_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserC
     return NativeStack(backend, params, log_dir, user)
 
 
-PROVIDERS: dict[str, StackFactory] = {"native": native_stack}
+PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": lambda *a: __import__("msbench.providers.docker", fromlist=["docker_stack"]).docker_stack(*a)}
 
 
 def _now() -> str:

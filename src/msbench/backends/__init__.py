@@ -40,6 +40,7 @@ class BackendDef:
     access_key_env: str = ""              # external only
     secret_key_env: str = ""              # external only
     alias_of: str = ""                    # set when this is another name for the same store
+    docker: dict[str, Any] = field(default_factory=dict)   # container definition (providers.docker)
 
     @property
     def kind(self) -> str:

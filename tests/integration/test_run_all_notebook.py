@@ -1,0 +1,119 @@
+"""run_all.ipynb end to end on the smoke profile: 3 trials x SeaweedFS and Ceph RGW, the analysis,
+the HTML report rendered in headless Chromium, and resuming a run that lost a trial."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from msbench.backends import load_backends, unavailable_reason
+from tests.conftest import milvus_pid_alive, processes_mentioning
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Comparison with the baseline",
+            "Variance", "Search latency", "Power", "A/A", "Published vs reproduced"]
+
+
+def _papermill(cwd: Path, notebook: str, output: Path, env: dict, **params) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "papermill", notebook, str(output), "--no-progress-bar"]
+    for name, value in params.items():
+        args += ["-p", name, str(value)]
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=2400)
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    """One real study shared by the tests below; afterwards nothing it started may be left."""
+    registry = load_backends()
+    for name in ("seaweedfs", "ceph-rgw"):
+        reason = unavailable_reason(registry[name], install=True)
+        if reason:
+            pytest.skip(f"prerequisite missing for {name}: {reason}")
+    base = tmp_path_factory.mktemp("e2e")
+    for sub in ("work", "tmp"):
+        (base / sub).mkdir()
+    env = {**os.environ, "MSBENCH_WORK_DIR": str(base / "work"), "TMPDIR": str(base / "tmp")}
+    params = dict(profile="smoke", trials=3, run_id="e2e", backends="seaweedfs,ceph-rgw",
+                  results_root=base / "runs", report_dir=base / "report", figures_dir=base / "figures")
+    done = _papermill(ROOT, "notebooks/run_all.ipynb", base / "run_all.ipynb", env, **params)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    yield {"base": base, "env": env, "params": params, "run": base / "runs" / "e2e"}
+    leftovers = processes_mentioning(base)
+    for proc in leftovers:
+        proc.kill()
+    assert not leftovers and not milvus_pid_alive()
+    assert not list((base / "work").iterdir())
+
+
+def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
+    run = e2e["run"]
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 6 and set(trials.status) == {"ok"}, trials[["backend", "trial", "status", "error"]]
+    manifest = json.loads((run / "manifest.json").read_text())
+    order = manifest["order"]
+    for rnd in (1, 2, 3):   # every round runs each backend once
+        assert sorted(t["backend"] for t in order if t["round"] == rnd) == ["ceph-rgw", "seaweedfs"]
+    results = pd.read_parquet(run / "results.parquet")
+    assert set(results.provider) == {"native"}
+    phases = {"insert", "flush", "index", "load_first", "load_warm", "load_noop", "load_cold", "search", "footprint"}
+    for backend in ("seaweedfs", "ceph-rgw"):
+        assert phases <= set(results[results.backend == backend].phase)
+    assert len(list((run / "notebooks").glob("benchmark-*-trial-*.ipynb"))) == 6
+
+
+def test_report_has_every_section_and_no_secret(e2e):
+    report = e2e["base"] / "report" / "index.html"
+    html = report.read_text()
+    for section in SECTIONS:
+        assert section in html, f"section {section!r} missing from the report"
+    assert "<table" in html and "data:image/png;base64" in html
+    assert not re.search(r"src=[\"']https?://|import\(\s*[\"']https?://", html), "the report must open offline"
+    assert not re.search(r"class=\"[^\"]*jp-InputArea", html), "no code in the report"
+    assert (e2e["run"] / "report.html").exists() and list((e2e["base"] / "figures").glob("*.svg"))
+    # Access keys are generated per trial as msb + 16 hex digits: none may be published.
+    for path in e2e["run"].rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".ipynb", ".html", ".json", ".csv", ""):
+            assert not re.search(r"msb[0-9a-f]{16}", path.read_text(errors="replace")), f"key in {path}"
+
+
+def test_report_renders_in_headless_chromium(e2e):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("prerequisite missing: Debian's chromium (scripts/setup installs it as root)")
+    report = e2e["base"] / "report" / "index.html"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={e2e['base'] / 'chromium'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    loaded = re.search(r'data-figures="(\d+)/(\d+)"', dom.stdout)
+    assert loaded, dom.stderr[-2000:]
+    assert int(loaded.group(2)) >= 5 and loaded.group(1) == loaded.group(2), "a figure did not load"
+    assert dom.stdout.count("<table") >= 5
+    shot = e2e["run"] / "report-screenshot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,4000", report.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_rerun_with_the_same_run_id_completes_only_missing_trials(e2e):
+    run = e2e["run"]
+    before = pd.read_csv(run / "trials.csv")
+    lost = before.sort_values("seq").iloc[-1]   # as if the run had been interrupted in its last trial
+    shutil.rmtree(run / "trials" / lost.backend / f"trial-{lost.trial:02d}")
+    params = {**e2e["params"], "results_root": e2e["params"]["results_root"]}
+    # From inside notebooks/, as a user would run it there.
+    done = _papermill(ROOT / "notebooks", "run_all.ipynb", e2e["base"] / "rerun.ipynb", e2e["env"], **params)
+    assert done.returncode == 0, done.stderr[-5000:]
+    after = pd.read_csv(run / "trials.csv")
+    assert len(after) == 6 and set(after.status) == {"ok"}
+    merged = before.merge(after, on=["backend", "trial"], suffixes=("_before", "_after"))
+    rerun = merged[merged.started_before != merged.started_after]
+    assert list(zip(rerun.backend, rerun.trial)) == [(lost.backend, lost.trial)]

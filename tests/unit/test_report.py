@@ -1,0 +1,204 @@
+"""msbench.report on synthetic run folders written the way a real run writes them (no servers)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msbench import report, schedule
+from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, load_run
+
+REFERENCE = "data/reference/published-milvus-rustfs-vs-minio.csv"
+PARAMS = {"profile": "smoke", "n_vectors": 5000, "dim": 32, "n_queries": 60, "batch_size": 1000,
+          "dataset": "random", "seed": 42, "index_type": "HNSW", "metric_type": "L2", "hnsw_m": 16,
+          "hnsw_ef_construction": 200, "top_k": 10, "warmup_queries": 10, "concurrency": [2],
+          "throughput_seconds": 1.0}
+# (phase, metric, unit) -> typical value; every metric the report reads.
+BASE = {
+    ("insert", "insert_rows_per_s", "rows/s"): 40000.0, ("flush", "flush_s", "s"): 3.0,
+    ("index", "index_build_s", "s"): 2.0, ("load_first", "load_first_s", "s"): 4.0,
+    ("load_first", "store_bytes_served_during_load", "bytes"): 2e6, ("load_warm", "load_warm_s", "s"): 4.0,
+    ("load_warm", "store_bytes_served_during_load", "bytes"): 2e6, ("load_noop", "load_noop_s", "s"): 0.005,
+    ("load_noop", "store_bytes_served_during_load", "bytes"): 0.0, ("load_cold", "load_cold_s", "s"): 3.0,
+    ("load_cold", "first_search_after_cold_s", "s"): 0.01, ("load_cold", "store_restarted", "bool"): 1.0,
+    ("search", "search_latency_mean_ms", "ms"): 2.5, ("search", "search_latency_p50_ms", "ms"): 2.4,
+    ("search", "search_latency_p95_ms", "ms"): 3.5, ("search", "search_latency_p99_ms", "ms"): 7.0,
+    ("search", "search_qps_serial", "queries/s"): 400.0, ("search", "recall_at_10", "fraction"): 0.98,
+    ("throughput", "search_qps_c2", "queries/s"): 700.0,
+    ("footprint", "bucket_insert_log_bytes", "bytes"): 7e5, ("footprint", "bucket_stats_log_bytes", "bytes"): 1e4,
+    ("footprint", "bucket_delta_log_bytes", "bytes"): 0.0, ("footprint", "bucket_index_files_bytes", "bytes"): 9e5,
+    ("footprint", "bucket_other_bytes", "bytes"): 0.0, ("footprint", "bucket_bytes", "bytes"): 1.61e6,
+    ("footprint", "disk_allocated_bytes", "bytes"): 2e6,
+}
+
+
+def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.0, noise=0.03):
+    """Write a run folder. ``backends``: {name: {metric: factor}}; the noise depends on the trial
+    number only, so two backends with the same factors get identical values (an exact A/A)."""
+    run = RunDir(root, "synthetic")
+    order = schedule.plan(sorted(backends), trials, seed=1)
+    stores = stores or {b: b for b in backends}
+    run.write_manifest({
+        "run": "synthetic", "params": PARAMS, "backends": sorted(backends), "stores": stores, "trials": trials,
+        "provider": "native", "order": schedule.as_records(order),
+        "host": {"cores": 2, "memory_bytes": 25e9, "disk_device": "/dev/vda ext4"},
+        "packages": {"milvus": "2.3.5"}, "milvus": {"version": "2.3.5", "sha256": "ab" * 32},
+        "components": {b: {"binary": f"/bin/{b}", "sha256": "cd" * 32} for b in backends},
+    })
+    for planned in order:
+        b, t = planned.backend, planned.trial
+        meta = {"run": "synthetic", "backend": b, "store": stores[b], "provider": "native", "trial": t,
+                "seq": planned.seq, "status": "ok", "failed_phase": "", "error": "", "duration_s": 60.0 + t}
+        ident = {"run": "synthetic", "backend": b, "provider": "native", "trial": t, "seq": planned.seq}
+        if (b, t) in failed:
+            meta.update(status="failed", failed_phase="provision", error="ReadinessTimeout: store exited\nmore")
+            run.write_trial(b, t, meta, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [])
+            continue
+        rng = np.random.default_rng(t)
+        rows = [{**ident, "phase": p, "metric": m, "unit": u,
+                 "value": v * backends[b].get(m, 1.0) * (1 + noise * rng.standard_normal())}
+                for (p, m, u), v in BASE.items()]
+        rows.append({**ident, "phase": "load_cold", "metric": "page_cache_dropped", "unit": "bool",
+                     "value": cache_dropped})
+        n_q = PARAMS["n_queries"]
+        latencies = pd.DataFrame({**ident, "query": range(n_q), "warmup": np.arange(n_q) < PARAMS["warmup_queries"],
+                                  "latency_ms": rng.lognormal(np.log(2.5 * backends[b].get("latency", 1.0)), 0.3, n_q)},
+                                 columns=LATENCY_COLUMNS)
+        run.write_trial(b, t, meta, pd.DataFrame(rows, columns=TIDY_COLUMNS), latencies, None, [])
+    return load_run(run.path)
+
+
+@pytest.fixture(autouse=True)
+def fewer_resamples(monkeypatch):
+    monkeypatch.setattr(report, "N_RESAMPLES", 999)
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """rustfs inserts faster (as published) and searches faster (published: slower); minio-b aliases minio."""
+    return make_run(tmp_path_factory.mktemp("full"),
+                    {"minio": {}, "minio-b": {},
+                     "rustfs": {"insert_rows_per_s": 1.5, "search_latency_mean_ms": 0.5, "load_warm_s": 0.5}},
+                    trials=4, stores={"minio": "minio", "minio-b": "minio", "rustfs": "rustfs"},
+                    failed={("rustfs", 2)}, cache_dropped=0.0)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("single"), {"seaweedfs": {}}, trials=1)
+
+
+@pytest.fixture(scope="module")
+def nothing(tmp_path_factory):
+    """Every trial failed before measuring anything."""
+    return make_run(tmp_path_factory.mktemp("nothing"), {"ceph-rgw": {}}, trials=1, failed={("ceph-rgw", 1)})
+
+
+@pytest.fixture(scope="module")
+def others(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("others"), {"ceph-rgw": {}, "seaweedfs": {"latency": 2.0}}, trials=3)
+
+
+def rows_of(table, **where):
+    mask = np.logical_and.reduce([table[col] == value for col, value in where.items()])
+    return table[mask]
+
+
+def test_direction():
+    assert report.direction("insert_rows_per_s") == "higher"
+    assert report.direction("search_qps_serial") == "higher"
+    assert report.direction("search_qps_c8") == "higher"
+    assert report.direction("recall_at_10") == "higher"
+    for metric in ("load_warm_s", "search_latency_p99_ms", "bucket_bytes", "index_build_s"):
+        assert report.direction(metric) == "lower"
+
+
+def test_headline_follows_the_parameters(full):
+    names = [m.name for m in report.headline(full)]
+    assert "recall_at_10" in names and "search_qps_c2" in names
+    assert len(names) == len(set(names)), "store_bytes_served_during_load must be told apart by phase"
+
+
+def test_summary_counts_completed_trials_and_shows_intervals(full):
+    table = report.summary_table(full)
+    for col in ("n (trials)", "unit", "what it measures", "95% CI of mean (BCa bootstrap)", "95% CI of mean (Student t)"):
+        assert col in table.columns
+    assert set(rows_of(table, backend="rustfs")["n (trials)"]) == {3}    # one of four failed
+    assert set(rows_of(table, backend="minio")["n (trials)"]) == {4}
+    row = rows_of(table, backend="minio", metric="load_warm_s").iloc[0]
+    assert row["unit"] == "s" and row["95% CI of mean (BCa bootstrap)"].startswith("[")
+    assert rows_of(table, backend="minio", metric="bucket_bytes").iloc[0]["unit"] == "MB"
+    assert "CI" in table.attrs["note"]
+
+
+def test_comparison_calls_an_obvious_difference_and_not_identical_data(full):
+    assert report.default_baseline(full) == "minio"
+    table = report.comparison_table(full)
+    faster = rows_of(table, backend="rustfs", metric="load_warm_s").iloc[0]["verdict"]
+    assert faster.startswith("rustfs is 2") and "faster than minio" in faster and "better" in faster
+    higher = rows_of(table, backend="rustfs", metric="insert_rows_per_s").iloc[0]["verdict"]
+    assert "higher than minio" in higher and "better" in higher
+    same = rows_of(table, backend="minio-b", metric="load_warm_s").iloc[0]["verdict"]
+    assert same.startswith("no detectable difference at n=4")
+
+
+def test_aa_table_finds_the_alias_pair(full, others):
+    table = report.aa_table(full)
+    assert set(table["backend"]) == {"minio-b"} and set(table["compared with"]) == {"minio"}
+    assert not table["A/A reading"].str.startswith("FALSE POSITIVE").any()
+    empty = report.aa_table(others)
+    assert empty.empty and "No A/A pair" in empty.attrs["note"]
+
+
+def test_published_vs_reproduced_verdicts(full, others):
+    table = report.published_vs_reproduced(full, REFERENCE).set_index("our metric")
+    assert table.loc["insert_rows_per_s", "verdict"] == "direction reproduced"
+    assert table.loc["search_latency_mean_ms", "verdict"] == "reversed"
+    assert table.loc["index_build_s", "verdict"].startswith("no detectable difference here")
+    assert {"load_first_s", "load_cold_s", "load_warm_s", "load_noop_s", "bucket_bytes"} <= set(table.index)
+    assert table.loc["bucket_bytes", "our unit"] == "GB"
+    assert "2.3.5" in table.loc["load_warm_s", "caveats"]
+    elsewhere = report.published_vs_reproduced(others, REFERENCE)
+    assert elsewhere["verdict"].str.startswith("not measured here").all()
+    assert elsewhere["ours: mean [95% CI] (n trials) per backend"].str.contains("ceph-rgw").all()
+
+
+def test_deviations_name_failures_and_undropped_cache(full):
+    text = report.deviations(full)
+    assert any("rustfs trial 2" in d and "provision" in d and "ReadinessTimeout" in d for d in text)
+    assert any("page cache was not dropped before the cold load in any trial" in d for d in text)
+    assert any("Fewer than 5" in d for d in text)
+    assert any("2.6.7" in d for d in text)
+
+
+def test_other_tables(full):
+    assert set(report.trials_table(full)["status"]) == {"ok", "failed"}
+    spread = report.latency_spread_table(full)
+    assert set(spread["trial"].astype(str)) >= {"all, pooled", "1"}
+    assert len(report.variance_table(full)) == len(report.headline(full))
+    power = report.power_table(full)
+    assert power.columns[4].startswith("trials per backend to detect a 10% difference")
+    env = report.environment_table(full)
+    assert "abababababab" in set(env["value"])
+
+
+FIGURES = [report.fig_trials, report.fig_recall, report.fig_drift, report.fig_latency_ecdf,
+           report.fig_forest, report.fig_footprint]
+
+
+@pytest.mark.parametrize("scenario", ["full", "single", "nothing"])
+def test_figures_write_png_and_svg(scenario, request, tmp_path):
+    run = request.getfixturevalue(scenario)
+    for figure in FIGURES:
+        png = figure(run, tmp_path)
+        assert png.suffix == ".png" and png.stat().st_size > 1000
+        assert png.with_suffix(".svg").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("scenario", ["single", "nothing"])
+def test_tables_survive_one_trial_or_no_data(scenario, request):
+    run = request.getfixturevalue(scenario)
+    for table in (report.summary_table, report.comparison_table, report.aa_table, report.variance_table,
+                  report.latency_spread_table, report.power_table, report.trials_table, report.environment_table):
+        assert isinstance(report.show(table(run)).to_html(), str)
+    assert report.published_vs_reproduced(run, REFERENCE)["verdict"].str.startswith("not measured").all()
+    assert report.deviations(run)
