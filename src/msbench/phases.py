@@ -48,6 +48,7 @@ class TrialState:
     params: Params
     data: Dataset
     alias: str = "msbench"
+    name: str = COLLECTION
     collection: Collection | None = None
     latencies_ms: np.ndarray | None = None
     notes: dict[str, object] = field(default_factory=dict)
@@ -56,8 +57,8 @@ class TrialState:
         if connections.has_connection(self.alias):
             connections.disconnect(self.alias)
         connections.connect(alias=self.alias, uri=self.stack.uri, timeout=60)
-        if utility.has_collection(COLLECTION, using=self.alias):
-            self.collection = Collection(COLLECTION, using=self.alias)
+        if utility.has_collection(self.name, using=self.alias):
+            self.collection = Collection(self.name, using=self.alias)
 
     def disconnect(self) -> None:
         if connections.has_connection(self.alias):
@@ -74,7 +75,7 @@ def insert(s: TrialState) -> list[Row]:
         FieldSchema("id", DataType.INT64, is_primary=True, auto_id=False),
         FieldSchema(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=s.data.train.shape[1]),
     ])
-    s.collection = Collection(COLLECTION, schema, using=s.alias)
+    s.collection = Collection(s.name, schema, using=s.alias)
     ids, vectors, size = s.data.ids, s.data.train, s.params.batch_size
     began = time.perf_counter()
     for start in range(0, len(vectors), size):
@@ -96,9 +97,9 @@ def index_build(s: TrialState, timeout: float = 7200.0) -> list[Row]:
     s.collection.create_index(VECTOR_FIELD, s.params.index_params())
     total = len(s.data.train)
     while True:
-        progress = utility.index_building_progress(COLLECTION, using=s.alias)
+        progress = utility.index_building_progress(s.name, using=s.alias)
         if progress.get("indexed_rows", 0) >= total and progress.get("pending_index_rows", 0) == 0:
-            state = utility.wait_for_index_building_complete(COLLECTION, using=s.alias, timeout=timeout)
+            state = utility.wait_for_index_building_complete(s.name, using=s.alias, timeout=timeout)
             if state:
                 break
         if time.perf_counter() - began > timeout:

@@ -36,6 +36,7 @@ class BackendDef:
     command: tuple[str, ...] = ()
     ready_url: str = ""
     stop_grace_s: float = 20.0
+    leftovers: tuple[str, ...] = ()       # files it creates outside its directories, removed at teardown
     endpoint: str = ""                    # external only
     access_key_env: str = ""              # external only
     secret_key_env: str = ""              # external only
@@ -59,7 +60,7 @@ def _from_mapping(name: str, raw: dict[str, Any], source: str) -> BackendDef:
     if data.get("launcher") not in LAUNCHERS:
         raise ConfigError(f"backend {name!r} ({source}): launcher must be one of {', '.join(LAUNCHERS)}, "
                           f"got {data.get('launcher')!r}")
-    for key in ("ports", "command"):
+    for key in ("ports", "command", "leftovers"):
         if key in data:
             data[key] = tuple(str(v) for v in data[key])
     if data["launcher"] == "process" and not (data.get("command") and data.get("ready_url")):

@@ -100,8 +100,8 @@ class CephRGW:
 
     @property
     def data_paths(self) -> list[Path]:
-        """Where stored bytes live: the bluestore block file (sparse) and the OSD dir holding it."""
-        return [self.block_path, self.osd_dir]
+        """Where stored bytes live: the OSD dir, holding the (sparse) bluestore block file."""
+        return [self.osd_dir]
 
     @property
     def endpoint(self) -> str:

@@ -99,6 +99,8 @@ class ProcessStore(ObjectStore):
     def stop(self, fast: bool = False) -> None:
         if self.process is not None:
             self.process.stop(grace=3.0 if fast else self.backend.stop_grace_s)
+        for pattern in self.backend.leftovers:
+            Path(self._fill(pattern)).unlink(missing_ok=True)
 
     @property
     def processes(self) -> list[ManagedProcess]:
