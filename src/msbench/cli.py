@@ -1,4 +1,4 @@
-"""Command line: ``msbench backends | run | doctor``."""
+"""Command line: ``msbench backends | run | doctor | overhead | cleanup | images build-local``."""
 from __future__ import annotations
 
 import argparse
@@ -77,6 +77,10 @@ def cmd_doctor(args) -> int:
     free = shutil.disk_usage(".").free
     checks.append(("disk space", free > 5 << 30, f"{free / 2**30:.1f} GiB free here"))
     checks.append(("loopback port", process.free_port() > 0, "127.0.0.1 can bind"))
+    from msbench.providers.docker import docker_unavailable_reason
+
+    docker_reason = docker_unavailable_reason()
+    checks.append(("Docker engine (provider docker)", docker_reason is None, docker_reason or "answers"))
     user = load_user_config(args.config)
     for name, backend in sorted(backend_registry.load_backends(user).items()):
         reason = backend_registry.unavailable_reason(backend, user)
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--trials", type=int, default=3, help="trials per backend (default 3)")
     run.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
-    run.add_argument("--provider", default="native")
+    run.add_argument("--provider", default="native", choices=["native", "docker"])
     run.add_argument("--run-id", help="name of the run (default: timestamp-profile); reuse to resume")
     run.add_argument("--results", default="data/runs", help="results root (default data/runs)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")

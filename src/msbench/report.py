@@ -574,6 +574,8 @@ def deviations(run: Run) -> list[str]:
                        "(skipped, or the run was interrupted).")
         if not counts.get(backend, 0):
             out.append(f"{backend} was requested but completed no trial: it appears in no statistic.")
+    for backend, why in run["manifest"].get("skipped", {}).items():
+        out.append(f"{backend} did not run: {why}")
     few = {b: n for b, n in counts.items() if n < 5}
     if few:
         out.append("Fewer than 5 completed trials for " + ", ".join(f"{b} (n={n})" for b, n in sorted(few.items()))

@@ -91,11 +91,14 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
                               f"use a new run_id, or the same inputs to resume it")
         return open_run(results_root, run_id, config)
     order = schedule.plan([b.name for b in chosen], trials, order_seed)
+    skipped = {name: backend_registry.unavailable_reason(b, user) for name, b in sorted(registry.items())
+               if name not in names}
     manifest = {
         "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "profile": profile, "params": params.as_dict(), "backends": [b.name for b in chosen],
         "stores": {b.name: b.kind for b in chosen}, "trials": trials, "provider": provider,
         "order_seed": order_seed, "order": schedule.as_records(order),
+        "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
         "host": environment.host_facts(results_root), "packages": environment.package_versions(),
         "milvus": environment.milvus_facts(),
         "components": {b.name: environment.component_facts(b, user) for b in chosen},

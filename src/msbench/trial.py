@@ -21,16 +21,24 @@ from msbench.resources import PhaseMonitor
 from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, redact
 from msbench.workload import Dataset
 
-StackFactory = Callable[[BackendDef, Params, Path, UserConfig | None], object]
+# (backend, params, log_dir, user config, run id, trial) -> a Stack, not yet started
+StackFactory = Callable[[BackendDef, Params, Path, UserConfig | None, str, int], object]
 
 
-def native_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None):
+def native_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str, trial: int):
     from msbench.providers.native import NativeStack
 
     return NativeStack(backend, params, log_dir, user)
 
 
-PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": lambda *a: __import__("msbench.providers.docker", fromlist=["docker_stack"]).docker_stack(*a)}
+def docker_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str, trial: int):
+    """Imported on use: the docker SDK and an engine are only needed for this provider."""
+    from msbench.providers import docker
+
+    return docker.docker_stack(backend, params, log_dir, user, run, trial)
+
+
+PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": docker_stack}
 
 
 def _now() -> str:
@@ -54,9 +62,10 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
         log_dir = Path(scratch)
         stack = None
         try:
-            stack = PROVIDERS[provider](backend, params, log_dir, user)
+            stack = PROVIDERS[provider](backend, params, log_dir, user, run.run_id, trial)
             with stack:
                 meta["stack_ready_s"] = round(time.monotonic() - began, 3)
+                meta["image_digests"] = stack.image_digests()
                 state = TrialState(stack, params, data)
                 state.connect()
                 try:

@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from msbench.backends import find_binary, load_backends, select, unavailable_reason

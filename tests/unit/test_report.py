@@ -170,6 +170,11 @@ def test_deviations_name_failures_and_undropped_cache(full):
     assert any("2.6.7" in d for d in text)
 
 
+def test_deviations_say_which_backends_were_skipped_and_why(full):
+    run = {**full, "manifest": {**full["manifest"], "skipped": {"garage": "no 'garage' binary found"}}}
+    assert "garage did not run: no 'garage' binary found" in report.deviations(run)
+
+
 def test_other_tables(full):
     assert set(report.trials_table(full)["status"]) == {"ok", "failed"}
     spread = report.latency_spread_table(full)

@@ -11,7 +11,6 @@ by RGW against the user's keys.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -20,15 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .process import (LOOPBACK, ManagedProcess, ReadinessTimeout, free_port, http_ok, port_is_open, run_checked,
-                      tail)
+from .process import (LOOPBACK, ManagedProcess, ReadinessTimeout, apt_install, free_port, http_ok, port_is_open,
+                      run_checked, tail)
 
 CEPH_PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
 CEPH_TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "ceph-authtool", "monmaptool", "radosgw-admin", "ceph")
 RGW_UID = "msbench"
-
-_apt_updated = False
-
 
 def ceph_unavailable_reason() -> str | None:
     """None when every Ceph binary we run is on PATH, else which are missing."""
@@ -40,26 +36,11 @@ def ceph_unavailable_reason() -> str | None:
 
 def ensure_ceph_installed() -> str | None:
     """Install Debian's Ceph packages when missing and we are root; return why Ceph is unusable, or None."""
-    global _apt_updated
     reason = ceph_unavailable_reason()
     if reason is None:
         return None
-    if os.geteuid() != 0:
-        return f"{reason}; install them as root: apt-get install -y --no-install-recommends {' '.join(CEPH_PACKAGES)}"
-    if shutil.which("apt-get") is None:
-        return f"{reason}; and apt-get is not available to install {' '.join(CEPH_PACKAGES)}"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        if not _apt_updated:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True, timeout=600, check=True)
-            _apt_updated = True
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *CEPH_PACKAGES],
-                       env=env, capture_output=True, text=True, timeout=1200, check=True)
-    except subprocess.CalledProcessError as err:
-        return f"{reason}; apt-get failed ({err.returncode}): {(err.stderr or err.stdout or '')[-1000:]}"
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"{reason}; apt-get failed: {err}"
-    return ceph_unavailable_reason()
+    failed = apt_install(*CEPH_PACKAGES)
+    return f"{reason}; {failed}" if failed else ceph_unavailable_reason()
 
 
 class CephStartError(RuntimeError):

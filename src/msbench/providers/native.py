@@ -17,6 +17,7 @@ from botocore.config import Config as BotoConfig
 
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
+from msbench.providers import Stack
 from msbench.providers.milvus_native import MilvusNative, S3Target
 from msbench.providers.process import ManagedProcess
 from msbench.providers.stores import ObjectStore, make_store
@@ -45,7 +46,7 @@ def drop_page_cache() -> tuple[bool, str]:
 
 
 @dataclass
-class NativeStack:
+class NativeStack(Stack):
     backend: BackendDef
     params: Params
     log_dir: Path
@@ -62,17 +63,6 @@ class NativeStack:
             Path(base).mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix=f"msbench-{self.backend.name}-", dir=base))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-
-    def __enter__(self) -> "NativeStack":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def start(self, timeout: float = 240.0) -> dict[str, float]:
         self.store = make_store(self.backend, self.root / "store", self.log_dir, self.user)

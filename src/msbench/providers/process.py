@@ -8,6 +8,7 @@ collection is loaded).  Nothing is ever stopped by name.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -165,3 +166,21 @@ def run_checked(argv: Sequence[str], log_path: Path, timeout: float = 120.0, env
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, argv[:3]))} failed ({result.returncode}): {(result.stderr or result.stdout)[-2000:]}")
     return result.stdout
+
+
+def apt_install(*packages: str) -> str | None:
+    """Install Debian packages (root only); None on success, else why not and the command to run.
+    Tries with the current package lists first and refreshes them only when that fails."""
+    how = f"apt-get install -y --no-install-recommends {' '.join(packages)}"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return f"Debian packages {' '.join(packages)} are missing; install them as root: {how}"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    argv = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200)
+        if done.returncode != 0:  # stale or missing package lists
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{how} failed: {err}"
+    return None if done.returncode == 0 else f"{how} failed ({done.returncode}): {(done.stderr or done.stdout)[-1000:]}"

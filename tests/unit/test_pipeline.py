@@ -1,0 +1,35 @@
+import re
+
+import nbformat
+import pytest
+
+from msbench import pipeline
+from msbench.config import ConfigError
+
+
+def test_project_root_is_found_from_anywhere(monkeypatch, tmp_path):
+    root = pipeline.project_root()
+    assert (root / "notebooks" / "run_all.ipynb").exists()
+    monkeypatch.chdir(root / "notebooks")
+    assert pipeline.project_root() == root and pipeline.resolve("data/runs") == root / "data" / "runs"
+    monkeypatch.chdir(tmp_path)   # outside the checkout: the installed package's checkout
+    assert pipeline.project_root() == root
+
+
+def test_provider_choice():
+    assert pipeline.choose_provider("auto") == "native"
+    with pytest.raises(ConfigError, match="valid: auto, native"):
+        pipeline.choose_provider("kubernetes")
+
+
+def test_html_report_has_no_code_and_fetches_nothing(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title\n\n```mermaid\ngraph TD; A-->B\n```"),
+                nbformat.v4.new_code_cell("secret_code_line = 1", outputs=[
+                    nbformat.v4.new_output("display_data", {"text/html": "<table><tr><td>42</td></tr></table>"})])]
+    src = tmp_path / "a.ipynb"
+    nbformat.write(nb, src)
+    html = pipeline.to_html(src, tmp_path / "out" / "index.html").read_text()
+    assert "secret_code_line" not in html and "<td>42</td>" in html
+    assert not re.search(r"src=[\"']https?://|import\(\s*[\"']https?://", html)
+    assert "data-figures" in html   # the self-check the rendering test reads
