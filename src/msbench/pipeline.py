@@ -109,6 +109,12 @@ def trial_summary(results_root: str, meta: dict[str, Any]) -> pd.DataFrame:
 # loaded from a URL, and inline scripts that import from one (nbconvert's Mermaid loader).
 _EXTERNAL = re.compile(r"<script[^>]+src=[\"']https?://[^>]*>\s*</script>|<link[^>]+href=[\"']https?://[^>]*>"
                        r"|<script[^>]*>(?:(?!</script>).)*?import\(\s*[\"']https?://.*?</script>", re.I | re.S)
+# Wide tables scroll inside the page instead of being cut off at its edge.
+_STYLE = """<style>
+.jp-RenderedHTMLCommon table { display: block; overflow-x: auto; max-width: 100%; }
+.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { max-width: 26em; white-space: normal; }
+.jp-RenderedHTMLCommon caption { white-space: normal; }
+</style>"""
 _SELF_CHECK = """<script>
 /* The report checks itself: the title says how many figures rendered (read by the tests). */
 window.addEventListener('load', function () {
@@ -128,7 +134,7 @@ def to_html(executed: Path, target: Path) -> Path:
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             embed_images=True)
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
-    body = _EXTERNAL.sub("", body).replace("</body>", _SELF_CHECK + "\n</body>")
+    body = _EXTERNAL.sub("", body).replace("</head>", _STYLE + "\n</head>").replace("</body>", _SELF_CHECK + "\n</body>")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(body)
     return target

@@ -44,6 +44,7 @@ class Metric:
     unit: str
     what: str
     label: str = ""   # needed only when the metric name repeats across phases
+    diagnostic: bool = False   # evidence about the method (shown), not a performance to compare
 
     @property
     def name(self) -> str:
@@ -61,11 +62,11 @@ HEADLINE: list[Metric] = [
     Metric("load_first", "load_first_s", "s", "First load() after the index build (the published 'cold load' definition)"),
     Metric("load_warm", "load_warm_s", "s", "release() then load(): a real reload from object storage"),
     Metric("load_warm", "store_bytes_served_during_load", "bytes", f"{_BYTES_OUT}; a real reload should be well above zero",
-           "store_bytes_served_during_load [load_warm]"),
+           "store_bytes_served_during_load [load_warm]", diagnostic=True),
     Metric("load_noop", "load_noop_s", "s", "load() on an already loaded collection: returns without reading; "
            "what a 9 ms 'warm load' measures"),
     Metric("load_noop", "store_bytes_served_during_load", "bytes", f"{_BYTES_OUT}; about zero, as nothing is read",
-           "store_bytes_served_during_load [load_noop]"),
+           "store_bytes_served_during_load [load_noop]", diagnostic=True),
     Metric("load_cold", "load_cold_s", "s", "load() after restarting Milvus and the store and dropping the OS page cache"),
     Metric("load_cold", "first_search_after_cold_s", "s", "Time to the first successful search after the cold load"),
     Metric("search", "search_latency_mean_ms", "ms", "Mean latency of serial single-vector searches (warm-up queries excluded)"),
@@ -124,6 +125,11 @@ def headline(run: Run) -> list[Metric]:
                   f"Searches per second with {c} concurrent clients over {params.get('throughput_seconds', '?')} s")
            for c in params.get("concurrency", [])]
     return [*HEADLINE, recall, *qps]
+
+
+def compared(run: Run) -> list[Metric]:
+    """The headline metrics that measure performance: what comparisons, power and the forest plot use."""
+    return [m for m in headline(run) if not m.diagnostic]
 
 
 def _completed(run: Run, table: str) -> pd.DataFrame:
@@ -285,6 +291,7 @@ def _comparison_display(raw: pd.DataFrame) -> pd.DataFrame:
             for a, b in zip(raw["n_backend"], raw["n_baseline"])]
     return pd.DataFrame({
         "backend": raw["backend"], "compared with": raw["baseline"], "metric": raw["metric"],
+        "verdict": [_verdict_words(row) for _, row in raw.iterrows()],
         "unit": raw["unit"], "better when": raw["direction"],
         "n (trials, backend / other)": [f"{a} / {b}" for a, b in zip(raw["n_backend"], raw["n_baseline"])],
         "mean, backend": raw["mean_backend"].map(_num), "mean, other": raw["mean_baseline"].map(_num),
@@ -294,7 +301,6 @@ def _comparison_display(raw: pd.DataFrame) -> pd.DataFrame:
                                      zip(raw["ratio_median"], raw["ratio_median_low"], raw["ratio_median_high"], whys)],
         "p (Welch t)": raw["p_welch"].map(_p), "p (Mann-Whitney U)": raw["p_mwu"].map(_p),
         "p (Brunner-Munzel)": raw["p_bm"].map(_p), "p (Welch, Holm-adjusted)": raw["p_holm"].map(_p),
-        "verdict": [_verdict_words(row) for _, row in raw.iterrows()],
     })
 
 
@@ -307,7 +313,7 @@ COMPARISON_NOTE = (
 
 def comparison_table(run: Run, baseline: str | None = None) -> pd.DataFrame:
     """Each other backend against ``baseline`` (default: :func:`default_baseline`) on the headline metrics."""
-    metrics = headline(run)
+    metrics = compared(run)
     tidy = _tidy(run, metrics)
     baseline = baseline or default_baseline(run)
     note = COMPARISON_NOTE.format(n=N_RESAMPLES, alpha=ALPHA)
@@ -323,7 +329,7 @@ def aa_table(run: Run) -> pd.DataFrame:
     Any difference called here is a false positive by construction, so this table shows how far the
     verdicts of :func:`comparison_table` can be trusted on this machine.
     """
-    metrics = headline(run)
+    metrics = compared(run)
     tidy = _tidy(run, metrics)
     stores = run["manifest"].get("stores", {})
     ran = sorted(set(tidy["backend"]))
@@ -392,7 +398,7 @@ def latency_spread_table(run: Run) -> pd.DataFrame:
 
 def power_table(run: Run, effect: float = 0.10) -> pd.DataFrame:
     """Trials per backend needed to detect a relative difference ``effect`` in means, from the noise seen."""
-    metrics = headline(run)
+    metrics = compared(run)
     tidy = _tidy(run, metrics)
     needed_col = f"trials per backend to detect a {effect:.0%} difference (80% power, α={ALPHA})"
     columns = ["metric", "unit", "backends pooled (≥ 2 trials)", "pooled CV", needed_col, "completed trials per backend"]
@@ -727,7 +733,7 @@ def fig_latency_ecdf(run: Run, figures_dir: str | Path) -> Path:
 
 def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -> Path:
     """Ratio of means to the baseline with its 95% CI, per headline metric and backend (log scale)."""
-    metrics = headline(run)
+    metrics = compared(run)
     tidy, colors = _tidy(run, metrics), _colors(run)
     baseline = baseline or default_baseline(run)
     raw = (_compare(tidy, baseline, metrics) if baseline and tidy["backend"].nunique() >= 2

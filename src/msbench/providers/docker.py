@@ -42,6 +42,7 @@ from msbench.backends import BackendDef, builtin_definitions
 from msbench.config import ConfigError, Params, UserConfig
 from msbench.providers import Stack
 from msbench.providers.process import LOOPBACK, free_port
+from msbench.providers.stores import new_credentials
 
 PROVIDER = "docker"
 NS = 1_000_000_000                     # Docker healthcheck durations are nanoseconds
@@ -325,11 +326,11 @@ def milvus_config(comp: dict, values: dict[str, str], addr: Addressing, bucket: 
     return path, yaml.safe_dump(config, sort_keys=False)
 
 
-def new_credentials(store: dict) -> tuple[str, str]:
-    """Fresh keys per trial, in the shape the store wants (Garage: GK + 24 hex, 64 hex)."""
+def store_credentials(store: dict) -> tuple[str, str]:
+    """Fresh keys per trial, in the shape the store's definition asks for (Garage: GK + 24 hex, 64 hex)."""
     fmt = store.get("credentials") or {}
-    access = fmt.get("access_key_prefix", "msb") + secrets.token_hex(int(fmt.get("access_key_hex", 16)) // 2)
-    return access, secrets.token_hex(int(fmt.get("secret_key_hex", 40)) // 2)
+    return new_credentials(fmt.get("access_key_prefix", "msb"), int(fmt.get("access_key_hex", 16)),
+                           int(fmt.get("secret_key_hex", 40)))
 
 
 @dataclass
@@ -365,7 +366,7 @@ def plan_stack(backend: BackendDef, params: Params, ident: StackIdentity, host_n
         chosen.pop("store")
     addr = plan_addressing({r: c for r, c in chosen.items() if r != "helper"}, host_network, port_source)
     store = chosen.get("store", {})
-    access, secret = credentials or (new_credentials(store) if store else ("", ""))
+    access, secret = credentials or (store_credentials(store) if store else ("", ""))
     region = str(store.get("region", "us-east-1"))
     version = str(chosen["milvus"].get("version", ""))
     creds = {"access_key": access, "secret_key": secret, "bucket": bucket, "region": region,
@@ -737,20 +738,6 @@ class DockerStack(Stack):
     def image_digests(self) -> dict[str, str]:
         return image_digests(self)
 
-    def container_usage(self) -> dict[str, dict[str, float]]:
-        """CPU seconds and memory (now, peak) per container from the engine's stats API (one shot)."""
-        out = {}
-        for role, container in self.containers.items():
-            try:
-                stats = container.stats(stream=False, one_shot=True)
-            except Exception:  # noqa: BLE001
-                continue
-            mem = stats.get("memory_stats") or {}
-            out[role] = {"cpu_s": (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage", 0) / NS,
-                         "mem_bytes": float(mem.get("usage", 0)), "mem_peak_bytes": float(mem.get("max_usage", 0))}
-        return out
-
-    # -- teardown ------------------------------------------------------------------------------
     def _save_logs(self) -> None:
         for role, container in self.containers.items():
             try:

@@ -14,9 +14,10 @@ from msbench.config import ConfigError, UserConfig
 from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_ok
 
 
-def new_credentials() -> tuple[str, str]:
-    """Fresh keys per trial: nothing to leak across runs, and long enough for every store."""
-    return "msb" + secrets.token_hex(8), secrets.token_hex(20)
+def new_credentials(prefix: str = "msb", access_hex: int = 16, secret_hex: int = 40) -> tuple[str, str]:
+    """Fresh keys per trial: nothing to leak across runs, and long enough for every store
+    (a store wanting another shape, like Garage's GK + 24 hex digits, says so in its definition)."""
+    return prefix + secrets.token_hex(access_hex // 2), secrets.token_hex(secret_hex // 2)
 
 
 @dataclass
