@@ -4,7 +4,8 @@
     trials.csv                        one row per trial: status, cause of failure, timings
     results.csv / results.parquet     tidy: run, backend, provider, trial, seq, phase, metric, value, unit
     latencies.parquet                 every serial search latency: ..., query, latency_ms, warmup
-    trials/<backend>/trial-NN/        that trial's files (the same tables for it alone, logs/, notebook)
+    trials/<backend>/trial-NN/        that trial's files (the same tables for it alone, logs/)
+    notebooks/                        each executed benchmark notebook (runs through run_all.ipynb)
 
 Each trial directory is written to a temporary name and renamed into place, and the run-level
 tables are rebuilt from the trial directories and replaced atomically, so a crash mid-trial
@@ -80,8 +81,7 @@ class RunDir:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def write_trial(self, backend: str, trial: int, meta: dict[str, Any], rows: pd.DataFrame,
-                    latencies: pd.DataFrame | None, log_dir: Path | None, secrets: list[str],
-                    extra_files: dict[str, Path] | None = None) -> Path:
+                    latencies: pd.DataFrame | None, log_dir: Path | None, secrets: list[str]) -> Path:
         """Everything of one trial, all or nothing: built in a temp dir, then renamed into place."""
         final = self.trial_path(backend, trial)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +94,6 @@ class RunDir:
                 target = staging / "logs" / log.relative_to(log_dir)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(redact(log.read_text(errors="replace"), secrets))
-        for name, src in (extra_files or {}).items():
-            if src.exists():
-                shutil.copy(src, staging / name)
         (staging / "trial.json").write_text(json.dumps(meta, indent=2, default=str))
         if final.exists():   # a failed attempt being redone: keep it beside, never half-overwrite
             shutil.rmtree(final.with_name(final.name + ".previous"), ignore_errors=True)

@@ -49,9 +49,9 @@ class Study:
         """Made once per study: every trial inserts the same vectors and asks the same queries."""
         return load_dataset(self.params)
 
-    def run_one(self, planned: schedule.PlannedTrial, notebook: Path | None = None) -> dict:
+    def run_one(self, planned: schedule.PlannedTrial) -> dict:
         return run_trial(self.run, self.backend(planned.backend), planned.trial, planned.seq, self.params,
-                         self.data, self.provider, self.user, notebook=notebook)
+                         self.data, self.provider, self.user)
 
 
 def _parse_list(value: str | Iterable[str] | None) -> list[str]:

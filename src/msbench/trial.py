@@ -46,8 +46,7 @@ def _now() -> str:
 
 
 def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Params, data: Dataset,
-              provider: str = "native", user: UserConfig | None = None, phases=PHASES,
-              notebook: Path | None = None) -> dict:
+              provider: str = "native", user: UserConfig | None = None, phases=PHASES) -> dict:
     """Run one trial and write its folder; returns its trial.json content (never raises for a
     failure inside the trial, only for bad arguments)."""
     if provider not in PROVIDERS:
@@ -100,7 +99,6 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                 lat_table = pd.DataFrame({**ident, "query": range(len(latencies)), "latency_ms": latencies,
                                           "warmup": [i < params.warmup_queries for i in range(len(latencies))]},
                                          columns=LATENCY_COLUMNS)
-            extra = {"benchmark.ipynb": notebook} if notebook else None
             if meta["error"] != "interrupted":
-                run.write_trial(backend.name, trial, meta, table, lat_table, log_dir, secrets, extra)
+                run.write_trial(backend.name, trial, meta, table, lat_table, log_dir, secrets)
     return meta
