@@ -56,3 +56,11 @@ def test_overhead_summary_is_the_ratio_minus_one():
     assert row.work == "search" and row.n == 5
     assert row.overhead_pct == pytest.approx(100 * (1.04 / 1.02 - 1), rel=1e-6)
     assert row.ci_low_pct <= row.overhead_pct <= row.ci_high_pct
+
+
+def test_free_ports_avoid_the_ephemeral_range_and_never_repeat():
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == 200 and all(10_000 <= p < max(low, 12_000) for p in ports)
+    with socket.create_server(("127.0.0.1", ports[0])):   # and each really can be bound
+        pass

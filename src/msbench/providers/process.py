@@ -8,6 +8,7 @@ collection is loaded).  Nothing is ever stopped by name.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,11 +30,35 @@ class ReadinessTimeout(RuntimeError):
     """A server did not become ready in time; the message carries its last log lines."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _listen_range() -> range:
+    """Ports below the kernel's ephemeral range: an outgoing connection is never given one of
+    these, so a port we pick cannot be taken by a client socket before our server binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10_000, max(low, 12_000))
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    """A TCP port on loopback that nothing listens on now and that this process has not handed out."""
+    candidates = _listen_range()
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.choice(candidates)
+        if port in _HANDED_OUT:
+            continue
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port on {LOOPBACK} in {candidates.start}-{candidates.stop - 1}")
 
 
 def port_is_open(port: int, host: str = LOOPBACK) -> bool:
