@@ -1,4 +1,4 @@
-"""Command line: ``msbench backends | run | doctor | overhead | cleanup | images build-local``."""
+"""Command line: ``msbench backends | run | doctor | overhead | cleanup | images build-local | stores install``."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +36,9 @@ def cmd_backends(args) -> int:
 
 
 def _interrupt(signum, frame):
-    """SIGTERM becomes KeyboardInterrupt, so the stack's teardown runs as it does for Ctrl-C."""
+    """SIGTERM becomes KeyboardInterrupt, so the stack's teardown runs as it does for Ctrl-C; a
+    further SIGTERM is ignored, so it cannot cut that teardown short and leave servers running."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -46,7 +48,7 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     s = study.prepare(backends=args.backends, trials=args.trials, profile=args.profile,
                       overrides=_overrides(args.set), provider=args.provider, run_id=args.run_id,
-                      results_root=args.results, seed=args.seed, config=args.config)
+                      results_root=args.results, seed=args.seed, config=args.config, controls=args.controls)
     done = len(s.order) - len(s.pending())
     print(f"run {s.run.run_id}: {len(s.order)} trials planned, {done} already complete -> {s.run.path}")
     outcomes = study.run_all(s, progress=not args.no_progress)
@@ -122,6 +124,32 @@ def cmd_images_build_local(args) -> int:
     return 0
 
 
+def cmd_stores_install(args) -> int:
+    """Build the pinned store servers that come as source (MinIO with go, Garage with cargo)."""
+    from msbench.providers import builds
+
+    user = load_user_config(args.config)
+    registry = backend_registry.load_backends(user)
+    buildable = sorted(name for name, b in registry.items() if b.install and not b.alias_of)
+    names = args.names or buildable
+    unknown = [n for n in names if n not in buildable]
+    if unknown:
+        raise ConfigError(f"nothing to build for {', '.join(unknown)}; buildable: {', '.join(buildable)}")
+    failed = 0
+    for name in names:
+        backend = registry[name]
+        reason = builds.missing_tool(backend.install)
+        if reason and args.if_toolchain:
+            print(f"skipped  {name}: {reason}")
+            continue
+        try:
+            builds.install(backend.binary, backend.install, force=args.force)
+        except RuntimeError as err:
+            print(f"FAILED   {name}: {err}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def cmd_overhead(args) -> int:
     """Our phase code against a bare pymilvus loop on one stack: what the harness itself costs."""
     from msbench import overhead
@@ -139,7 +167,9 @@ def cmd_overhead(args) -> int:
     with tempfile.TemporaryDirectory(prefix="msbench-overhead-") as logs:
         raw = overhead.measure(backend, params, load_dataset(params), Path(logs), args.repetitions)
     raw.to_csv(out, index=False)
-    print(overhead.summary(raw).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    table = overhead.summary(raw)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(overhead.describe(table))
     print(f"raw timings: {out}")
     return 0
 
@@ -159,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--run-id", help="name of the run (default: timestamp-profile); reuse to resume")
     run.add_argument("--results", default="data/runs", help="results root (default data/runs)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
+    run.add_argument("--controls", action="store_true",
+                     help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control)")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(func=cmd_run)
     ovh = sub.add_parser("overhead", help="harness overhead: our phases vs a bare pymilvus loop, same stack")
@@ -178,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--only", help="comma-separated: busybox, etcd, seaweedfs, debian, milvus, ceph-rgw")
     build.add_argument("--force", action="store_true", help="rebuild even when the input hash matches")
     build.set_defaults(func=cmd_images_build_local)
+    stores = sub.add_parser("stores", help="store servers built from source registries (go, cargo)")
+    stores_sub = stores.add_subparsers(dest="stores_command", required=True)
+    inst = stores_sub.add_parser("install", help="build the pinned versions into the msbench cache "
+                                                 "(skipped when already built)")
+    inst.add_argument("names", nargs="*", help="backends to build (default: every one with an install pin)")
+    inst.add_argument("--force", action="store_true", help="rebuild even when the pinned build exists")
+    inst.add_argument("--if-toolchain", action="store_true",
+                      help="skip, instead of failing, a backend whose toolchain (go, cargo) is missing")
+    inst.set_defaults(func=cmd_stores_install)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -14,6 +14,7 @@ import psutil
 
 from msbench.backends import BackendDef, find_binary
 from msbench.config import UserConfig
+from msbench.providers import builds
 
 
 def sha256_file(path: str | Path) -> str:
@@ -64,8 +65,12 @@ def component_facts(backend: BackendDef, user: UserConfig | None = None) -> dict
         binary = find_binary(backend, user)
         if not binary:
             return {"binary": None}
-        return {"binary": binary, "sha256": sha256_file(binary), "version": _first_line([binary, "version"])
-                if backend.binary == "weed" else _first_line([binary, "--version"])}
+        facts = {"binary": binary, "sha256": sha256_file(binary), "version": _first_line([binary, "version"])
+                 if backend.binary == "weed" else _first_line([binary, "--version"])}
+        built = builds.record(backend.binary, backend.install)
+        if built and built["binary"] == binary:   # built here: the pin and the registry's checksum of its source
+            facts["build"] = {k: built[k] for k in ("tool", "source", "version", "source_checksum", "toolchain")}
+        return facts
     if backend.launcher == "ceph":
         binary = shutil.which("radosgw")
         return {"binary": binary, "sha256": sha256_file(binary) if binary else None,

@@ -3,15 +3,27 @@
 What a metric means is decided here, so the rules are written next to the code:
 - insert: numpy batches; ``tolist()`` once per batch (a C call) because pymilvus converts an
   ndarray element by element, five times slower; no per-row Python in the timed loop.
-- index: timed until Milvus reports every row indexed and the state Finished.
+- flush, index, loads: the request is sent without pymilvus's own wait (it sleeps 0.2-0.5 s
+  between checks, so every figure fell on those steps); we poll the state ourselves
+  (``wait_until``: every 10 ms, growing to 1% of the time waited, at most 1 s, so long waits
+  stay cheap) and record, next to each time, its resolution: the bound on how far the figure
+  can be from the true completion (one poll period plus one state-call round trip, measured).
+- flush: done when GetFlushState says every segment the Flush call sealed is flushed (binlogs
+  persisted to the bucket, the channel checkpoint past the flush timestamp).
+- index: done when Milvus reports every row indexed, none pending, and the state Finished.
 - load_first: the first load after the index build (the published "cold load" definition).
 - load_warm: ``release()`` then ``load()``: a real reload. ``load_noop`` times ``load()`` on a
   loaded collection, which Milvus answers at once without reading anything: the control that
   shows what a 9 ms "warm load" measured. The bytes the store served during each (kernel TCP
   counters of its connections) say which one read data.
+- loads are done when the loading progress is 100% and the load state Loaded.
 - load_cold: release, restart Milvus and the store, drop the page cache, then load; the
   first successful search after it is timed separately.
 - search: serial single-query latency over held-out queries, warm-up queries discarded.
+- footprint: the bucket (and the store's disk) as found at the end of the trial, then again
+  after a forced compaction, the re-index of its segments and Milvus's GC (run every 5 s
+  throughout the trial by ``GC_CONFIG``: a few LIST requests to the store each time) have
+  left the listing unchanged for a whole GC interval.
 """
 from __future__ import annotations
 
@@ -22,11 +34,14 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+from pymilvus.client.types import LoadState, State
 
 from msbench.config import Params
+from msbench.providers.milvus_native import GC_CONFIG
 from msbench.resources import bytes_sent_between, tcp_bytes_sent
 from msbench.workload import Dataset, recall_at_k
 
@@ -38,6 +53,63 @@ VECTOR_FIELD = "vector"
 S3_PREFIXES = ("insert_log", "stats_log", "delta_log", "index_files")
 
 Row = tuple[str, str, float, str]   # phase, metric, value, unit
+
+# State polling: every POLL_MIN_S, growing to POLL_FRACTION of the time waited (at most
+# POLL_MAX_S), so a long index build is not slowed by the checks that time it.
+POLL_MIN_S, POLL_FRACTION, POLL_MAX_S = 0.01, 0.01, 1.0
+LOAD_TIMEOUT_S = 3600.0
+# After GC: the listing must stay unchanged for one GC interval plus a second (the GC run
+# itself), within a few intervals.
+GC_INTERVAL_S = float(GC_CONFIG["dataCoord.gc.interval"])
+GC_QUIET_S = GC_INTERVAL_S + 1.0
+GC_SETTLE_TIMEOUT_S = 4 * GC_INTERVAL_S
+
+
+@dataclass(frozen=True)
+class Waited:
+    elapsed_s: float      # from the request to the start of the state call that first saw it done
+    resolution_s: float   # |elapsed_s - true completion| is below this
+
+
+def wait_until(done: Callable[[], bool], began: float, timeout: float, what: str,
+               clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> Waited:
+    """Poll ``done()`` from ``began`` (read before the request was sent) until it says yes.
+
+    The completion happened after the server answered the previous call (so after that call
+    started; for the first call, after ``began``) and before the deciding call returned. The
+    elapsed time is taken at the start of the deciding call, so it is off by less than the
+    larger of the last poll period and the deciding call's round trip: the resolution."""
+    previous = began
+    while True:
+        asked = clock()
+        finished = done()
+        answered = clock()
+        if finished:
+            return Waited(asked - began, max(asked - previous, answered - asked))
+        if answered - began > timeout:
+            raise TimeoutError(f"{what} not done after {timeout:.0f} s")
+        previous = asked
+        sleep(min(max(POLL_MIN_S, POLL_FRACTION * (answered - began)), POLL_MAX_S))
+
+
+def _timed(phase: str, stem: str, waited: Waited) -> list[Row]:
+    return [(phase, f"{stem}_s", waited.elapsed_s, "s"), (phase, f"{stem}_resolution_s", waited.resolution_s, "s")]
+
+
+def timing_facts() -> dict:
+    """For the manifest: how the timed waits poll, what "done" means, and the GC settings."""
+    return {
+        "poll_interval_s": {"min": POLL_MIN_S, "fraction_of_elapsed": POLL_FRACTION, "max": POLL_MAX_S},
+        "resolution": "each *_resolution_s row: max(last poll period, round trip of the deciding state call)",
+        "done": {
+            "flush": "GetFlushState true for the segments the Flush call sealed, at its flush timestamp",
+            "index": "DescribeIndex: state Finished, indexed_rows >= rows inserted, pending_index_rows 0",
+            "load": "GetLoadingProgress 100% and GetLoadState Loaded",
+            "footprint_after_gc": "forced compaction Completed, every row indexed again, then the bucket "
+                                  f"listing unchanged for {GC_QUIET_S:g} s (at most {GC_SETTLE_TIMEOUT_S:g} s)",
+        },
+        "milvus_gc_config": dict(GC_CONFIG),
+    }
 
 
 @dataclass
@@ -86,45 +158,58 @@ def insert(s: TrialState) -> list[Row]:
             ("insert", "insert_batches", float(-(-len(vectors) // size)), "count")]
 
 
-def flush(s: TrialState) -> list[Row]:
+def flush(s: TrialState, timeout: float = 3600.0) -> list[Row]:
+    """Flush without pymilvus's wait, then poll GetFlushState as its wait would, finer.
+    The ORM drops the Flush reply (sealed segments, flush timestamp), so the handler is used."""
+    handler = connections._fetch_handler(s.alias)
     began = time.perf_counter()
-    s.collection.flush()
-    return [("flush", "flush_s", time.perf_counter() - began, "s")]
+    reply = handler.flush([s.name], _async=True)._future.result()
+    segments, flush_ts = list(reply.coll_segIDs[s.name].data), reply.coll_flush_ts[s.name]
+    waited = wait_until(lambda: handler.get_flush_state(segments, s.name, flush_ts), began, timeout, "flush")
+    return _timed("flush", "flush", waited)
+
+
+def _indexed(s: TrialState) -> bool:
+    progress = utility.index_building_progress(s.name, using=s.alias)
+    if progress.get("state") == "Failed":
+        raise RuntimeError(f"index build failed: {progress}")
+    return (progress.get("state") == "Finished" and progress.get("indexed_rows", 0) >= len(s.data.train)
+            and progress.get("pending_index_rows", 0) == 0)
 
 
 def index_build(s: TrialState, timeout: float = 7200.0) -> list[Row]:
     began = time.perf_counter()
-    s.collection.create_index(VECTOR_FIELD, s.params.index_params())
-    total = len(s.data.train)
-    while True:
-        progress = utility.index_building_progress(s.name, using=s.alias)
-        if progress.get("indexed_rows", 0) >= total and progress.get("pending_index_rows", 0) == 0:
-            state = utility.wait_for_index_building_complete(s.name, using=s.alias, timeout=timeout)
-            if state:
-                break
-        if time.perf_counter() - began > timeout:
-            raise TimeoutError(f"index not finished after {timeout:.0f} s: {progress}")
-        time.sleep(0.05)
-    return [("index", "index_build_s", time.perf_counter() - began, "s")]
+    s.collection.create_index(VECTOR_FIELD, s.params.index_params(), sync=False)  # returns once accepted
+    waited = wait_until(lambda: _indexed(s), began, timeout, "index build")
+    s.notes["index_build_s"] = waited.elapsed_s
+    return _timed("index", "index_build", waited)
+
+
+def _loaded(s: TrialState) -> bool:
+    progress = utility.loading_progress(s.name, using=s.alias)["loading_progress"]
+    return progress == "100%" and utility.load_state(s.name, using=s.alias) == LoadState.Loaded
 
 
 def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
     """load() until it succeeds (stale sessions after a restart can refuse the first tries);
-    records the time of the successful call and the bytes the store served meanwhile."""
+    records the time of the successful try and the bytes the store served meanwhile."""
     for attempt in range(1, attempts + 1):
         sent_before = tcp_bytes_sent(s.stack.store.port)
         began = time.perf_counter()
         try:
-            s.collection.load(timeout=3600)
+            s.collection.load(timeout=LOAD_TIMEOUT_S, _async=True)   # returns once accepted
+            waited = wait_until(lambda: _loaded(s), began, LOAD_TIMEOUT_S, phase)
+        except TimeoutError:
+            raise
         except Exception:
             if attempt == attempts:
                 raise
             time.sleep(2.0)
             continue
-        elapsed = time.perf_counter() - began
-        return [(phase, f"{phase}_s", elapsed, "s"), (phase, "load_retries", float(attempt - 1), "count"),
-                (phase, "store_bytes_served_during_load",
-                 bytes_sent_between(sent_before, tcp_bytes_sent(s.stack.store.port)), "bytes")]
+        return _timed(phase, phase, waited) + [
+            (phase, "load_retries", float(attempt - 1), "count"),
+            (phase, "store_bytes_served_during_load",
+             bytes_sent_between(sent_before, tcp_bytes_sent(s.stack.store.port)), "bytes")]
     raise AssertionError("unreachable")
 
 
@@ -232,27 +317,71 @@ def _disk_bytes(paths: list[Path]) -> tuple[int, int]:
     return allocated, apparent
 
 
-def footprint(s: TrialState) -> list[Row]:
-    """Bucket bytes by Milvus prefix plus the store's bytes on disk, at the end of the trial
-    (after index build and loads, no forced compaction or GC: Milvus GC waits an hour)."""
-    by_prefix: dict[str, float] = defaultdict(float)
-    objects = 0
+def _listing(s: TrialState) -> dict[str, int]:
+    """Every object in the bucket: key -> size."""
     pages = s.stack.s3().get_paginator("list_objects_v2").paginate(Bucket=s.stack.bucket)
-    for page in pages:
-        for obj in page.get("Contents", []):
-            parts = obj["Key"].split("/")
-            prefix = next((p for p in parts if p in S3_PREFIXES), "other")
-            by_prefix[prefix] += obj["Size"]
-            objects += 1
-    rows: list[Row] = [("footprint", f"bucket_{p}_bytes", by_prefix.get(p, 0.0), "bytes") for p in (*S3_PREFIXES, "other")]
-    rows.append(("footprint", "bucket_bytes", float(sum(by_prefix.values())), "bytes"))
-    rows.append(("footprint", "bucket_objects", float(objects), "count"))
+    return {obj["Key"]: obj["Size"] for page in pages for obj in page.get("Contents", [])}
+
+
+def _footprint_rows(s: TrialState, listing: dict[str, int], suffix: str) -> list[Row]:
+    """Bucket bytes by Milvus prefix and the store's bytes on disk, metrics named with ``suffix``."""
+    by_prefix: dict[str, float] = defaultdict(float)
+    for key, size in listing.items():
+        by_prefix[next((p for p in key.split("/") if p in S3_PREFIXES), "other")] += size
+    rows: list[Row] = [("footprint", f"bucket_{p}_bytes{suffix}", by_prefix.get(p, 0.0), "bytes")
+                       for p in (*S3_PREFIXES, "other")]
+    rows.append(("footprint", f"bucket_bytes{suffix}", float(sum(by_prefix.values())), "bytes"))
+    rows.append(("footprint", f"bucket_objects{suffix}", float(len(listing)), "count"))
     paths = s.stack.data_paths()
     if paths:
         allocated, apparent = _disk_bytes(paths)
-        rows += [("footprint", "disk_allocated_bytes", float(allocated), "bytes"),
-                 ("footprint", "disk_apparent_bytes", float(apparent), "bytes")]
+        rows += [("footprint", f"disk_allocated_bytes{suffix}", float(allocated), "bytes"),
+                 ("footprint", f"disk_apparent_bytes{suffix}", float(apparent), "bytes")]
     return rows
+
+
+def settle(read: Callable[[], object], quiet: float, timeout: float, step: float = 0.5,
+           clock: Callable[[], float] = time.perf_counter,
+           sleep: Callable[[float], None] = time.sleep) -> tuple[object, float, bool]:
+    """Read until the value has not changed for ``quiet`` seconds (at most ``timeout``):
+    (last value, seconds waited, whether it settled)."""
+    began = clock()
+    value, changed = read(), began
+    while clock() - changed < quiet:
+        if clock() - began >= timeout:
+            return value, clock() - began, False
+        sleep(step)
+        now = read()
+        if now != value:
+            value, changed = now, clock()
+    return value, clock() - began, True
+
+
+def _compacted(s: TrialState) -> bool:
+    return s.collection.get_compaction_state().state == State.Completed
+
+
+def footprint(s: TrialState) -> list[Row]:
+    """The bucket as found at the end of the trial (no forced compaction; GC has been running
+    every few seconds under GC_CONFIG, so only Milvus's own compactions were collected), then at
+    a defined point: after a forced compaction (it rewrites every segment), the re-index of the
+    new segments, and GC having left the listing unchanged for a whole GC interval. If that
+    point is not reached in time, the second listing is taken anyway and ``gc_settled`` says 0."""
+    rows = _footprint_rows(s, _listing(s), "")
+    bound = 60.0 + 3 * float(s.notes.get("index_build_s", 60.0))   # the compaction re-indexes everything
+    began = time.perf_counter()
+    s.collection.compact()
+    try:
+        wait_until(lambda: _compacted(s), began, bound, "compaction")
+        wait_until(lambda: _indexed(s), began, bound, "index of the compacted segments")
+        compacted = True
+    except TimeoutError:
+        compacted = False
+    compaction_s = time.perf_counter() - began
+    listing, gc_wait, settled = settle(lambda: _listing(s), GC_QUIET_S, GC_SETTLE_TIMEOUT_S if compacted else 0.0)
+    rows += [("footprint", "compaction_s", compaction_s, "s"), ("footprint", "gc_wait_s", gc_wait, "s"),
+             ("footprint", "gc_settled", float(compacted and settled), "bool")]
+    return rows + _footprint_rows(s, listing, "_after_gc")
 
 
 # The order a trial runs them in. Throughput comes after serial search so latency is measured first.

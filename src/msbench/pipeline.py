@@ -46,10 +46,10 @@ def choose_provider(provider: str) -> str:
 
 def prepare(backends=None, profile: str = "smoke", overrides: dict | None = None, trials: int = 3,
             provider: str = "auto", seed: int | None = None, run_id: str | None = None,
-            results_root: str = "data/runs", config: str | None = None) -> study_mod.Study:
+            results_root: str = "data/runs", config: str | None = None, controls: bool = False) -> study_mod.Study:
     return study_mod.prepare(backends=backends, trials=trials, profile=profile, overrides=overrides or {},
                              provider=choose_provider(provider), run_id=run_id, results_root=resolve(results_root),
-                             seed=seed, config=resolve(config) if config else None)
+                             seed=seed, config=resolve(config) if config else None, controls=controls)
 
 
 def plan_table(study: study_mod.Study) -> pd.DataFrame:

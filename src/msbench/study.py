@@ -7,13 +7,13 @@ runs only the trials that have not completed.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
 from msbench import backends as backend_registry
-from msbench import environment, schedule
+from msbench import environment, phases, schedule
 from msbench.config import ConfigError, Params, UserConfig, load_user_config, make_params
 from msbench.results import RunDir, check_run_id
 from msbench.trial import PROVIDERS, run_trial
@@ -54,6 +54,28 @@ class Study:
                          self.data, self.provider, self.user)
 
 
+BASELINE_STORE = "minio"   # the store the published study replaces: every comparison reads "X vs MinIO"
+CONTROL_HANDICAP = {"cpu": 0.05}   # the positive control's store may use a twentieth of one CPU
+
+
+def baseline_of(names: list[str]) -> str:
+    """MinIO when it runs, else the first backend named: what every other backend is compared with."""
+    return BASELINE_STORE if BASELINE_STORE in names else names[0]
+
+
+def control_definitions(baseline: str) -> dict[str, dict[str, Any]]:
+    """The two controls of a baseline (Kalibera and Jones: show the method can and cannot see a
+    difference): an A/A twin, the same store under another name, where any claimed difference
+    is a false positive; and a handicapped twin, the same store held to a known CPU quota,
+    which the study must see as slower in at least one phase that touches the store."""
+    return {f"{baseline}-aa": {"alias_of": baseline},
+            f"{baseline}-slow": {"alias_of": baseline, "handicap": dict(CONTROL_HANDICAP)}}
+
+
+def _with_controls(user: UserConfig, controls: dict[str, dict[str, Any]]) -> UserConfig:
+    return replace(user, backends={**user.backends, **controls})
+
+
 def _parse_list(value: str | Iterable[str] | None) -> list[str]:
     if value is None:
         return []
@@ -64,8 +86,9 @@ def _parse_list(value: str | Iterable[str] | None) -> list[str]:
 def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profile: str = "smoke",
             overrides: dict[str, Any] | None = None, provider: str = "native", run_id: str | None = None,
             results_root: str | Path = DEFAULT_RESULTS, seed: int | None = None,
-            config: str | Path | None = None) -> Study:
-    """Check everything, write the manifest, plan the order. ``backends=None`` = all available here."""
+            config: str | Path | None = None, controls: bool = False) -> Study:
+    """Check everything, write the manifest, plan the order. ``backends=None`` = all available here;
+    ``controls`` adds the baseline's A/A and handicapped twins (see control_definitions)."""
     user = load_user_config(config)
     registry = backend_registry.load_backends(user)
     if provider not in PROVIDERS:
@@ -73,6 +96,18 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     if not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     names = _parse_list(backends) or available_backends(user)
+    if not names:
+        raise ConfigError("no backend is available on this machine: `msbench backends` says why and how to enable one")
+    baseline = baseline_of(names)
+    control_defs = control_definitions(baseline) if controls else {}
+    clash = sorted(set(control_defs) & (set(registry) | set(names)))
+    if clash:
+        raise ConfigError(f"control backend name(s) {', '.join(clash)} already defined; rename them, or run "
+                          f"without controls")
+    if control_defs:
+        user = _with_controls(user, control_defs)
+        registry = backend_registry.load_backends(user)
+        names = [*names, *control_defs]
     chosen = backend_registry.select(names, registry)
     problems = {b.name: backend_registry.unavailable_reason(b, user, install=True) for b in chosen}
     problems = {name: why for name, why in problems.items() if why}
@@ -96,11 +131,13 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     manifest = {
         "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "profile": profile, "params": params.as_dict(), "backends": [b.name for b in chosen],
-        "stores": {b.name: b.kind for b in chosen}, "trials": trials, "provider": provider,
+        "stores": {b.name: b.kind for b in chosen}, "baseline": baseline,
+        "handicaps": {b.name: b.handicap for b in chosen if b.handicap},
+        "controls": control_defs, "trials": trials, "provider": provider,
         "order_seed": order_seed, "order": schedule.as_records(order),
         "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
         "host": environment.host_facts(results_root), "packages": environment.package_versions(),
-        "milvus": environment.milvus_facts(),
+        "milvus": environment.milvus_facts(), "timing": phases.timing_facts(),
         "components": {b.name: environment.component_facts(b, user) for b in chosen},
         "config_file": str(user.path) if user.path else None,
     }
@@ -114,7 +151,7 @@ def open_run(results_root: str | Path, run_id: str, config: str | Path | None = 
     manifest = run.read_manifest()
     if not manifest:
         raise ConfigError(f"no run {run_id!r} under {results_root}: prepare it first (run_all.ipynb or msbench run)")
-    user = load_user_config(config)
+    user = _with_controls(load_user_config(config), manifest.get("controls", {}))
     chosen = backend_registry.select(manifest["backends"], backend_registry.load_backends(user))
     params = make_params(manifest["profile"], {k: v for k, v in manifest["params"].items() if k != "profile"})
     order = [schedule.PlannedTrial(**t) for t in manifest["order"]]

@@ -78,7 +78,8 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                 finally:
                     state.disconnect()
                 latencies = state.latencies_ms
-                meta.update(status="ok", failed_phase="", cold_load=state.notes.get("cold_load"))
+                meta.update(status="ok", failed_phase="", cold_load=state.notes.get("cold_load"),
+                            handicap=stack.handicap_facts())
         except Exception as err:  # recorded, never lost: the run goes on
             meta["error"] = f"{type(err).__name__}: {err}"
             meta["traceback"] = traceback.format_exc()

@@ -4,12 +4,18 @@ from __future__ import annotations
 import pandas as pd
 
 EVERY_PHASE_METRIC = {
-    "insert": ["insert_s", "insert_rows_per_s"], "flush": ["flush_s"], "index": ["index_build_s"],
-    "load_first": ["load_first_s"], "load_warm": ["load_warm_s", "store_bytes_served_during_load"],
-    "load_noop": ["load_noop_s"], "load_cold": ["load_cold_s", "first_search_after_cold_s", "page_cache_dropped"],
+    "insert": ["insert_s", "insert_rows_per_s"], "flush": ["flush_s", "flush_resolution_s"],
+    "index": ["index_build_s", "index_build_resolution_s"],
+    "load_first": ["load_first_s", "load_first_resolution_s"],
+    "load_warm": ["load_warm_s", "load_warm_resolution_s", "store_bytes_served_during_load"],
+    "load_noop": ["load_noop_s", "load_noop_resolution_s"],
+    "load_cold": ["load_cold_s", "load_cold_resolution_s", "first_search_after_cold_s", "page_cache_dropped"],
     "search": ["search_latency_p50_ms", "search_latency_p99_ms", "recall_at_10"],
-    "footprint": ["bucket_insert_log_bytes", "bucket_index_files_bytes", "bucket_bytes", "disk_allocated_bytes"],
+    "footprint": ["bucket_insert_log_bytes", "bucket_index_files_bytes", "bucket_bytes", "disk_allocated_bytes",
+                  "bucket_insert_log_bytes_after_gc", "bucket_index_files_bytes_after_gc", "bucket_bytes_after_gc",
+                  "disk_allocated_bytes_after_gc", "compaction_s", "gc_wait_s", "gc_settled"],
 }
+TIMED = ("flush", "index_build", "load_first", "load_warm", "load_cold")
 
 
 def check_trial(df: pd.DataFrame, label: str) -> pd.Series:
@@ -27,5 +33,15 @@ def check_trial(df: pd.DataFrame, label: str) -> pd.Series:
     assert value["load_noop", "load_noop_s"] < value["load_warm", "load_warm_s"]
     assert value["load_cold", "store_restarted"] == 1 and value["load_cold", "page_cache_dropped"] == 1
     assert value["footprint", "bucket_bytes"] > 0 and value["footprint", "disk_allocated_bytes"] > 0
+    # Timed waits poll finely: each figure is known to within a poll period plus a round trip
+    # (tens of ms on a smoke trial; pymilvus's own waits stepped by 0.2-0.5 s).
+    phase_of = {"index_build": "index"}
+    for stem in TIMED:
+        assert value[phase_of.get(stem, stem), f"{stem}_resolution_s"] < 0.2, stem
+    # After a forced compaction and GC the data is all still there, indexed, and settled.
+    assert value["footprint", "gc_settled"] == 1
+    assert value["footprint", "bucket_insert_log_bytes_after_gc"] > 0
+    assert value["footprint", "bucket_index_files_bytes_after_gc"] > 0
+    assert value["footprint", "disk_allocated_bytes_after_gc"] > 0
     assert value["insert", "milvus_peak_rss_bytes"] > 50e6 and value["index", "milvus_cpu_s"] > 0
     return value

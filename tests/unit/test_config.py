@@ -7,7 +7,9 @@ def test_profiles_carry_the_published_setting():
     paper = make_params("paper")
     assert (paper.n_vectors, paper.dim, paper.batch_size) == (1_000_000, 768, 5_000)
     assert (paper.index_type, paper.hnsw_m, paper.hnsw_ef_construction) == ("HNSW", 16, 200)
-    assert set(PROFILES) == {"smoke", "small", "paper"}
+    assert set(PROFILES) == {"smoke", "standard", "small", "paper"}
+    standard = make_params("standard")   # the default study: realistic search, store-bound phases
+    assert (standard.dataset, standard.n_vectors, standard.dim) == ("clustered", 50_000, 128)
 
 
 def test_overrides_are_coerced_from_strings():

@@ -26,3 +26,45 @@ def test_written_config_points_at_the_bucket_and_keeps_no_secret(tmp_path):
     etcd = yaml.safe_load((conf_dir / "embedEtcd.yaml").read_text())
     assert etcd["listen-client-urls"].startswith("http://127.0.0.1:")
     assert (conf_dir / "glog.conf").exists()
+
+
+def _get(config: dict, dotted: str):
+    for key in dotted.split("."):
+        config = config[key]
+    return config
+
+
+def test_native_config_sets_the_short_gc_and_extra_config_still_wins(tmp_path):
+    import yaml
+
+    from msbench.providers.milvus_native import GC_CONFIG
+
+    s3 = S3Target("127.0.0.1", 9000, "AK", "SK", "bucket-x")
+    milvus = MilvusNative(tmp_path / "m", tmp_path / "logs", s3, extra_config={"dataCoord.gc.interval": 7})
+    config = yaml.safe_load((milvus._write_config() / "milvus.yaml").read_text())
+    assert _get(config, "dataCoord.gc.interval") == 7
+    for key, value in GC_CONFIG.items():
+        if key != "dataCoord.gc.interval":
+            assert _get(config, key) == value
+    assert _get(config, "dataCoord.gc.missingTolerance") >= 60   # in-flight uploads look like orphans
+
+
+def test_docker_milvus_config_applies_the_same_gc_settings():
+    import itertools
+
+    import yaml
+
+    from msbench.backends import load_backends
+    from msbench.config import make_params
+    from msbench.providers import docker as dk
+    from msbench.providers.milvus_native import GC_CONFIG
+
+    ports = itertools.count(42000)
+    backend = load_backends()["seaweedfs"]
+    for use_local, path in ((None, "/milvus/configs/user.yaml"),
+                            ({"milvus": True, "etcd": True, "store": True}, "/milvus/configs/milvus.yaml")):
+        ident = dk.StackIdentity("abcd1234", run="run-x", trial=1, backend=backend.name)
+        plan = dk.plan_stack(backend, make_params("smoke"), ident, host_network=True, use_local=use_local,
+                             port_source=lambda: next(ports), credentials=("msbaccess", "s" * 40))
+        config = yaml.safe_load(plan.files["milvus"][path])
+        assert {key: _get(config, key) for key in GC_CONFIG} == GC_CONFIG

@@ -27,7 +27,8 @@ BASE = {
     ("footprint", "bucket_insert_log_bytes", "bytes"): 7e5, ("footprint", "bucket_stats_log_bytes", "bytes"): 1e4,
     ("footprint", "bucket_delta_log_bytes", "bytes"): 0.0, ("footprint", "bucket_index_files_bytes", "bytes"): 9e5,
     ("footprint", "bucket_other_bytes", "bytes"): 0.0, ("footprint", "bucket_bytes", "bytes"): 1.61e6,
-    ("footprint", "disk_allocated_bytes", "bytes"): 2e6,
+    ("footprint", "disk_allocated_bytes", "bytes"): 2e6, ("footprint", "bucket_bytes_after_gc", "bytes"): 1.6e6,
+    ("footprint", "disk_allocated_bytes_after_gc", "bytes"): 2.1e6,
 }
 
 
@@ -120,14 +121,14 @@ def test_headline_follows_the_parameters(full):
 
 def test_summary_counts_completed_trials_and_shows_intervals(full):
     table = report.summary_table(full)
-    for col in ("n (trials)", "unit", "what it measures", "95% CI of mean (BCa bootstrap)", "95% CI of mean (Student t)"):
+    for col in ("n (trials)", "unit", "what it measures", "95% CI of mean", "CI method"):
         assert col in table.columns
     assert set(rows_of(table, backend="rustfs")["n (trials)"]) == {3}    # one of four failed
     assert set(rows_of(table, backend="minio")["n (trials)"]) == {4}
     row = rows_of(table, backend="minio", metric="load_warm_s").iloc[0]
-    assert row["unit"] == "s" and row["95% CI of mean (BCa bootstrap)"].startswith("[")
+    assert row["unit"] == "s" and row["95% CI of mean"].startswith("[") and row["CI method"] == "Student t"
     assert rows_of(table, backend="minio", metric="bucket_bytes").iloc[0]["unit"] == "MB"
-    assert "CI" in table.attrs["note"]
+    assert "Student t" in table.attrs["note"] and "BCa" not in table.attrs["note"]
 
 
 def test_comparison_calls_an_obvious_difference_and_not_identical_data(full):
@@ -139,6 +140,29 @@ def test_comparison_calls_an_obvious_difference_and_not_identical_data(full):
     assert "higher than minio" in higher and "better" in higher
     same = rows_of(table, backend="minio-b", metric="load_warm_s").iloc[0]["verdict"]
     assert same.startswith("no detectable difference at n=4")
+
+
+def test_comparison_names_its_methods_and_withholds_untestable_p(full, others):
+    table = report.comparison_table(full)
+    assert table["CI method"].str.startswith("Fieller").all()
+    assert "Fieller" in table.attrs["note"] and "bootstrap" not in table.attrs["note"]
+    # rustfs has 3 completed trials, minio 4: 2 / C(7, 3) = 0.057 is the smallest Brunner-Munzel p.
+    rustfs = rows_of(table, backend="rustfs")
+    assert rustfs["p (Brunner-Munzel)"].str.startswith("not testable at n=3 vs 4").all()
+    assert rows_of(table, backend="minio-b")["p (Brunner-Munzel)"].str.match(r"^[<0-9]").all()
+    assert table["smallest detectable difference (80% power)"].str.match(r"^(> )?[\d.]+% \((> )?[\d.]+%–").all()
+    three = report.comparison_table(others)
+    assert three["p (Brunner-Munzel)"].str.startswith("not testable at n=3").all()
+    assert "ratio of medians (no CI)" in three.columns
+
+
+def test_variance_table_says_not_testable_at_small_n(full, others):
+    table = report.variance_table(others)
+    testable = table["p"] != "–"   # "–": no spread at all (load_noop bytes are 0 in every trial)
+    assert testable.sum() >= len(table) - 1
+    assert table.loc[testable, "p"].str.startswith("not testable at n=3/3").all()
+    assert table.loc[testable, "reading"].str.contains("power against a 3x sd ratio").all()
+    assert not table["reading"].str.contains("no evidence").any()
 
 
 def test_aa_table_finds_the_alias_pair(full, others):
@@ -182,6 +206,8 @@ def test_other_tables(full):
     assert len(report.variance_table(full)) == len(report.headline(full))
     power = report.power_table(full)
     assert power.columns[4].startswith("trials per backend to detect a 10% difference")
+    assert "decision rule" in power.attrs["note"] and "Holm" in power.attrs["note"]
+    assert power.iloc[:, 3].str.match(r"^(> )?[\d.]+% \((> )?[\d.]+%–").all()
     env = report.environment_table(full)
     assert "abababababab" in set(env["value"])
 

@@ -1,15 +1,17 @@
 """The measurement primitives on real sockets and a real child process."""
 import math
+import os
 import socket
 import sys
+import threading
 import time
 
-import pandas as pd
+import psutil
 import pytest
 
-from msbench import overhead
+from msbench import resources
 from msbench.providers.process import ManagedProcess, free_port
-from msbench.resources import PhaseMonitor, bytes_sent_between, tcp_bytes_sent
+from msbench.resources import PhaseMonitor, bytes_sent_between, peak_rss, reset_peak_rss, tcp_bytes_sent
 
 
 def test_tcp_bytes_sent_counts_what_a_server_port_served():
@@ -35,27 +37,76 @@ def test_tcp_bytes_sent_counts_what_a_server_port_served():
             sock.close()
 
 
-def test_phase_monitor_measures_cpu_and_memory_of_a_real_process(tmp_path):
-    busy = "import time\nx = bytearray(60_000_000)\nt = time.time()\nwhile time.time() - t < 30: pass\n"
-    proc = ManagedProcess("busy", [sys.executable, "-c", busy], tmp_path / "busy.log").start()
+# Allocates 150 MB and frees it before the phase, then, once the phase has begun (the trigger
+# file exists), 60 MB freed again at once, then burns CPU: only a high-water mark reset at the
+# phase's start gives a peak between the two, and only a reading taken at the end gets the CPU.
+BUSY = """import os, sys, time
+x = b"x" * 150_000_000
+del x
+while not os.path.exists(sys.argv[1]): time.sleep(0.01)
+x = b"x" * 60_000_000
+del x
+t = time.time()
+while time.time() - t < 30: pass
+"""
+
+
+def test_phase_monitor_reads_the_phase_peak_and_cpu_of_a_real_process_without_sampling(tmp_path):
+    trigger = tmp_path / "go"
+    proc = ManagedProcess("busy", [sys.executable, "-c", BUSY, str(trigger)], tmp_path / "busy.log").start()
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while peak_rss(proc.pid) < 150e6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)   # the 150 MB are freed: the child waits for the trigger
+        assert peak_rss(proc.pid) >= 150e6
+        threads = threading.active_count()
         with PhaseMonitor(lambda: {"store": [proc]}) as mon:
+            assert threading.active_count() == threads   # nothing samples inside this process
+            trigger.touch()
+            began = time.process_time()
+            while time.process_time() - began < 0.3:   # the client's own CPU
+                pass
             time.sleep(1.0)
         rows = {metric: value for metric, value, unit in mon.rows()}
-        assert rows["store_cpu_s"] > 0.5 and rows["store_peak_rss_bytes"] > 50e6
+        assert 60e6 < rows["store_peak_rss_bytes"] < 140e6
+        assert rows["store_cpu_s"] > 0.5
+        assert rows["client_cpu_s"] >= 0.25 and rows["client_peak_rss_bytes"] > 10e6
+        assert {"store_wchar_bytes", "client_wchar_bytes"} <= rows.keys()
     finally:
         proc.stop(grace=2)
     assert not proc.running()
 
 
-def test_overhead_summary_is_the_ratio_minus_one():
-    raw = pd.DataFrame([{"repetition": r, "work": "search", "way": way, "seconds": s}
-                        for r in range(5) for way, s in (("bare", 1.0 + r / 100), ("ours", 1.02 + r / 100))])
-    row = overhead.summary(raw).iloc[0]
-    assert row.work == "search" and row.n == 5
-    assert row.overhead_pct == pytest.approx(100 * (1.04 / 1.02 - 1), rel=1e-6)
-    assert row.ci_low_pct <= row.overhead_pct <= row.ci_high_pct
+def test_a_process_started_inside_the_phase_counts_from_its_start_with_its_children(tmp_path):
+    child = "import time\nx = b'x' * 40_000_000\ntime.sleep(30)"
+    parent = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\ntime.sleep(30)"
+    procs: list[ManagedProcess] = []
+    try:
+        with PhaseMonitor(lambda: {"store": procs}) as mon:
+            procs.append(ManagedProcess("late", [sys.executable, "-c", parent], tmp_path / "late.log").start())
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                kids = psutil.Process(procs[0].pid).children()
+                if kids and peak_rss(kids[0].pid) > 40e6:
+                    break
+                time.sleep(0.05)
+        rows = {metric: value for metric, value, unit in mon.rows()}
+        assert rows["store_peak_rss_bytes"] > 40e6 + peak_rss(procs[0].pid)
+        assert rows["store_cpu_s"] > 0
+    finally:
+        for proc in procs:
+            proc.stop(grace=2)
+
+
+def test_a_refused_peak_reset_gives_no_peak_rather_than_a_lifetime_one(monkeypatch):
+    assert reset_peak_rss(2 ** 22 + 1) is False   # above the largest pid_max: no such process
+    assert reset_peak_rss(os.getpid()) is True
+    monkeypatch.setattr(resources, "reset_peak_rss", lambda pid: False)
+    with PhaseMonitor(dict) as mon:
+        pass
+    rows = {metric: value for metric, value, unit in mon.rows()}
+    assert math.isnan(rows["client_peak_rss_bytes"]) and rows["client_cpu_s"] >= 0
 
 
 def test_free_ports_avoid_the_ephemeral_range_and_never_repeat():

@@ -50,7 +50,7 @@ def values_of(df: pd.DataFrame, backend: str, metric: str) -> np.ndarray:
 
 
 def test_summarize_moments_equal_numpy(sample_df):
-    out = mstats.summarize(sample_df, n_resamples=999)
+    out = mstats.summarize(sample_df)
     assert list(out.columns) == mstats.SUMMARY_COLUMNS
     assert len(out) == 6
     for row in out.itertuples():
@@ -63,68 +63,50 @@ def test_summarize_moments_equal_numpy(sample_df):
         assert row.unit == "s"
 
 
-def test_summarize_bca_equals_scipy_bootstrap(sample_df):
-    out = mstats.summarize(sample_df, n_resamples=2000, seed=7)
-    for row in out.itertuples():
-        x = values_of(sample_df, row.backend, row.metric)
-        ref = stats.bootstrap((x,), np.mean, method="BCa", n_resamples=2000,
-                              confidence_level=0.95, rng=np.random.default_rng(7))
-        assert row.ci_low == pytest.approx(ref.confidence_interval.low, rel=1e-12)
-        assert row.ci_high == pytest.approx(ref.confidence_interval.high, rel=1e-12)
-        assert row.ci_low < row.mean < row.ci_high
-
-
 def test_summarize_t_interval_equals_scipy(sample_df):
-    out = mstats.summarize(sample_df, n_resamples=999)
+    out = mstats.summarize(sample_df)
     for row in out.itertuples():
         x = values_of(sample_df, row.backend, row.metric)
         low, high = stats.t.interval(0.95, x.size - 1, loc=np.mean(x), scale=stats.sem(x))
-        assert (row.t_low, row.t_high) == pytest.approx((low, high), rel=1e-12)
+        assert (row.ci_low, row.ci_high) == pytest.approx((low, high), rel=1e-12)
+        assert row.ci_method.startswith("Student t")
 
 
 def test_t_interval_hand_worked():
     # x = 10, 12, 14: mean 12, sd 2, se 2/sqrt(3) = 1.15470, t(0.975, 2) = 4.30265,
     # half-width 4.96828 -> [7.03172, 16.96828].
-    out = mstats.summarize(results({("a", "m"): [10, 12, 14]}), n_resamples=999)
-    row = out.iloc[0]
+    row = mstats.summarize(results({("a", "m"): [10, 12, 14]})).iloc[0]
     assert row["mean"] == 12 and row["sd"] == pytest.approx(2.0)
-    assert row["t_low"] == pytest.approx(7.03172, abs=1e-5)
-    assert row["t_high"] == pytest.approx(16.96828, abs=1e-5)
+    assert row["ci_low"] == pytest.approx(7.03172, abs=1e-5)
+    assert row["ci_high"] == pytest.approx(16.96828, abs=1e-5)
 
 
 def test_summarize_confidence_level_is_honoured(sample_df):
-    narrow = mstats.summarize(sample_df, confidence=0.80, n_resamples=999)
-    wide = mstats.summarize(sample_df, confidence=0.99, n_resamples=999)
-    assert ((wide["t_high"] - wide["t_low"]) > (narrow["t_high"] - narrow["t_low"])).all()
+    narrow = mstats.summarize(sample_df, confidence=0.80)
+    wide = mstats.summarize(sample_df, confidence=0.99)
     assert ((wide["ci_high"] - wide["ci_low"]) > (narrow["ci_high"] - narrow["ci_low"])).all()
 
 
-def test_summarize_interval_does_not_depend_on_other_groups(sample_df):
-    alone = sample_df[(sample_df["backend"] == "garage") & (sample_df["metric"] == "load_cold_s")]
-    full = mstats.summarize(sample_df, n_resamples=999, seed=3)
-    part = mstats.summarize(alone, n_resamples=999, seed=3)
-    row = full[(full["backend"] == "garage") & (full["metric"] == "load_cold_s")].iloc[0]
-    assert (row["ci_low"], row["ci_high"]) == (part.iloc[0]["ci_low"], part.iloc[0]["ci_high"])
+def test_summarize_flags_cv_beyond_the_verified_range():
+    row = mstats.summarize(results({("a", "m"): with_cv(5, 10.0, 0.5)})).iloc[0]
+    assert row["ci_method"].startswith("Student t (coverage unverified: CV above 30%")
 
 
 def test_summarize_small_and_degenerate_groups():
     df = results({("a", "one"): [5.0], ("a", "two"): [4.0, 6.0], ("a", "flat"): [3.0] * 4})
-    out = mstats.summarize(df, n_resamples=999).set_index("metric")
+    out = mstats.summarize(df).set_index("metric")
     one, two, flat = out.loc["one"], out.loc["two"], out.loc["flat"]
-    assert one["n"] == 1 and one["mean"] == 5.0
-    assert np.isnan([one["sd"], one["cv"], one["ci_low"], one["ci_high"],
-                     one["t_low"], one["t_high"]]).all()
-    assert np.isnan([two["ci_low"], two["ci_high"]]).all()  # BCa needs n >= 3
-    assert np.isfinite([two["t_low"], two["t_high"]]).all()
+    assert one["n"] == 1 and one["mean"] == 5.0 and one["ci_method"] == ""
+    assert np.isnan([one["sd"], one["cv"], one["ci_low"], one["ci_high"]]).all()
+    assert np.isfinite([two["ci_low"], two["ci_high"]]).all()
     assert flat["sd"] == 0 and flat["cv"] == 0
     assert (flat["ci_low"], flat["ci_high"]) == (3.0, 3.0)
-    assert (flat["t_low"], flat["t_high"]) == (3.0, 3.0)
 
 
 def test_summarize_ignores_missing_values():
     df = results({("a", "m"): [1.0, 2.0, 3.0, 4.0]})
     df.loc[1, "value"] = np.nan
-    row = mstats.summarize(df, n_resamples=999).iloc[0]
+    row = mstats.summarize(df).iloc[0]
     assert row["n"] == 3 and row["mean"] == pytest.approx(8 / 3)
 
 
@@ -155,6 +137,13 @@ def test_holm_nan_safe_and_caps_at_one():
 # --- compare ------------------------------------------------------------------
 
 
+def paired_values(df, backend, baseline, metric):
+    """Values of the trials both backends have, aligned by trial number."""
+    both = df[df["metric"] == metric].pivot(index="trial", columns="backend", values="value")
+    both = both[[backend, baseline]].dropna()
+    return both[backend].to_numpy(), both[baseline].to_numpy()
+
+
 def test_compare_pvalues_equal_scipy(sample_df):
     out = mstats.compare(sample_df, "minio", n_resamples=999)
     assert list(out.columns) == mstats.COMPARE_COLUMNS
@@ -162,32 +151,76 @@ def test_compare_pvalues_equal_scipy(sample_df):
     for row in out.itertuples():
         a = values_of(sample_df, row.backend, row.metric)
         b = values_of(sample_df, "minio", row.metric)
-        assert (row.n_backend, row.n_baseline) == (a.size, b.size)
-        assert row.p_welch == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12)
-        assert row.p_mwu == pytest.approx(
-            stats.mannwhitneyu(a, b, alternative="two-sided").pvalue, rel=1e-12)
+        pa, pb = paired_values(sample_df, row.backend, "minio", row.metric)
+        assert (row.n_backend, row.n_baseline, row.n_pairs) == (a.size, b.size, pa.size)
+        assert row.p_welch == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
+        assert row.p_paired == pytest.approx(stats.ttest_rel(pa, pb).pvalue, rel=1e-9)
+        chosen = row.p_paired if row.paired else row.p_welch
+        assert row.p_test == pytest.approx(min(1.0, mstats.SELECTION_INFLATION * chosen))
         assert row.ratio_mean == pytest.approx(a.mean() / b.mean())
         assert row.ratio_median == pytest.approx(np.median(a) / np.median(b))
-        assert row.ratio_mean_low <= row.ratio_mean <= row.ratio_mean_high
-        assert row.ratio_median_low <= row.ratio_median <= row.ratio_median_high
-        assert 0 < row.p_bm <= 1
+        for kind in ("mean", "indep", "paired"):
+            assert getattr(row, f"ratio_{kind}_low") <= row.ratio_mean <= getattr(row, f"ratio_{kind}_high")
+        assert row.bm_testable and 0 < row.p_bm <= 1
+        assert row.ratio_method.startswith("Fieller") and "narrower" in row.ratio_method
 
 
-def test_compare_ratio_interval_is_independent_percentile_bootstrap(sample_df):
-    row = mstats.compare(sample_df, "minio", n_resamples=999, seed=5).iloc[0]
+def test_fieller_bounds_solve_the_quadratic(sample_df):
+    # Fieller (1954): the bounds are the r where (ma - r mb)^2 = t^2 (va + r^2 vb), with the
+    # Welch-Satterthwaite df at the estimated ratio.
+    row = mstats.compare(sample_df, "minio", n_resamples=99).iloc[0]
     a = values_of(sample_df, row["backend"], row["metric"])
     b = values_of(sample_df, "minio", row["metric"])
-    ref = stats.bootstrap(
-        (a, b), lambda x, y, axis: np.mean(x, axis=axis) / np.mean(y, axis=axis),
-        method="percentile", n_resamples=999, rng=np.random.default_rng(5))
-    assert row["ratio_mean_low"] == pytest.approx(ref.confidence_interval.low, rel=1e-12)
-    assert row["ratio_mean_high"] == pytest.approx(ref.confidence_interval.high, rel=1e-12)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    r_hat = a.mean() / b.mean()
+    df = (va + r_hat**2 * vb) ** 2 / (va**2 / (a.size - 1) + (r_hat**2 * vb) ** 2 / (b.size - 1))
+    t = stats.t.ppf(0.975, df)
+    for r in (row["ratio_indep_low"], row["ratio_indep_high"]):
+        assert (a.mean() - r * b.mean()) ** 2 == pytest.approx(t**2 * (va + r**2 * vb), rel=1e-9)
 
 
-def test_compare_holm_is_per_backend_on_welch(sample_df):
+def test_paired_fieller_is_the_paired_t_interval_at_ratio_one():
+    # The paired Fieller interval excludes 1 exactly when the paired t test rejects at 5%.
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        b = rng.lognormal(0, 0.1, 4)
+        a = b * rng.lognormal(0.1, 0.05, 4)
+        low, high, p = mstats._paired_ratio(a, b, 0.95)
+        assert p == pytest.approx(stats.ttest_rel(a, b).pvalue)
+        assert (low > 1 or high < 1) == (p < 0.05)
+
+
+def test_compare_holm_is_per_backend_on_the_chosen_test(sample_df):
     out = mstats.compare(sample_df, "minio", n_resamples=999)
     for _, block in out.groupby("backend"):
-        np.testing.assert_allclose(block["p_holm"], mstats.holm(block["p_welch"].to_numpy()))
+        np.testing.assert_allclose(block["p_holm"], mstats.holm(block["p_test"].to_numpy()))
+
+
+def test_compare_without_trial_numbers_is_independent_at_the_nominal_level(sample_df):
+    out = mstats.compare(sample_df.drop(columns="trial"), "minio", n_resamples=99)
+    assert (~out["paired"]).all() and (out["n_pairs"] == 0).all()
+    np.testing.assert_allclose(out["ratio_mean_low"], out["ratio_indep_low"])
+    np.testing.assert_allclose(out["p_test"], out["p_welch"])
+    assert out["ratio_method"].eq("Fieller, independent (Welch df)").all()
+
+
+def test_compare_uses_the_paired_analysis_when_rounds_correlate():
+    rng = np.random.default_rng(21)
+    rounds = rng.lognormal(0, 0.3, 6)            # a strong round effect shared by both backends
+    df = results({("base", "m"): rounds * rng.lognormal(0, 0.02, 6),
+                  ("b", "m"): 1.1 * rounds * rng.lognormal(0, 0.02, 6)})
+    row = mstats.compare(df, "base", n_resamples=99).iloc[0]
+    assert row["paired"] and row["ratio_method"].startswith("Fieller, paired")
+    assert row["ratio_mean_high"] - row["ratio_mean_low"] < 0.3 * (row["ratio_indep_high"] - row["ratio_indep_low"])
+    assert row["verdict"] == "worse"
+
+
+def test_brunner_munzel_not_computed_where_it_cannot_reject():
+    df = results({("base", "m"): [1.0, 1.1, 1.2], ("b", "m"): [2.0, 2.1, 2.2],
+                  ("base", "k"): [1.0, 1.1, 1.2, 1.3], ("b", "k"): [2.0, 2.1, 2.2, 2.3]})
+    out = mstats.compare(df, "base", n_resamples=999).set_index("metric")
+    assert not out.loc["m", "bm_testable"] and np.isnan(out.loc["m", "p_bm"])   # 2 / C(6, 3) = 0.1
+    assert out.loc["k", "bm_testable"] and out.loc["k", "p_bm"] == pytest.approx(2 / 70)
 
 
 def test_brunner_munzel_statistic_equals_scipy():
@@ -212,14 +245,6 @@ def test_brunner_munzel_complete_separation_is_exact():
     a, b = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0])
     assert mstats._brunner_munzel_p(a, b, 9999, 0) == pytest.approx(0.1)
     assert stats.mannwhitneyu(a, b).pvalue == pytest.approx(0.1)
-
-
-def test_aa_false_positive_rate_is_nominal():
-    n_sims, alpha = 400, 0.05
-    rate = mstats.aa_false_positive_rate(n_sims, 10, seed=2024, alpha=alpha)
-    low, high = stats.binom.ppf([0.001, 0.999], n_sims, alpha) / n_sims
-    assert low <= rate <= high
-    assert rate <= 0.08
 
 
 def test_real_difference_is_detected_in_the_right_direction():
@@ -266,8 +291,7 @@ def test_compare_edge_cases_do_not_crash():
     })
     out = mstats.compare(df, "base", {"flat_same": "higher", "flat_diff": "higher"},
                          n_resamples=999).set_index("metric")
-    nan_cols = ["ratio_mean_low", "ratio_mean_high", "ratio_median_low", "ratio_median_high",
-                "p_welch", "p_mwu", "p_bm", "p_holm"]
+    nan_cols = [*mstats.RATIO_COLUMNS, "p_bm", "p_holm"]
 
     single = out.loc["single"]
     assert single["verdict"] == "not enough data (n=1 vs 3)"
@@ -283,9 +307,9 @@ def test_compare_edge_cases_do_not_crash():
 
     assert out.loc["flat_same", "verdict"] == "identical (zero variance)"
     assert out.loc["flat_diff", "verdict"] == "better (zero variance, untested)"
-    assert np.isnan(out.loc["flat_diff", ["p_welch", "p_holm"]].astype(float)).all()
-    # Only the pair metric was testable by Welch, so its Holm family has size 1.
-    assert pair["p_holm"] == pytest.approx(pair["p_welch"])
+    assert np.isnan(out.loc["flat_diff", ["p_welch", "p_paired", "p_test", "p_holm"]].astype(float)).all()
+    # Only the pair metric was testable, so its Holm family has size 1.
+    assert pair["p_holm"] == pytest.approx(pair["p_test"])
 
 
 def test_compare_rejects_unknown_baseline_and_direction(sample_df):
@@ -394,54 +418,165 @@ def test_latency_spread_withholds_tail_intervals_for_few_queries():
     assert b["n_queries"] == 1 and b["p50_ms"] == 2.0 and np.isnan(b["p50_ms_low"])
 
 
-# --- trials_needed --------------------------------------------------------------
+# --- coverage of every interval the report prints ----------------------------------
+
+COVERAGE_DRAWS = 5000   # coverage SE 0.3 points: the 93-97% band is +-6 SE around 95%
+TRUE_RATIO = 1.2
 
 
-Z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+def draws(dist: str, cv: float, mean: float, z: np.ndarray) -> np.ndarray:
+    """Values with population mean ``mean`` and CV ``cv`` from standard normals ``z``."""
+    if dist == "normal":
+        return mean * (1 + cv * z)
+    sigma = np.sqrt(np.log1p(cv**2))
+    return mean * np.exp(sigma * z - sigma**2 / 2)
 
 
-@pytest.mark.parametrize("cv", [0.05, 0.1, 0.15, 0.2, 0.3])
-def test_trials_needed_matches_textbook_formula(cv):
-    df = results({("a", "m"): with_cv(6, 100.0, cv), ("b", "m"): with_cv(9, 50.0, cv)})
-    row = mstats.trials_needed(df, effect=0.10).iloc[0]
-    assert row["cv_pooled"] == pytest.approx(cv)
-    normal = 2 * Z**2 * cv**2 / 0.10**2
-    # The normal approximation ignores the t critical value; Guenther's
-    # correction (+ z_{1-a/2}^2 / 4) accounts for it.
-    assert abs(row["trials_needed"] - np.ceil(normal)) <= 2
-    assert abs(row["trials_needed"] - np.ceil(normal + stats.norm.ppf(0.975) ** 2 / 4)) <= 1
-    assert row["trials_needed_text"] == str(row["trials_needed"])
+def coverage_table(seed: int = 0) -> pd.DataFrame:
+    """Share of simulated samples whose interval covers the true value, per method and cell.
+
+    True values: the population mean (1) and the ratio of population means (TRUE_RATIO).
+    "chosen" is the interval the verdict uses (narrower of paired and independent); ``rho``
+    is the correlation of the two backends within a round (0: no round effect).
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dist in ("normal", "lognormal"):
+        for cv in (0.05, 0.10, 0.30):
+            for n in (3, 5, 10):
+                for rho in (0.0, 0.6):
+                    z_b, z_new = rng.standard_normal((2, COVERAGE_DRAWS, n))
+                    b = draws(dist, cv, 1.0, z_b)
+                    a = draws(dist, cv, TRUE_RATIO, rho * z_b + np.sqrt(1 - rho**2) * z_new)
+                    r = mstats._ratio_analyses(a, b, 0.95, (a, b))
+                    independent = mstats._ratio_analyses(a, b, 0.95, None)
+                    found = {"ratio, paired Fieller": (r["ratio_paired_low"], r["ratio_paired_high"]),
+                             "ratio, chosen": (r["ratio_mean_low"], r["ratio_mean_high"])}
+                    if rho == 0:
+                        found["mean, Student t"] = mstats._mean_interval(b, 0.95)
+                        found["ratio, independent Fieller"] = (independent["ratio_mean_low"],
+                                                              independent["ratio_mean_high"])
+                    truth = {"mean, Student t": 1.0}
+                    for method, (low, high) in found.items():
+                        true = truth.get(method, TRUE_RATIO)
+                        rows.append({"method": method, "dist": dist, "cv": cv, "n": n, "rho": rho,
+                                     "coverage": np.mean((low <= true) & (true <= high))})
+    return pd.DataFrame(rows)
 
 
-def test_trials_needed_gives_the_promised_power():
-    # cv = effect -> d = 1 -> 17 trials; simulate Welch tests at that n.
-    df = results({("a", "m"): with_cv(5, 10.0, 0.1), ("b", "m"): with_cv(5, 10.0, 0.1)})
-    n = int(mstats.trials_needed(df, effect=0.10).iloc[0]["trials_needed"])
-    rng = np.random.default_rng(0)
-
-    def power(k):
-        a, b = rng.normal(0.0, 1.0, (4000, k)), rng.normal(1.0, 1.0, (4000, k))
-        return np.mean(stats.ttest_ind(a, b, axis=1, equal_var=False).pvalue < 0.05)
-
-    assert n == 17
-    assert power(n) >= 0.78 and power(n - 3) < 0.8
+@pytest.fixture(scope="module")
+def coverage() -> pd.DataFrame:
+    return coverage_table()
 
 
-def test_trials_needed_grows_with_cv_and_reports_cap():
-    cvs = [0.02, 0.05, 0.1, 0.2, 0.4]
+def test_every_printed_interval_covers_93_to_97_percent(coverage):
+    # Without a round effect every interval the report prints must hold its 95% label.
+    independent_rounds = coverage[coverage["rho"] == 0]
+    outside = independent_rounds[~independent_rounds["coverage"].between(0.93, 0.97)]
+    assert outside.empty, outside.to_string()
+    assert set(independent_rounds["method"]) == {"mean, Student t", "ratio, independent Fieller",
+                                                 "ratio, paired Fieller", "ratio, chosen"}
+
+
+def test_paired_intervals_hold_their_level_with_a_round_effect(coverage):
+    # The paired interval is exact under any correlation; the chosen one may then be the
+    # independent interval, which ignores the (positive) correlation and so only errs wide.
+    correlated = coverage[coverage["rho"] > 0].set_index("method")
+    assert correlated.loc["ratio, paired Fieller", "coverage"].between(0.93, 0.97).all()
+    assert correlated.loc["ratio, chosen", "coverage"].between(0.93, 0.985).all()
+
+
+def test_the_claim_rule_keeps_its_false_positive_rate():
+    # Equal means: the rule (chosen test and CI excluding 1, one metric) may claim <= alpha.
+    for n in (3, 5, 10):
+        for cv in (0.05, 0.3):
+            rate = mstats.claim_power(n, cv, 0.0, 1, draws=20000, seed=n)
+            assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 20000), (n, cv, rate)
+
+
+def test_aa_false_positive_rate_is_nominal():
+    n_sims, alpha = 400, 0.05
+    rate = mstats.aa_false_positive_rate(n_sims, 10, seed=2024, alpha=alpha, n_resamples=99)
+    low, high = stats.binom.ppf([0.001, 0.999], n_sims, alpha) / n_sims
+    assert low / 2 <= rate <= high   # the selection's adjustment makes the rule slightly conservative
+    assert rate <= 0.08
+
+
+# --- power and detectability ----------------------------------------------------------
+
+
+def test_power_of_the_report_rule_is_far_below_the_single_t_test_figure():
+    # One t test at alpha 0.05 promised 80% power at n = 6 for 10% at CV 5%; the report's rule
+    # (Holm over 16 metrics, CI excluding 1) has about 0.3.
+    power = mstats.claim_power(6, 0.05, 0.10, 16)
+    assert 0.15 < power < 0.4
+    assert mstats.claim_power(6, 0.05, 0.10, 1) > 0.7   # alone, at alpha: close to the t test's 80%
+    assert mstats.trials_needed(0.10, 0.05, 16) > 6
+
+
+def test_simulated_power_agrees_with_brute_force_compare():
+    # n = 3 (the default), CV 5%, a 25% difference in one of 4 metrics: run compare itself on each
+    # simulated run (full Holm, all four metrics) and count how often it calls the real difference.
+    n, cv, effect, family, sims = 3, 0.05, 0.25, 4, 400
+    rng = np.random.default_rng(5)
+    sigma = np.sqrt(np.log1p(cv**2))
+    called = 0
+    for _ in range(sims):
+        noise = np.exp(sigma * rng.standard_normal((2, family, n)) - sigma**2 / 2)
+        noise[0, 0] *= 1 + effect
+        df = results({(backend, f"m{k}"): noise[i, k] for i, backend in enumerate(("b", "base"))
+                      for k in range(family)})
+        out = mstats.compare(df, "base", n_resamples=19)
+        called += out.set_index("metric").loc["m0", "verdict"] in ("better", "worse")
+    simulated = mstats.claim_power(n, cv, effect, family)
+    assert 0.2 < simulated < 0.8   # a setting where the check is informative
+    assert called / sims == pytest.approx(simulated, abs=0.075)   # 3 SE of the brute force
+
+
+def test_detectable_difference_and_trials_needed_are_consistent():
+    for n, cv in ((3, 0.05), (6, 0.05), (10, 0.1)):
+        d = mstats.detectable_difference(n, cv, 16)
+        assert mstats.claim_power(n, cv, d, 16) >= 0.8 > mstats.claim_power(n, cv, d / 1.02, 16)
+    n = mstats.trials_needed(0.10, 0.05, 16)
+    assert mstats.claim_power(n, 0.05, 0.10, 16) >= 0.8 > mstats.claim_power(n - 1, 0.05, 0.10, 16)
+    assert mstats.trials_needed(0.01, 0.3, 16) is None   # beyond MAX_TRIALS
+
+
+def test_detectability_ranges_follow_the_cv_bounds():
+    cvs = [0.02, 0.05, 0.1, 0.2]
     df = pd.concat([results({("a", f"m{i}"): with_cv(5, 1.0, cv), ("b", f"m{i}"): with_cv(5, 1.0, cv)})
                     for i, cv in enumerate(cvs)])
-    out = mstats.trials_needed(df, effect=0.10)
-    assert list(out.columns) == mstats.TRIALS_COLUMNS
-    assert np.all(np.diff(out["trials_needed"].to_numpy(dtype=float)) > 0)
-    huge = mstats.trials_needed(df[df["metric"] == "m4"], effect=0.001, cap=500).iloc[0]
-    assert pd.isna(huge["trials_needed"]) and huge["trials_needed_text"] == "> 500"
+    out = mstats.detectability(df, family=16)
+    assert list(out.columns) == mstats.DETECTABILITY_COLUMNS
+    np.testing.assert_allclose(out["cv_pooled"], cvs)
+    # Chi-square bounds of a CV with 8 df.
+    np.testing.assert_allclose(out["cv_high"] / out["cv_pooled"], np.sqrt(8 / stats.chi2.ppf(0.025, 8)))
+    assert (out["detectable_low"] <= out["detectable"]).all() and (out["detectable"] <= out["detectable_high"]).all()
+    known = out.dropna(subset=["trials_high"])
+    assert (known["trials_low"] <= known["trials"]).all() and (known["trials"] <= known["trials_high"]).all()
+    assert np.all(np.diff(out["detectable"]) > 0)
+    assert (out["n"] == 5).all()
 
 
-def test_trials_needed_edge_cases():
+def test_detectability_edge_cases():
     df = results({("a", "single"): [3.0], ("b", "single"): [4.0],
                   ("a", "flat"): [2.0] * 3, ("b", "flat"): [2.0] * 3})
-    out = mstats.trials_needed(df).set_index("metric")
-    assert pd.isna(out.loc["single", "trials_needed"]) and out.loc["single", "n_backends"] == 0
-    assert out.loc["single", "trials_needed_text"].startswith("unknown")
-    assert out.loc["flat", "cv_pooled"] == 0 and out.loc["flat", "trials_needed"] == 2
+    out = mstats.detectability(df, family=2).set_index("metric")
+    assert np.isnan(out.loc["single", "cv_pooled"]) and pd.isna(out.loc["single", "trials"])
+    assert out.loc["flat", "cv_pooled"] == 0 and np.isnan(out.loc["flat", "detectable"])
+
+
+# --- testability -------------------------------------------------------------------------
+
+
+def test_brown_forsythe_vectorised_equals_scipy():
+    rng = np.random.default_rng(6)
+    groups = [rng.normal(size=5), rng.normal(0, 2, size=7), rng.normal(size=4)]
+    assert mstats._brown_forsythe_p(groups) == pytest.approx(stats.levene(*groups, center="median").pvalue)
+
+
+def test_brown_forsythe_cannot_detect_a_3x_spread_at_3_trials():
+    assert mstats.brown_forsythe_power((3, 3)) < 0.05
+    assert mstats.brown_forsythe_power((20, 20)) > mstats.TESTABLE_POWER
+    out = mstats.variance_tests(results({("a", "m"): [1.0, 2.0, 4.0], ("b", "m"): [3.0, 5.0, 5.5]}))
+    assert not out.iloc[0]["testable"] and np.isfinite(out.iloc[0]["p_value"])

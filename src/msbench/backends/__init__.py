@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from msbench.config import ConfigError, UserConfig
+from msbench.providers import builds, handicap
 
 LAUNCHERS = ("process", "ceph", "external")
 _HERE = Path(__file__).parent
@@ -41,6 +42,10 @@ class BackendDef:
     access_key_env: str = ""              # external only
     secret_key_env: str = ""              # external only
     alias_of: str = ""                    # set when this is another name for the same store
+    handicap: dict[str, float] = field(default_factory=dict)   # a known slowdown: the positive control
+    install: dict[str, str] = field(default_factory=dict)      # how to build the binary (providers.builds)
+    credentials: dict[str, int | str] = field(default_factory=dict)   # key format, when the store has one
+    bootstrap: tuple[dict[str, Any], ...] = ()   # commands run once after the first start (run, capture, pattern)
     docker: dict[str, Any] = field(default_factory=dict)   # container definition (providers.docker)
 
     @property
@@ -63,8 +68,16 @@ def _from_mapping(name: str, raw: dict[str, Any], source: str) -> BackendDef:
     for key in ("ports", "command", "leftovers"):
         if key in data:
             data[key] = tuple(str(v) for v in data[key])
+    data["bootstrap"] = tuple(data.get("bootstrap") or ())
+    if any(not isinstance(step, dict) or not step.get("run") for step in data["bootstrap"]):
+        raise ConfigError(f"backend {name!r} ({source}): each bootstrap step needs 'run' (a command), "
+                          "optionally 'capture' and 'pattern'")
     if data["launcher"] == "process" and not (data.get("command") and data.get("ready_url")):
         raise ConfigError(f"backend {name!r} ({source}): a process backend needs 'command' and 'ready_url'")
+    data["handicap"] = handicap.validate(name, data.get("handicap"))
+    data["install"] = builds.validate(name, data.get("install"))
+    if data["handicap"] and data["launcher"] == "external":
+        raise ConfigError(f"backend {name!r} ({source}): a handicap needs a store we run; an external endpoint has none")
     if "s3" not in data.get("ports", ("s3",)):
         raise ConfigError(f"backend {name!r} ({source}): 'ports' must include 's3'")
     return BackendDef(**data)
@@ -101,12 +114,16 @@ def load_backends(user: UserConfig | None = None) -> dict[str, BackendDef]:
 
 
 def find_binary(backend: BackendDef, user: UserConfig | None = None) -> str | None:
-    """Environment variable, then msbench.yaml ``binaries``, then PATH, then this Python's bin dir."""
+    """Environment variable, then msbench.yaml ``binaries``, then the pinned build (``msbench stores
+    install``), then PATH, then this Python's bin dir."""
     candidates = [os.environ.get(backend.binary_env, "") if backend.binary_env else "",
                   (user.binaries.get(backend.binary, "") if user else "")]
     for candidate in candidates:
         if candidate:
             return candidate if os.access(candidate, os.X_OK) else None
+    built = builds.installed(backend.binary, backend.install)
+    if built:
+        return str(built)
     found = shutil.which(backend.binary)
     if found:
         return found
@@ -116,11 +133,15 @@ def find_binary(backend: BackendDef, user: UserConfig | None = None) -> str | No
 
 def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, install: bool = False) -> str | None:
     """None when this machine can run the backend; otherwise why not and how to enable it."""
+    if backend.handicap and handicap.unavailable_reason():
+        return f"its handicap {backend.handicap} cannot be applied: {handicap.unavailable_reason()}"
     if backend.launcher == "process":
         if find_binary(backend, user) is None:
             named = os.environ.get(backend.binary_env) if backend.binary_env else None
             what = f"{backend.binary_env}={named} is not an executable file" if named else \
                 f"no '{backend.binary}' binary found"
+            if backend.install and not named:
+                what += f" (not built: {builds.missing_tool(backend.install) or 'no build yet'})"
             return f"{what}. To enable: {backend.enable_hint}"
         return None
     if backend.launcher == "ceph":

@@ -27,3 +27,7 @@ class Stack:
     def image_digests(self) -> dict[str, str]:
         """Container images and their digests, for the record; none for a native stack."""
         return {}
+
+    def handicap_facts(self) -> dict[str, float]:
+        """The handicap the store ran under (see providers.handicap), for the record; none by default."""
+        return {}

@@ -57,6 +57,7 @@ class CephRGW:
     access_key: str
     secret_key: str
     block_size_gib: int = 10
+    cgroup: object = None   # a handicap (providers.handicap.CpuQuota) every daemon joins
     mon_port: int = field(default=0, init=False)  # a free port, chosen by start()
     fsid: str = field(default="", init=False)  # fresh for every start()
     _procs: dict[str, ManagedProcess] = field(default_factory=dict, init=False, repr=False)
@@ -234,7 +235,7 @@ rgw frontends = beast endpoint={LOOPBACK}:{self.port} tcp_nodelay=1
 
     def _spawn(self, name: str, argv: list) -> ManagedProcess:
         proc = ManagedProcess(name=f"ceph-{name}", argv=argv, log_path=self.log_dir / f"ceph-{name}.log",
-                              cwd=self.root)
+                              cwd=self.root, cgroup=self.cgroup)
         self._procs[name] = proc.start()
         return proc
 

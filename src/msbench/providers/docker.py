@@ -40,9 +40,9 @@ from botocore.config import Config as BotoConfig
 
 from msbench.backends import BackendDef, builtin_definitions
 from msbench.config import ConfigError, Params, UserConfig
-from msbench.providers import Stack
+from msbench.providers import Stack, handicap
 from msbench.providers.process import LOOPBACK, free_port
-from msbench.providers.stores import new_credentials
+from msbench.providers.stores import credentials_for
 
 PROVIDER = "docker"
 NS = 1_000_000_000                     # Docker healthcheck durations are nanoseconds
@@ -92,16 +92,17 @@ def docker_unavailable_reason() -> str | None:
 
 
 # -- definitions as data -------------------------------------------------------------------------
-def deep_merge(base: Any, over: Any) -> Any:
-    """``over`` on top of ``base``; mappings merge key by key, a ``None`` value deletes the key."""
+def deep_merge(base: Any, over: Any, keep_nulls: bool = False) -> Any:
+    """``over`` on top of ``base``; mappings merge key by key, a ``None`` value deletes the key
+    (or, with ``keep_nulls``, stays as a marker for a later merge: a ``local:`` block's deletions)."""
     if not isinstance(base, dict) or not isinstance(over, dict):
         return copy.deepcopy(over)
     out = copy.deepcopy(base)
     for key, value in over.items():
-        if value is None:
+        if value is None and not keep_nulls:
             out.pop(key, None)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value, keep_nulls)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -117,7 +118,7 @@ def resolve_definitions(backend: BackendDef) -> dict[str, dict]:
     A user's ``docker:`` entry in msbench.yaml replaces the built-in mapping wholesale (the
     registry merges fields one level deep), so the built-in one is merged back underneath."""
     builtin = (builtin_definitions().get(backend.kind) or {}).get("docker") or {}
-    store = deep_merge(builtin, backend.docker or {})
+    store = deep_merge(builtin, backend.docker or {}, keep_nulls=True)
     if not store:
         raise ConfigError(f"backend {backend.name!r} has no docker definition; add a 'docker:' mapping "
                           f"(image, ports, env, command, volumes, healthcheck) to run it with provider=docker")
@@ -135,11 +136,6 @@ def resolve_definitions(backend: BackendDef) -> dict[str, dict]:
     store.pop("layouts", None)
     defs["store"] = store
     return defs
-
-
-def garage_definition() -> dict:
-    """The Docker definition of Garage (images/garage.yaml), for a backend's ``docker:`` mapping."""
-    return yaml.safe_load((STACK_FILE.parent / "garage.yaml").read_text())
 
 
 def variant(comp: dict, use_local: bool) -> dict:
@@ -305,11 +301,12 @@ def milvus_config(comp: dict, values: dict[str, str], addr: Addressing, bucket: 
             overrides[spec["config"]] = addr.ports["milvus"][name]
     if addr.host_network:
         overrides.update({f"{role}.ip": LOOPBACK for role in _MILVUS_ROLES})
+    from msbench.providers.milvus_native import GC_CONFIG, render_config
+
+    overrides.update(GC_CONFIG)   # the same short GC as the native stack: footprint after GC
     overrides.update(comp.get("extra_config") or {})
     path = cfg.get("path", "/milvus/configs/user.yaml")
     if cfg.get("mode") == "full":
-        from msbench.providers.milvus_native import render_config
-
         config = render_config({"etcd_data_dir": "/var/lib/milvus/etcd", "local_storage_dir": "/var/lib/milvus/data",
                                 "rocksmq_data_dir": "/var/lib/milvus/rdb_data", "system_log_path": "",
                                 "etcd_log_path": "stdout"}, overrides)
@@ -324,13 +321,6 @@ def milvus_config(comp: dict, values: dict[str, str], addr: Addressing, bucket: 
                 node = node.setdefault(key, {})
             node[leaf] = value
     return path, yaml.safe_dump(config, sort_keys=False)
-
-
-def store_credentials(store: dict) -> tuple[str, str]:
-    """Fresh keys per trial, in the shape the store's definition asks for (Garage: GK + 24 hex, 64 hex)."""
-    fmt = store.get("credentials") or {}
-    return new_credentials(fmt.get("access_key_prefix", "msb"), int(fmt.get("access_key_hex", 16)),
-                           int(fmt.get("secret_key_hex", 40)))
 
 
 @dataclass
@@ -366,7 +356,7 @@ def plan_stack(backend: BackendDef, params: Params, ident: StackIdentity, host_n
         chosen.pop("store")
     addr = plan_addressing({r: c for r, c in chosen.items() if r != "helper"}, host_network, port_source)
     store = chosen.get("store", {})
-    access, secret = credentials or (store_credentials(store) if store else ("", ""))
+    access, secret = credentials or (credentials_for(store.get("credentials") or {}) if store else ("", ""))
     region = str(store.get("region", "us-east-1"))
     version = str(chosen["milvus"].get("version", ""))
     creds = {"access_key": access, "secret_key": secret, "bucket": bucket, "region": region,
@@ -387,6 +377,8 @@ def plan_stack(backend: BackendDef, params: Params, ident: StackIdentity, host_n
         values[role] = template_values(role, ident, addr, creds)
         specs[role] = container_spec(role, comp, values[role], ident, addr, network)
         files[role] = container_files(comp, values[role], role)
+    if "store" in specs:
+        specs["store"].update(handicap.docker_quota(backend.handicap))
     path, text = milvus_config(chosen["milvus"], values["milvus"], addr, bucket, region, params.milvus_session_ttl_s)
     files["milvus"][path] = text
     return StackPlan(ident, addr, chosen, specs, files, values, access, secret, bucket, region, network)
@@ -737,6 +729,9 @@ class DockerStack(Stack):
 
     def image_digests(self) -> dict[str, str]:
         return image_digests(self)
+
+    def handicap_facts(self) -> dict[str, float]:
+        return dict(self.backend.handicap)
 
     def _save_logs(self) -> None:
         for role, container in self.containers.items():

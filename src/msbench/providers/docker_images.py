@@ -12,6 +12,8 @@ image override, see ``providers.docker``):
 | ``msbench-local/debian:bookworm`` | ``debootstrap --variant=minbase bookworm``, imported |
 | ``msbench-local/milvus:2.3.5`` | the PyPI ``milvus`` wheel's server binary and libraries on the Debian base |
 | ``msbench-local/ceph-rgw:bookworm`` | Debian's Ceph 16.2 packages + python3, bootstrapped by ``images/ceph_entry.py`` |
+| ``msbench-local/minio:<pin>`` | ``minio`` built by ``msbench stores install`` (static) on ``scratch`` (+ busybox) |
+| ``msbench-local/garage:<pin>`` | ``garage`` built by ``msbench stores install`` on the Debian base |
 
 Build contexts are assembled in Python and sent as a tar (``custom_context=True``); no Docker
 CLI is used.  Every image carries the hash of its inputs as a label, and a build is skipped when
@@ -315,6 +317,28 @@ def _build_debian(image: LocalImage, client, log: Callable[[str], None]) -> str:
     return "built"
 
 
+def _built_store_context(name: str, base: str) -> Context:
+    """A store server built here by ``msbench stores install`` (providers.builds), on ``base``:
+    ``scratch`` for a static binary (MinIO, built with CGO_ENABLED=0), the Debian image otherwise."""
+    from msbench.backends import load_backends
+    from msbench.providers import builds
+
+    backend = load_backends()[name]
+    binary = builds.installed(backend.binary, backend.install)
+    if binary is None:
+        raise ImageBuildError(f"{name} is not built: run `msbench stores install {name}` first")
+    start = "FROM scratch" if base == "scratch" else f"FROM {LOCAL_PREFIX}/debian:{DEBIAN_SUITE}"
+    ctx = Context(f"{start}\nCOPY rootfs/ /\nENV PATH=/usr/local/bin:/usr/bin:/bin\n")
+    ctx.busybox("rootfs/bin" if base == "scratch" else "rootfs/usr/local/bin")
+    ctx.dirs += ["rootfs/tmp", "rootfs/data"]
+    ctx.symlinks.append((f"rootfs/{backend.binary}", f"usr/local/bin/{backend.binary}"))  # where registry images keep it
+    return ctx.add(f"rootfs/usr/local/bin/{backend.binary}", binary)
+
+
+# Stores built from source registries, by backend name: (the image's base, what it depends on).
+BUILT_STORES = {"minio": ("scratch", ()), "garage": ("debian", ("debian",))}
+
+
 def local_images() -> dict[str, LocalImage]:
     from msbench.providers.milvus_native import milvus_version
 
@@ -337,6 +361,16 @@ def local_images() -> dict[str, LocalImage]:
         LocalImage("ceph-rgw", f"{LOCAL_PREFIX}/ceph-rgw:{DEBIAN_SUITE}", "Ceph RGW from Debian packages",
                    _ceph_context, depends=("debian",)),
     ]
+    from msbench.backends import load_backends
+    from msbench.providers import builds
+
+    registry = load_backends()
+    for name, (base, depends) in BUILT_STORES.items():   # only those built here: no source, no image
+        backend = registry[name]
+        if builds.installed(backend.binary, backend.install):
+            images.append(LocalImage(name, f"{LOCAL_PREFIX}/{name}:{backend.install['version']}",
+                                     f"{name} built by msbench stores install",
+                                     lambda n=name, b=base: _built_store_context(n, b), depends=depends))
     return {image.key: image for image in images}
 
 

@@ -25,6 +25,16 @@ from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_
 PID_DIR = Path("/run/milvus")
 _ROLES = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexCoord", "indexNode", "dataCoord", "dataNode")
 _TEMPLATE_VAR = re.compile(r"\{\{\s*(\w+)(?:\((\w+)\))?(?::\s*([^}]*?))?\s*\}\}")
+# Short GC and compaction-check periods (seconds), so the footprint phase can measure the bucket
+# after a forced compaction and GC within seconds. Defaults: GC every hour, files kept 1-3 h,
+# compaction results collected every 10 s. missingTolerance stays a minute: files not yet in
+# the meta (uploads in flight) look like orphans, and a shorter one could delete them.
+GC_CONFIG: dict[str, int] = {
+    "dataCoord.gc.interval": 5,
+    "dataCoord.gc.missingTolerance": 60,
+    "dataCoord.gc.dropTolerance": 1,
+    "dataCoord.compaction.check.interval": 1,
+}
 
 
 def _package_dir() -> Path:
@@ -134,6 +144,7 @@ class MilvusNative:
             # Placeholders only: the keys reach Milvus through the environment, never a file we keep.
             "minio.accessKeyID": "", "minio.secretAccessKey": "",
             **{f"{role}.ip": LOOPBACK for role in _ROLES},
+            **GC_CONFIG,
             **self.extra_config,
         }
         config = render_config(values, overrides)

@@ -18,6 +18,7 @@ from botocore.config import Config as BotoConfig
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
 from msbench.providers import Stack
+from msbench.providers.handicap import CpuQuota
 from msbench.providers.milvus_native import MilvusNative, S3Target
 from msbench.providers.process import ManagedProcess
 from msbench.providers.stores import ObjectStore, make_store
@@ -55,6 +56,7 @@ class NativeStack(Stack):
     root: Path = field(init=False)
     store: ObjectStore = field(init=False)
     milvus: MilvusNative = field(init=False)
+    quota: CpuQuota | None = field(default=None, init=False)
     provider: str = PROVIDER
 
     def __post_init__(self) -> None:
@@ -65,7 +67,9 @@ class NativeStack(Stack):
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, timeout: float = 240.0) -> dict[str, float]:
-        self.store = make_store(self.backend, self.root / "store", self.log_dir, self.user)
+        if self.backend.handicap:
+            self.quota = CpuQuota.create(self.backend.name, self.backend.handicap["cpu"])
+        self.store = make_store(self.backend, self.root / "store", self.log_dir, self.user, self.quota)
         timings = {"store_ready_s": self.store.start(timeout)}
         if not self.store.restartable:  # external: a bucket of our own, so footprints are ours alone
             self.bucket = f"msbench-{os.path.basename(self.root).lower().replace('_', '-')}"
@@ -99,6 +103,12 @@ class NativeStack(Stack):
     def data_paths(self) -> list[Path]:
         return self.store.data_paths
 
+    def handicap_facts(self) -> dict[str, float]:
+        """The handicap applied and how long the store was held back by it (0 = it never bit)."""
+        if self.quota is None:
+            return {}
+        return {"cpu": self.quota.cpu, "throttled_s": round(self.quota.throttled_s(), 3)}
+
     def s3(self):
         return s3_client(self.store)
 
@@ -118,6 +128,11 @@ class NativeStack(Stack):
                 obj.stop(fast=True)
             except Exception as err:  # keep tearing down the rest
                 errors.append(f"{part}: {err}")
+        if self.quota is not None:
+            try:
+                self.quota.close()
+            except OSError as err:
+                errors.append(f"handicap cgroup {self.quota.path}: {err}")
         shutil.rmtree(self.root, ignore_errors=True)
         if errors:
             raise RuntimeError("teardown incomplete: " + "; ".join(errors))

@@ -19,9 +19,12 @@ import urllib.request
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import psutil
+
+if TYPE_CHECKING:
+    from msbench.providers.handicap import CpuQuota
 
 LOOPBACK = "127.0.0.1"
 
@@ -95,6 +98,7 @@ class ManagedProcess:
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    cgroup: "CpuQuota | None" = None   # a handicap the process joins before it runs
     popen: subprocess.Popen | None = None
 
     def start(self) -> "ManagedProcess":
@@ -111,6 +115,7 @@ class ManagedProcess:
             env=full_env,
             cwd=self.cwd,
             start_new_session=True,  # Ctrl-C in the notebook reaches us, not the servers
+            preexec_fn=self.cgroup.join_self if self.cgroup else None,
         )
         log.close()
         return self

@@ -2,22 +2,32 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Mapping
 from urllib.parse import urlparse
 
 from msbench.backends import BackendDef, find_binary, unavailable_reason
 from msbench.config import ConfigError, UserConfig
-from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_ok
+from msbench.providers.handicap import CpuQuota
+from msbench.providers.process import LOOPBACK, ManagedProcess, ReadinessTimeout, free_port, http_ok, run_checked
 
 
 def new_credentials(prefix: str = "msb", access_hex: int = 16, secret_hex: int = 40) -> tuple[str, str]:
     """Fresh keys per trial: nothing to leak across runs, and long enough for every store
     (a store wanting another shape, like Garage's GK + 24 hex digits, says so in its definition)."""
     return prefix + secrets.token_hex(access_hex // 2), secrets.token_hex(secret_hex // 2)
+
+
+def credentials_for(fmt: Mapping[str, object]) -> tuple[str, str]:
+    """Keys in the shape a definition's ``credentials`` asks for (default: ours)."""
+    return new_credentials(str(fmt.get("access_key_prefix", "msb")), int(fmt.get("access_key_hex", 16)),
+                           int(fmt.get("secret_key_hex", 40)))
 
 
 @dataclass
@@ -32,6 +42,7 @@ class ObjectStore:
     access_key: str = ""
     secret_key: str = ""
     restartable: bool = True
+    quota: CpuQuota | None = None   # the handicap its processes run under, if any
 
     @property
     def endpoint_url(self) -> str:
@@ -64,17 +75,19 @@ class ProcessStore(ObjectStore):
     binary: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     process: ManagedProcess | None = None
+    captured: dict[str, str] = field(default_factory=dict)   # what bootstrap steps captured, e.g. node_id
 
     def __post_init__(self) -> None:
-        self.access_key, self.secret_key = new_credentials()
+        self.access_key, self.secret_key = credentials_for(self.backend.credentials)
+        self.rpc_secret = secrets.token_hex(32)   # for stores whose nodes authenticate each other
         self.ports = {name: free_port() for name in self.backend.ports}
         self.port = self.ports["s3"]
 
     def _values(self) -> dict[str, str]:
         return {"binary": self.binary, "data_dir": str(self.root / "data"), "conf_dir": str(self.root / "conf"),
-                "log_dir": str(self.log_dir),
+                "log_dir": str(self.log_dir), "rpc_secret": self.rpc_secret,
                 "access_key": self.access_key, "secret_key": self.secret_key,
-                **{f"port_{name}": str(port) for name, port in self.ports.items()}}
+                **{f"port_{name}": str(port) for name, port in self.ports.items()}, **self.captured}
 
     def _fill(self, text: str) -> str:
         try:
@@ -93,9 +106,31 @@ class ProcessStore(ObjectStore):
         argv = [self._fill(a) for a in self.backend.command]
         env = {k: self._fill(v) for k, v in self.backend.env.items()}
         self.process = ManagedProcess(self.backend.name, argv, self.log_dir / f"{self.backend.name}.log",
-                                      env=env, cwd=self.root).start()
-        return self.process.wait_ready(lambda: http_ok(self._fill(self.backend.ready_url)), timeout,
+                                      env=env, cwd=self.root, cgroup=self.quota).start()
+        began = time.monotonic()
+        if first:
+            self._bootstrap(began + timeout)
+        return time.monotonic() - began + self.process.wait_ready(lambda: http_ok(self._fill(self.backend.ready_url)), timeout,
                                        f"{self._fill(self.backend.ready_url)} answered")
+
+    def _bootstrap(self, deadline: float) -> None:
+        """The definition's one-time set-up commands (e.g. Garage's layout and key), in order; each is
+        retried until it succeeds, since the server may still be starting, or the deadline passes."""
+        log = self.log_dir / f"{self.backend.name}-bootstrap.log"
+        for step in self.backend.bootstrap:
+            while True:
+                try:
+                    out = run_checked([self._fill(str(a)) for a in step["run"]], log, timeout=30)
+                    break
+                except (RuntimeError, subprocess.TimeoutExpired) as err:
+                    if not self.process.running() or time.monotonic() > deadline:
+                        raise ReadinessTimeout(f"{self.backend.name} bootstrap failed: {err}") from err
+                    time.sleep(0.5)
+            if step.get("capture"):
+                found = re.search(step.get("pattern", "(.+)"), out, re.MULTILINE)
+                if not found:
+                    raise ReadinessTimeout(f"{self.backend.name} bootstrap: no {step['capture']} in {out[-300:]!r}")
+                self.captured[step["capture"]] = found.group(1)
 
     def stop(self, fast: bool = False) -> None:
         if self.process is not None:
@@ -124,7 +159,7 @@ class CephStore(ObjectStore):
         self.access_key, self.secret_key = new_credentials()
         self.port = free_port()
         self.cluster = CephRGW(root=self.root, log_dir=self.log_dir, port=self.port,
-                               access_key=self.access_key, secret_key=self.secret_key)
+                               access_key=self.access_key, secret_key=self.secret_key, cgroup=self.quota)
 
     def start(self, timeout: float) -> float:
         began = time.monotonic()
@@ -174,13 +209,14 @@ class ExternalStore(ObjectStore):
         return 0.0
 
 
-def make_store(backend: BackendDef, root: Path, log_dir: Path, user: UserConfig | None = None) -> ObjectStore:
+def make_store(backend: BackendDef, root: Path, log_dir: Path, user: UserConfig | None = None,
+               quota: CpuQuota | None = None) -> ObjectStore:
     """The right store for a definition; raises with the reason when it cannot run here."""
     reason = unavailable_reason(backend, user, install=True)
     if reason:
         raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
     if backend.launcher == "process":
-        return ProcessStore(backend, root, log_dir, binary=find_binary(backend, user) or "")
+        return ProcessStore(backend, root, log_dir, quota=quota, binary=find_binary(backend, user) or "")
     if backend.launcher == "ceph":
-        return CephStore(backend, root, log_dir)
+        return CephStore(backend, root, log_dir, quota=quota)
     return ExternalStore(backend, root, log_dir)
