@@ -389,8 +389,8 @@ def comparison_table(run: Run, baseline: str | None = None) -> pd.DataFrame:
     return _noted(table, f"Every store against {baseline}. " + _comparison_note()
                   + ("The positive-control column says whether a store held to a known CPU quota was seen in "
                      "this metric at this scale (section 'Can this run see a difference?'); where it was not, "
-                     "this phase did not measurably depend on the object store here, and a verdict on it says "
-                     "little about the stores." if seen else ""))
+                     "this phase did not measurably depend on the object store here at this n, and a verdict on "
+                     "it says little about the stores." if seen else ""))
 
 
 def aa_table(run: Run) -> pd.DataFrame:
@@ -457,7 +457,7 @@ def _store_dependence(run: Run) -> dict[str, str]:
         return {}
     slow = found[0][4]
     return {m: ("yes: seen" if v == "worse" else "unknown: not enough trials" if v.startswith("not enough data")
-                else "no: not seen at this scale") for m, v in zip(slow["metric"], slow["verdict"])}
+                else "not seen at this n") for m, v in zip(slow["metric"], slow["verdict"])}
 
 
 def controls_table(run: Run) -> pd.DataFrame:
@@ -486,7 +486,8 @@ def controls_table(run: Run) -> pd.DataFrame:
                  else "unclear: the A/A pair differs too" if claimed_aa
                  else "unknown: not enough trials" if p["verdict"].startswith("not enough data")
                  else "claimed better under a handicap: an artefact, read with care" if claimed_slow
-                 else "not seen: this phase did not depend on the object store at this scale"),
+                 else "not seen: no measurable dependence on the store at this scale and n (a smaller one can "
+                      "hide below what this run detects)"),
             ])
         notes.append(f"{base} against {aa} (the same store under another name: any claimed difference is a false "
                 f"positive of the method) and against {slow} (the same store with its processes held to "

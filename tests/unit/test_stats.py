@@ -580,3 +580,21 @@ def test_brown_forsythe_cannot_detect_a_3x_spread_at_3_trials():
     assert mstats.brown_forsythe_power((20, 20)) > mstats.TESTABLE_POWER
     out = mstats.variance_tests(results({("a", "m"): [1.0, 2.0, 4.0], ("b", "m"): [3.0, 5.0, 5.5]}))
     assert not out.iloc[0]["testable"] and np.isfinite(out.iloc[0]["p_value"])
+
+
+def test_latency_percentile_intervals_hold_their_level():
+    """The per-query percentile intervals the latency table prints, over 200 simulated trials of
+    lognormal latencies: p50, p95 and IQR at 950 queries (the standard profile's count), p99 and
+    p99/p50 at 2,000 (below 1,000 queries p99 has under 10 points beyond it and is withheld).
+    200 trials give a coverage SE of about 1.5 points, hence the wider band."""
+    rng = np.random.default_rng(3)
+    z = stats.norm.ppf
+    truth = {"p50_ms": 1.0, "p95_ms": np.exp(z(0.95)), "iqr_ms": np.exp(z(0.75)) - np.exp(z(0.25)),
+             "p99_ms": np.exp(z(0.99)), "p99_p50": np.exp(z(0.99))}
+    for n, names in ((950, ("p50_ms", "p95_ms", "iqr_ms")), (2000, ("p99_ms", "p99_p50"))):
+        lat = pd.DataFrame({"backend": "a", "trial": np.repeat(np.arange(200), n),
+                            "latency_ms": rng.lognormal(0.0, 1.0, 200 * n)})
+        out = mstats.latency_spread(lat, by=("backend", "trial"), n_resamples=1000, seed=1)
+        for name in names:
+            covered = ((out[f"{name}_low"] <= truth[name]) & (truth[name] <= out[f"{name}_high"])).mean()
+            assert 0.92 <= covered <= 0.99, (name, n, covered)
