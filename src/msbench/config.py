@@ -65,8 +65,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Minutes on 2 cores: what the tests and CI use.
     "smoke": dict(n_vectors=5_000, dim=32, n_queries=200, batch_size=1_000, warmup_queries=20),
     # The default study (scripts/run-all): 53 MB in the bucket, 1.5 minutes a trial on 2 cores, and a
-    # store held to a twentieth of a CPU is seen in flush and every load (held to a tenth, MinIO was
-    # not: its phases hide in Milvus's own schedule); clustered vectors so that search runs at a
+    # store held to a twentieth of a CPU is claimed slower in loads at n=3 (held to a tenth, MinIO was
+    # not seen: its work hides in Milvus's own schedule); clustered vectors so that search runs at a
     # realistic operating point (recall@10 >= 0.9, not 0.35 as on uniform vectors at ef=64).
     "standard": dict(n_vectors=50_000, dim=128, dataset="clustered", n_queries=1_000, batch_size=5_000,
                      warmup_queries=50, concurrency=(4,), throughput_seconds=5.0),
