@@ -11,11 +11,14 @@ from msbench.providers.milvus_native import PID_DIR
 
 
 def processes_mentioning(path: Path) -> list[psutil.Process]:
-    """Processes whose command line names ``path``: only ours can, it is a fresh tmp dir."""
+    """Processes whose command line names ``path`` or that run in it (Milvus's command line names no
+    directory, its working directory is its stack's): only ours can, it is a fresh tmp dir."""
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
         try:
-            if any(str(path) in part for part in (proc.info["cmdline"] or [])) and proc.pid != os.getpid():
+            named = any(str(path) in part for part in (proc.info["cmdline"] or []))
+            inside = str(proc.info["cwd"] or "").startswith(str(path))
+            if (named or inside) and proc.pid != os.getpid():
                 found.append(proc)
         except psutil.Error:
             continue

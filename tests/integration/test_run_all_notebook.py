@@ -22,7 +22,8 @@ from msbench.backends import load_backends, unavailable_reason
 from msbench.results import load_run
 from tests.conftest import milvus_pid_alive, processes_mentioning
 
-pytestmark = pytest.mark.integration
+# 12 trials of the standard profile take about 20 minutes: more than the suite's 900 s per test.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Can this run see a difference?",
             "Comparison with the baseline",
@@ -59,7 +60,12 @@ def e2e(tmp_path_factory):
     sockets_before = set(Path("/tmp").glob("*.sock"))
     params = dict(profile="standard", trials=3, run_id="e2e", backends="minio,ceph-rgw", controls=True,
                   results_root=base / "runs", report_dir=base / "report", figures_dir=base / "figures")
-    done = _papermill(ROOT, "notebooks/run_all.ipynb", base / "run_all.ipynb", env, **params)
+    try:
+        done = _papermill(ROOT, "notebooks/run_all.ipynb", base / "run_all.ipynb", env, **params)
+    except BaseException:   # a timeout or an interrupt: the servers of the trial under way must not outlive it
+        for proc in processes_mentioning(base):
+            proc.kill()
+        raise
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     yield {"base": base, "env": env, "params": params, "run": base / "runs" / "e2e"}
     leftovers = processes_mentioning(base)
