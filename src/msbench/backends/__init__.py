@@ -133,8 +133,9 @@ def find_binary(backend: BackendDef, user: UserConfig | None = None) -> str | No
 
 def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, install: bool = False) -> str | None:
     """None when this machine can run the backend; otherwise why not and how to enable it."""
-    if backend.handicap and handicap.unavailable_reason():
-        return f"its handicap {backend.handicap} cannot be applied: {handicap.unavailable_reason()}"
+    no_quota = handicap.unavailable_reason() if backend.handicap else None
+    if no_quota:
+        return f"its handicap {backend.handicap} cannot be applied: {no_quota}"
     if backend.launcher == "process":
         if find_binary(backend, user) is None:
             named = os.environ.get(backend.binary_env) if backend.binary_env else None

@@ -110,8 +110,9 @@ class ProcessStore(ObjectStore):
         began = time.monotonic()
         if first:
             self._bootstrap(began + timeout)
-        return time.monotonic() - began + self.process.wait_ready(lambda: http_ok(self._fill(self.backend.ready_url)), timeout,
-                                       f"{self._fill(self.backend.ready_url)} answered")
+        ready_url = self._fill(self.backend.ready_url)
+        bootstrapped = time.monotonic() - began
+        return bootstrapped + self.process.wait_ready(lambda: http_ok(ready_url), timeout, f"{ready_url} answered")
 
     def _bootstrap(self, deadline: float) -> None:
         """The definition's one-time set-up commands (e.g. Garage's layout and key), in order; each is
