@@ -12,6 +12,8 @@ from pathlib import Path
 from msbench import backends as backend_registry
 from msbench.config import PROFILES, ConfigError, load_user_config
 
+WORKS = ("capture", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
+
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
     out = {}
@@ -23,10 +25,23 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _choices(text: str, valid: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    chosen = tuple(w.strip() for w in text.split(",") if w.strip())
+    wrong = [w for w in chosen if w not in valid]
+    if wrong or not chosen:
+        raise ConfigError(f"{flag}: {', '.join(wrong) or 'nothing given'} not valid; valid: {', '.join(valid)}")
+    return chosen
+
+
 def cmd_backends(args) -> int:
+    from msbench.study import provider_unavailable_reason
+
     user = load_user_config(args.config)
+    engine = provider_unavailable_reason(args.provider)
+    if engine:
+        print(f"provider {args.provider} cannot run here: {engine}")
     for name, backend in sorted(backend_registry.load_backends(user).items()):
-        reason = backend_registry.unavailable_reason(backend, user)
+        reason = backend_registry.unavailable_reason(backend, user, provider=args.provider)
         alias = f" (alias of {backend.alias_of})" if backend.alias_of else ""
         status = "available" if reason is None else "unavailable"
         print(f"{name:<12} {status:<11} {backend.description}{alias}")
@@ -85,8 +100,9 @@ def cmd_doctor(args) -> int:
     checks.append(("Docker engine (provider docker)", docker_reason is None, docker_reason or "answers"))
     user = load_user_config(args.config)
     for name, backend in sorted(backend_registry.load_backends(user).items()):
-        reason = backend_registry.unavailable_reason(backend, user)
-        checks.append((f"backend {name}", reason is None, reason or "available"))
+        for provider in ("native", "docker") if docker_reason is None else ("native",):
+            reason = backend_registry.unavailable_reason(backend, user, provider=provider)
+            checks.append((f"backend {name} ({provider})", reason is None, reason or "available"))
     for what, ok, detail in checks:
         print(f"[{'ok' if ok else '--'}] {what}: {detail}")
     return 0
@@ -125,25 +141,27 @@ def cmd_images_build_local(args) -> int:
 
 
 def cmd_stores_install(args) -> int:
-    """Build the pinned store servers that come as source (MinIO with go, Garage with cargo)."""
+    """Build the pinned store servers that come as source (MinIO with go, Garage with cargo) and
+    the warp client."""
     from msbench.providers import builds
 
     user = load_user_config(args.config)
     registry = backend_registry.load_backends(user)
-    buildable = sorted(name for name, b in registry.items() if b.install and not b.alias_of)
-    names = args.names or buildable
+    buildable = {name: (b.binary, b.install) for name, b in registry.items() if b.install and not b.alias_of}
+    buildable.update({name: (name, spec) for name, spec in builds.CLIENTS.items()})
+    names = args.names or sorted(buildable)
     unknown = [n for n in names if n not in buildable]
     if unknown:
-        raise ConfigError(f"nothing to build for {', '.join(unknown)}; buildable: {', '.join(buildable)}")
+        raise ConfigError(f"nothing to build for {', '.join(unknown)}; buildable: {', '.join(sorted(buildable))}")
     failed = 0
     for name in names:
-        backend = registry[name]
-        reason = builds.missing_tool(backend.install)
+        binary, spec = buildable[name]
+        reason = builds.missing_tool(spec)
         if reason and args.if_toolchain:
             print(f"skipped  {name}: {reason}")
             continue
         try:
-            builds.install(backend.binary, backend.install, force=args.force)
+            builds.install(binary, spec, force=args.force)
         except RuntimeError as err:
             print(f"FAILED   {name}: {err}", file=sys.stderr)
             failed += 1
@@ -157,15 +175,17 @@ def cmd_overhead(args) -> int:
     from msbench.workload import load_dataset
 
     user = load_user_config(args.config)
+    params = make_params(args.profile, _overrides(args.set))
+    works = _choices(args.works, WORKS, "--works")
     backend = backend_registry.select([args.backend], backend_registry.load_backends(user))[0]
-    reason = backend_registry.unavailable_reason(backend, user, install=True)
+    reason = backend_registry.unavailable_reason(backend, user)
     if reason:
         raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
-    params = make_params(args.profile, _overrides(args.set))
+    data = load_dataset(params)
     out = Path(args.out or f"data/overhead-{backend.name}-{args.profile}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="msbench-overhead-") as logs:
-        raw = overhead.measure(backend, params, load_dataset(params), Path(logs), args.repetitions)
+        raw = overhead.measure(backend, params, data, Path(logs), args.repetitions, works=works)
     raw.to_csv(out, index=False)
     table = overhead.summary(raw)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -178,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="msbench", description=__doc__)
     parser.add_argument("--config", help="msbench.yaml with backend overrides (default: $MSBENCH_CONFIG or ./msbench.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="list backends: available here or not, why, how to enable").set_defaults(func=cmd_backends)
+    lister = sub.add_parser("backends", help="list backends: available here or not, why, how to enable")
+    lister.add_argument("--provider", default="native", choices=["native", "docker"])
+    lister.set_defaults(func=cmd_backends)
     sub.add_parser("doctor", help="check this machine before a run").set_defaults(func=cmd_doctor)
     run = sub.add_parser("run", help="run trials; rerun with the same --run-id to complete a run")
     run.add_argument("--backends", help="comma-separated names (default: every backend available here)")
@@ -199,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ovh.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     ovh.add_argument("--repetitions", type=int, default=10)
     ovh.add_argument("--out", help="CSV of raw timings (default data/overhead-BACKEND-PROFILE.csv)")
+    ovh.add_argument("--works", default=",".join(WORKS),
+                     help=f"comma-separated, from {', '.join(WORKS)} (default: all)")
     ovh.set_defaults(func=cmd_overhead)
     clean = sub.add_parser("cleanup", help="remove Docker containers, networks and volumes a crashed run left (ours only)")
     clean.add_argument("--run", help="only this run id (default: everything with msbench's labels)")
@@ -210,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--only", help="comma-separated: busybox, etcd, seaweedfs, debian, milvus, ceph-rgw")
     build.add_argument("--force", action="store_true", help="rebuild even when the input hash matches")
     build.set_defaults(func=cmd_images_build_local)
-    stores = sub.add_parser("stores", help="store servers built from source registries (go, cargo)")
+    stores = sub.add_parser("stores", help="store servers and the warp client, built from source registries (go, cargo)")
     stores_sub = stores.add_subparsers(dest="stores_command", required=True)
     inst = stores_sub.add_parser("install", help="build the pinned versions into the msbench cache "
                                                  "(skipped when already built)")
-    inst.add_argument("names", nargs="*", help="backends to build (default: every one with an install pin)")
+    inst.add_argument("names", nargs="*", help="backends or clients (warp) to build (default: every one with an install pin)")
     inst.add_argument("--force", action="store_true", help="rebuild even when the pinned build exists")
     inst.add_argument("--if-toolchain", action="store_true",
                       help="skip, instead of failing, a backend whose toolchain (go, cargo) is missing")
@@ -223,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, ValueError) as err:
-        print(f"msbench: error: {err}", file=sys.stderr)
+        print(f"msbench: error: {' '.join(str(err).split())}", file=sys.stderr)   # one line, however it was built
         return 2
 
 

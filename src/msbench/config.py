@@ -1,7 +1,9 @@
 """Study parameters: named profiles, overrides, and validation before anything is provisioned."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ class Params:
 
     profile: str = "smoke"
     n_vectors: int = 5_000
-    dim: int = 32
+    dim: int = 32                    # of synthetic vectors; a file's own replaces it (study.prepare)
     n_queries: int = 200
     batch_size: int = 1_000
     dataset: str = "random"          # "random", "clustered" or a path to .npy / .fvecs / .hdf5
@@ -43,6 +45,8 @@ class Params:
     throughput_seconds: float = 5.0
     drop_page_cache: bool = True
     milvus_session_ttl_s: int = 10
+    capture_s3: bool = True             # record every S3 request Milvus makes (traffic.py)
+    warp_seconds: float = 5.0           # the store on its own: warp PUT and GET for this long each; 0 = off
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -63,7 +67,7 @@ class Params:
 
 PROFILES: dict[str, dict[str, Any]] = {
     # Minutes on 2 cores: what the tests and CI use.
-    "smoke": dict(n_vectors=5_000, dim=32, n_queries=200, batch_size=1_000, warmup_queries=20),
+    "smoke": dict(n_vectors=5_000, dim=32, n_queries=200, batch_size=1_000, warmup_queries=20, warp_seconds=3.0),
     # The default study (scripts/run-all): 53 MB in the bucket, 1.5 minutes a trial on 2 cores, and a
     # store held to a twentieth of a CPU is claimed slower in loads at n=3 (held to a tenth, MinIO was
     # not seen: its work hides in Milvus's own schedule); clustered vectors so that search runs at a
@@ -79,29 +83,58 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Params)}
+_KINDS = {name: type(getattr(Params(), name)) for name in _FIELDS}   # int, float, bool, str or tuple (of int)
+_WORDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
+          tuple: "a list of distinct positive integers such as 1,4,16"}
+# Inclusive bounds of every number; Milvus's own limits where it has them (top_k, dim, HNSW M,
+# IVF nlist and nprobe), otherwise what a trial can sensibly run with.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "n_vectors": (1, None), "dim": (1, 32_768), "n_queries": (1, None), "batch_size": (1, None),
+    "seed": (0, 2**63 - 1), "hnsw_m": (2, 2048), "hnsw_ef_construction": (1, None), "ivf_nlist": (1, 65_536),
+    "search_ef": (1, None), "ivf_nprobe": (1, 65_536), "top_k": (1, 16_384), "warmup_queries": (0, None),
+    "milvus_session_ttl_s": (1, 3600), "throughput_seconds": (0.1, 3600), "warp_seconds": (0, 600),
+}
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _is(value: Any, kind: type) -> bool:
+    """Strictly of ``kind``: a bool is no number, and a float must be finite."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _scalar(name: str, value: Any, kind: type) -> Any:
+    """A value as ``kind``, from its text (--set) or its own type (notebooks), never rounded or
+    truth-cast: 2.5 is no integer and "maybe" no boolean. nan and inf pass here: validate names them."""
+    if kind is str and isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    elif kind is bool and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        value = value.lower() in _TRUE
+    elif kind in (int, float) and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = kind(value)
+    elif kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif kind is float and _is(value, int):
+        value = float(value)
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{name} must be {_WORDS[kind]}, got {value!r}")
 
 
 def _coerce(name: str, value: Any) -> Any:
-    default = getattr(Params(), name)
-    if name == "concurrency":
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
-        try:
-            return tuple(int(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"concurrency must be a list of positive integers, got {value!r}") from None
-    if isinstance(default, bool):
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return bool(value)
+    if _KINDS[name] is not tuple:
+        return _scalar(name, value, _KINDS[name])
+    items = [v for v in value.replace(" ", "").split(",") if v] if isinstance(value, str) else value
     try:
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be {type(default).__name__}, got {value!r}") from None
+        return tuple(_scalar(name, v, int) for v in items)
+    except (ConfigError, TypeError):
+        raise ConfigError(f"{name} must be {_WORDS[tuple]}, got {value!r}") from None
 
 
 def make_params(profile: str = "smoke", overrides: Mapping[str, Any] | None = None) -> Params:
@@ -120,27 +153,34 @@ def make_params(profile: str = "smoke", overrides: Mapping[str, Any] | None = No
 
 
 def validate(p: Params) -> None:
-    positive = ("n_vectors", "dim", "n_queries", "batch_size", "top_k", "hnsw_m", "hnsw_ef_construction",
-                "ivf_nlist", "search_ef", "ivf_nprobe", "milvus_session_ttl_s")
-    for name in positive:
-        if getattr(p, name) <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {getattr(p, name)}")
-    if p.warmup_queries < 0:
-        raise ConfigError(f"warmup_queries must be >= 0, got {p.warmup_queries}")
+    """Every field's type and range, and how fields must relate, before anything is provisioned."""
+    for name, kind in _KINDS.items():
+        value = getattr(p, name)
+        if kind is tuple:
+            if not isinstance(value, tuple) or not all(_is(v, int) and v > 0 for v in value):
+                raise ConfigError(f"{name} must be {_WORDS[tuple]}, got {value!r}")
+        elif not _is(value, kind):
+            raise ConfigError(f"{name} must be {_WORDS[kind]}, got {value!r}")
+    for name, (low, high) in BOUNDS.items():
+        value = getattr(p, name)
+        if value < low or (high is not None and value > high):
+            valid = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{name} must be {valid}, got {value}")
     if p.warmup_queries >= p.n_queries:
         raise ConfigError(f"warmup_queries ({p.warmup_queries}) must be smaller than n_queries ({p.n_queries})")
+    if p.top_k > p.n_vectors:
+        raise ConfigError(f"top_k ({p.top_k}) must be at most n_vectors ({p.n_vectors}): a query cannot have more "
+                          f"neighbours than there are vectors")
+    if p.index_type == "IVF_FLAT" and p.ivf_nlist > p.n_vectors:
+        raise ConfigError(f"ivf_nlist ({p.ivf_nlist}) must be at most n_vectors ({p.n_vectors}): IVF needs a "
+                          f"vector per list to train")
     if p.index_type not in INDEX_TYPES:
         raise ConfigError(f"index_type {p.index_type!r} is not supported; valid: {', '.join(INDEX_TYPES)}")
     if p.metric_type not in METRIC_TYPES:
         raise ConfigError(f"metric_type {p.metric_type!r} is not supported; valid: {', '.join(METRIC_TYPES)}")
-    if p.top_k > 16_384:
-        raise ConfigError(f"top_k must be at most 16384 (Milvus limit), got {p.top_k}")
-    if p.dim > 32_768:
-        raise ConfigError(f"dim must be at most 32768 (Milvus limit), got {p.dim}")
-    if any(c <= 0 for c in p.concurrency):
-        raise ConfigError(f"concurrency levels must be positive, got {list(p.concurrency)}")
-    if p.throughput_seconds <= 0:
-        raise ConfigError(f"throughput_seconds must be positive, got {p.throughput_seconds}")
+    if len(set(p.concurrency)) != len(p.concurrency):
+        raise ConfigError(f"concurrency levels must differ, got {','.join(map(str, p.concurrency))}: each level "
+                          f"is measured once per trial, so list it once")
     if p.dataset not in SYNTHETIC:
         path = Path(p.dataset)
         if path.suffix.lower() not in (".npy", ".fvecs", ".hdf5", ".h5"):
@@ -181,7 +221,10 @@ def load_user_config(path: str | os.PathLike | None = None) -> UserConfig:
     if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
         raise ConfigError(f"{cfg_path}: 'backends' must map backend names to mappings of fields")
     binaries = raw.get("binaries") or {}
-    if not isinstance(binaries, dict):
-        raise ConfigError(f"{cfg_path}: 'binaries' must map names (weed, minio, rustfs, milvus) to paths")
-    return UserConfig(backends=backends, binaries={k: str(v) for k, v in binaries.items()},
-                      work_dir=raw.get("work_dir"), path=cfg_path)
+    if not isinstance(binaries, dict) or not all(isinstance(v, str) and v for v in binaries.values()):
+        raise ConfigError(f"{cfg_path}: 'binaries' must map names (weed, minio, rustfs, milvus) to paths, "
+                          f"got {binaries!r}")
+    work_dir = raw.get("work_dir")
+    if work_dir is not None and not (isinstance(work_dir, str) and work_dir):
+        raise ConfigError(f"{cfg_path}: 'work_dir' must be a directory path, got {work_dir!r}")
+    return UserConfig(backends=backends, binaries=binaries, work_dir=work_dir, path=cfg_path)

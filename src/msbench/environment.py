@@ -78,6 +78,19 @@ def component_facts(backend: BackendDef, user: UserConfig | None = None) -> dict
     return {"endpoint": backend.endpoint}
 
 
+def tool_facts() -> dict:
+    """The measuring tools beside the servers: tcpdump (the S3 capture) and warp (its pin and hash)."""
+    from msbench import ceiling
+
+    warp = ceiling.warp_binary()
+    facts: dict = {"tcpdump": _first_line(["tcpdump", "--version"]) if shutil.which("tcpdump") else None,
+                   "warp": {"binary": str(warp), "sha256": sha256_file(warp)} if warp else None}
+    built = builds.record("warp", builds.CLIENTS["warp"])
+    if warp and built and built["binary"] == str(warp):
+        facts["warp"]["build"] = {k: built[k] for k in ("tool", "source", "version", "source_checksum", "toolchain")}
+    return facts
+
+
 def milvus_facts() -> dict:
     from msbench.providers import milvus_native
 

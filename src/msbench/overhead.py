@@ -1,5 +1,6 @@
 """Harness overhead: the same inserts and searches through our phase code (with its resource
-monitor) and through a bare pymilvus loop, on one stack, interleaved in random order.
+monitor) and through a bare pymilvus loop, on one stack, interleaved in random order; and the
+S3 capture's cost: the same reload of the collection with and without tcpdump running.
 
 If our code added more than noise, every backend's figures would carry it; the target is
 under 1%. Each repetition inserts into a fresh collection (so both sides do identical work)
@@ -19,7 +20,8 @@ from scipy import stats
 
 from msbench.backends import BackendDef
 from msbench.config import Params
-from msbench.phases import VECTOR_FIELD, TrialState, flush, index_build, insert, load_first, search
+from msbench import traffic
+from msbench.phases import VECTOR_FIELD, TrialState, flush, index_build, insert, load_first, load_warm, search
 from msbench.providers.native import NativeStack
 from msbench.resources import PhaseMonitor
 from msbench.workload import Dataset
@@ -55,11 +57,24 @@ def _bare_search(state: TrialState) -> float:
     return time.perf_counter() - began
 
 
+def _load(state: TrialState, capture_path: Path | None) -> float:
+    """One release-and-reload (the load_warm phase), under a capture when given a path."""
+    capture = traffic.start_capture(state.stack, capture_path) if capture_path else None
+    try:
+        rows = load_warm(state)
+    finally:
+        if capture is not None:
+            capture.stop()
+            capture_path.unlink()
+    return next(value for _, metric, value, _ in rows if metric == "load_warm_s")
+
+
 def measure(backend: BackendDef, params: Params, data: Dataset, log_dir: Path, repetitions: int = 10,
-            seed: int = 0) -> pd.DataFrame:
+            seed: int = 0, works: tuple[str, ...] = ("capture", "search", "insert")) -> pd.DataFrame:
     """Seconds per repetition for (work, way) with way in {ours, bare}; order shuffled per repetition.
     Every search repetition runs before the first insert one: the segments each insert leaves
-    Milvus to seal and drop would otherwise land on the searches that follow it."""
+    Milvus to seal and drop would otherwise land on the searches that follow it. For the work
+    "load under capture", ours is the reload with the S3 capture running, bare without it."""
     rng = np.random.default_rng(seed)
     rows = []
     with NativeStack(backend, params, log_dir) as stack:
@@ -68,12 +83,18 @@ def measure(backend: BackendDef, params: Params, data: Dataset, log_dir: Path, r
         try:
             for phase in (insert, flush, index_build, load_first):
                 phase(main)
-            for rep in range(repetitions):
+            capture_ok = "capture" in works and isinstance(stack.capture_target(), tuple)
+            for rep in range(repetitions if capture_ok else 0):
+                for way in rng.permutation(["ours", "bare"]):
+                    seconds = _load(main, log_dir / "overhead.pcap" if way == "ours" else None)
+                    rows.append({"repetition": rep, "work": "load under capture", "way": way, "seconds": seconds,
+                                 "monitor_seconds": np.nan})
+            for rep in range(repetitions if "search" in works else 0):
                 for way in rng.permutation(["ours", "bare"]):
                     seconds, monitor = _ours(main, search) if way == "ours" else (_bare_search(main), np.nan)
                     rows.append({"repetition": rep, "work": "search", "way": way, "seconds": seconds,
                                  "monitor_seconds": monitor})
-            for rep in range(repetitions):
+            for rep in range(repetitions if "insert" in works else 0):
                 for way in rng.permutation(["ours", "bare"]):
                     name = f"overhead_{way}_{rep}"
                     if way == "ours":
@@ -113,6 +134,7 @@ def summary(raw: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 def describe(table: pd.DataFrame, confidence: float = 0.95) -> str:
     """One line per work, as a reader quotes it."""
     return "\n".join(f"{r.work}: overhead {r.overhead_pct:+.2f}% [{100 * confidence:.0f}% CI {r.ci_low_pct:+.2f}, "
-                     f"{r.ci_high_pct:+.2f}], geometric mean of ours/bare paired by repetition, n={r.n}; "
-                     f"the monitor's own reads {r.monitor_pct:.3f}% of the bare time"
+                     f"{r.ci_high_pct:+.2f}], geometric mean of ours/bare paired by repetition, n={r.n}"
+                     + (f"; the monitor's own reads {r.monitor_pct:.3f}% of the bare time"
+                        if np.isfinite(r.monitor_pct) else "")
                      for r in table.itertuples())

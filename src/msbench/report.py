@@ -252,6 +252,13 @@ def show(table: pd.DataFrame):
     return styler.set_caption(table.attrs.get("note", ""))
 
 
+def folded(table: pd.DataFrame, summary: str):
+    """A long table behind a <details> line: there for whoever wants it, not in the way."""
+    from IPython.display import HTML
+
+    return HTML(f"<details><summary>{summary} ({len(table)} rows)</summary>{show(table).to_html()}</details>")
+
+
 # --- tables ---------------------------------------------------------------------------------
 
 
@@ -714,9 +721,10 @@ def environment_table(run: Run) -> pd.DataFrame:
     milvus = m.get("milvus", {})
     rows += [("Milvus", key, str(value)[:12] if key == "sha256" else value) for key, value in milvus.items()]
     rows += [("package", name, version or "not installed") for name, version in m.get("packages", {}).items()]
-    for backend, facts in m.get("components", {}).items():
-        rows += [(f"store: {backend}", key, str(value)[:12] if key == "sha256" else value)
-                 for key, value in facts.items()]
+    for section, facts in [*((f"store: {b}", f) for b, f in m.get("components", {}).items()),
+                           *((f"tool: {t}", f if isinstance(f, dict) else {"version": f})
+                             for t, f in m.get("tools", {}).items())]:
+        rows += [(section, key, str(value)[:12] if key == "sha256" else value) for key, value in (facts or {}).items()]
     rows += [("parameter", key, ", ".join(map(str, value)) or "none" if isinstance(value, list) else value)
              for key, value in m.get("params", {}).items()]
     table = pd.DataFrame(rows, columns=["section", "item", "value"])
@@ -757,6 +765,10 @@ def deviations(run: Run) -> list[str]:
             out.append(f"{backend} was requested but completed no trial: it appears in no statistic.")
     for backend, why in run["manifest"].get("skipped", {}).items():
         out.append(f"{backend} did not run: {why}")
+    notes = ok.dropna(subset=["s3_capture_note"]) if "s3_capture_note" in ok else pd.DataFrame(
+        columns=["backend", "s3_capture_note"])
+    for (backend, note), group in notes[notes["s3_capture_note"] != ""].groupby(["backend", "s3_capture_note"]):
+        out.append(f"{backend}: S3 requests not (fully) recorded in {len(group)} trial(s): {note}.")
     few = {b: n for b, n in counts.items() if n < 5}
     if few:
         out.append("Fewer than 5 completed trials for " + ", ".join(f"{b} (n={n})" for b, n in sorted(few.items()))

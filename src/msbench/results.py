@@ -4,6 +4,9 @@
     trials.csv                        one row per trial: status, cause of failure, timings
     results.csv / results.parquet     tidy: run, backend, provider, trial, seq, phase, metric, value, unit
     latencies.parquet                 every serial search latency: ..., query, latency_ms, warmup
+    s3_requests.parquet               every S3 request Milvus made (traffic.py): ..., phase, operation, bytes, ms
+    s3_summary.csv                    those per trial, phase and operation: counts, bytes, latency percentiles
+    phase_windows.csv                 when each phase of each trial ran (epoch seconds)
     trials/<backend>/trial-NN/        that trial's files (the same tables for it alone, logs/)
     notebooks/                        each executed benchmark notebook (runs through run_all.ipynb)
 
@@ -23,8 +26,15 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-TIDY_COLUMNS = ["run", "backend", "provider", "trial", "seq", "phase", "metric", "value", "unit"]
-LATENCY_COLUMNS = ["run", "backend", "provider", "trial", "seq", "query", "latency_ms", "warmup"]
+from msbench.traffic import REQUEST_COLUMNS, SUMMARY_COLUMNS
+
+IDENT = ["run", "backend", "provider", "trial", "seq"]
+TIDY_COLUMNS = [*IDENT, "phase", "metric", "value", "unit"]
+LATENCY_COLUMNS = [*IDENT, "query", "latency_ms", "warmup"]
+PHASE_WINDOW_COLUMNS = ["phase", "start", "end"]   # epoch seconds, the capture's clock
+# per-trial tables beyond results.csv, gathered into run-level ones of the same name
+TRIAL_TABLES = {"latencies.parquet": LATENCY_COLUMNS, "s3_requests.parquet": [*IDENT, *REQUEST_COLUMNS],
+                "s3_summary.csv": [*IDENT, *SUMMARY_COLUMNS], "phase_windows.csv": [*IDENT, *PHASE_WINDOW_COLUMNS]}
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
@@ -81,7 +91,8 @@ class RunDir:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def write_trial(self, backend: str, trial: int, meta: dict[str, Any], rows: pd.DataFrame,
-                    latencies: pd.DataFrame | None, log_dir: Path | None, secrets: list[str]) -> Path:
+                    latencies: pd.DataFrame | None, log_dir: Path | None, secrets: list[str],
+                    tables: dict[str, pd.DataFrame] | None = None) -> Path:
         """Everything of one trial, all or nothing: built in a temp dir, then renamed into place."""
         final = self.trial_path(backend, trial)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +100,8 @@ class RunDir:
         rows.to_csv(staging / "results.csv", index=False)
         if latencies is not None:
             latencies.to_parquet(staging / "latencies.parquet", index=False)
+        for name, frame in (tables or {}).items():
+            _atomic_frame(frame, staging / name)
         if log_dir and log_dir.exists():
             for log in sorted(p for p in log_dir.rglob("*") if p.is_file() and not p.is_symlink()):
                 target = staging / "logs" / log.relative_to(log_dir)
@@ -107,24 +120,26 @@ class RunDir:
 
     def rebuild_tables(self) -> None:
         """Run-level tables from the trial folders (the folders are the source of truth)."""
-        metas, frames, lats = [], [], []
-        for tdir in self.trial_dirs():
-            metas.append(json.loads((tdir / "trial.json").read_text()))
-            if (tdir / "results.csv").exists():
-                frame = pd.read_csv(tdir / "results.csv")
-                if len(frame):
-                    frames.append(frame)
-            if (tdir / "latencies.parquet").exists():
-                lats.append(pd.read_parquet(tdir / "latencies.parquet"))
-        trials = pd.DataFrame(metas)
+        dirs = self.trial_dirs()
+        trials = pd.DataFrame([json.loads((tdir / "trial.json").read_text()) for tdir in dirs])
         if len(trials):
             trials = trials.drop(columns=[c for c in trials.columns if isinstance(trials[c].iloc[0], (dict, list))])
         _atomic_frame(trials, self.path / "trials.csv")
-        results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+        results = _concat(dirs, "results.csv", TIDY_COLUMNS)
         _atomic_frame(results, self.path / "results.csv")
         _atomic_frame(results, self.path / "results.parquet")
-        latencies = pd.concat(lats, ignore_index=True) if lats else pd.DataFrame(columns=LATENCY_COLUMNS)
-        _atomic_frame(latencies, self.path / "latencies.parquet")
+        for name, columns in TRIAL_TABLES.items():
+            _atomic_frame(_concat(dirs, name, columns), self.path / name)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def _concat(dirs: list[Path], name: str, columns: list[str]) -> pd.DataFrame:
+    """One table of every trial's ``name`` (trials without it, or with it empty, add nothing)."""
+    frames = [frame for tdir in dirs if (tdir / name).exists() and len(frame := _read(tdir / name))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def load_run(run_path: Path | str) -> dict[str, Any]:
@@ -134,5 +149,6 @@ def load_run(run_path: Path | str) -> dict[str, Any]:
         "manifest": json.loads((run_path / "manifest.json").read_text()),
         "trials": pd.read_csv(run_path / "trials.csv") if (run_path / "trials.csv").stat().st_size > 1 else pd.DataFrame(),
         "results": pd.read_parquet(run_path / "results.parquet"),
-        "latencies": pd.read_parquet(run_path / "latencies.parquet"),
+        **{name.split(".")[0]: _read(run_path / name) if (run_path / name).exists() else pd.DataFrame(columns=columns)
+           for name, columns in TRIAL_TABLES.items()},
     }

@@ -22,10 +22,20 @@ from msbench.workload import load_dataset
 DEFAULT_RESULTS = Path("data") / "runs"
 
 
-def available_backends(user: UserConfig | None = None) -> list[str]:
-    """Backends that can run here now (no installs attempted), in a stable order."""
+def available_backends(user: UserConfig | None = None, provider: str = "native") -> list[str]:
+    """Backends that can run here now under ``provider`` (no installs attempted), in a stable order."""
     registry = backend_registry.load_backends(user)
-    return [name for name, b in sorted(registry.items()) if backend_registry.unavailable_reason(b, user) is None]
+    return [name for name, b in sorted(registry.items())
+            if backend_registry.unavailable_reason(b, user, provider=provider) is None]
+
+
+def provider_unavailable_reason(provider: str) -> str | None:
+    """Docker needs an engine that answers, known before any trial is planned; native needs nothing more."""
+    if provider != "docker":
+        return None
+    from msbench.providers.docker import docker_unavailable_reason   # imported on use: the docker SDK
+
+    return docker_unavailable_reason()
 
 
 @dataclass
@@ -87,17 +97,27 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
             overrides: dict[str, Any] | None = None, provider: str = "native", run_id: str | None = None,
             results_root: str | Path = DEFAULT_RESULTS, seed: int | None = None,
             config: str | Path | None = None, controls: bool = False) -> Study:
-    """Check everything, write the manifest, plan the order. ``backends=None`` = all available here;
-    ``controls`` adds the baseline's A/A and handicapped twins (see control_definitions)."""
+    """Check everything (parameters, msbench.yaml, the backends under ``provider``, the dataset's
+    contents), then write the manifest and plan the order: bad input leaves no run folder, and
+    nothing is installed. ``backends=None`` = all available here; ``controls`` adds the
+    baseline's A/A and handicapped twins (see control_definitions)."""
     user = load_user_config(config)
     registry = backend_registry.load_backends(user)
     if provider not in PROVIDERS:
         raise ConfigError(f"provider {provider!r} is not supported here; valid: {', '.join(PROVIDERS)}")
-    if not isinstance(trials, int) or trials < 1:
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
-    names = _parse_list(backends) or available_backends(user)
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
+    params = make_params(profile, overrides)
+    run_id = check_run_id(run_id or dt.datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile}"))
+    engine = provider_unavailable_reason(provider)
+    if engine:
+        raise ConfigError(f"provider {provider} cannot run here: {engine}")
+    names = _parse_list(backends) or available_backends(user, provider)
     if not names:
-        raise ConfigError("no backend is available on this machine: `msbench backends` says why and how to enable one")
+        raise ConfigError(f"no backend is available on this machine with provider {provider}: `msbench backends` "
+                          f"says why and how to enable one")
     baseline = baseline_of(names)
     control_defs = control_definitions(baseline) if controls else {}
     clash = sorted(set(control_defs) & (set(registry) | set(names)))
@@ -109,40 +129,46 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         registry = backend_registry.load_backends(user)
         names = [*names, *control_defs]
     chosen = backend_registry.select(names, registry)
-    problems = {b.name: backend_registry.unavailable_reason(b, user, install=True) for b in chosen}
+    problems = {b.name: backend_registry.unavailable_reason(b, user, provider=provider) for b in chosen}
     problems = {name: why for name, why in problems.items() if why}
     if problems:
-        raise ConfigError("unavailable backend(s): " + "; ".join(f"{n}: {why}" for n, why in problems.items()))
-    params = make_params(profile, overrides)
-    run_id = check_run_id(run_id or dt.datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile}"))
+        raise ConfigError(f"unavailable backend(s) with provider {provider}: "
+                          + "; ".join(f"{n}: {why}" for n, why in problems.items()))
+    data = load_dataset(params)   # its contents checked, its hash taken
+    params = replace(params, dim=int(data.train.shape[1]))   # a file's vectors have their own dim
     run = RunDir(results_root, run_id)
     order_seed = params.seed if seed is None else seed
     previous = run.read_manifest()
     if previous:
         same = (previous["params"] == params.as_dict() and previous["backends"] == [b.name for b in chosen]
-                and previous["trials"] == trials and previous["provider"] == provider)
+                and previous["trials"] == trials and previous["provider"] == provider
+                and previous.get("dataset", {}).get("sha256", data.sha256) == data.sha256)
         if not same:
-            raise ConfigError(f"run {run_id} exists with other parameters, backends, trials or provider; "
+            raise ConfigError(f"run {run_id} exists with other parameters, dataset, backends, trials or provider; "
                               f"use a new run_id, or the same inputs to resume it")
-        return open_run(results_root, run_id, config)
+        resumed = open_run(results_root, run_id, config)
+        resumed.data = data
+        return resumed
     order = schedule.plan([b.name for b in chosen], trials, order_seed)
-    skipped = {name: backend_registry.unavailable_reason(b, user) for name, b in sorted(registry.items())
-               if name not in names}
+    skipped = {name: backend_registry.unavailable_reason(b, user, provider=provider)
+               for name, b in sorted(registry.items()) if name not in names}
     manifest = {
         "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "profile": profile, "params": params.as_dict(), "backends": [b.name for b in chosen],
+        "profile": profile, "params": params.as_dict(), "dataset": data.facts(), "backends": [b.name for b in chosen],
         "stores": {b.name: b.kind for b in chosen}, "baseline": baseline,
         "handicaps": {b.name: b.handicap for b in chosen if b.handicap},
         "controls": control_defs, "trials": trials, "provider": provider,
         "order_seed": order_seed, "order": schedule.as_records(order),
         "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
         "host": environment.host_facts(results_root), "packages": environment.package_versions(),
-        "milvus": environment.milvus_facts(), "timing": phases.timing_facts(),
+        "milvus": environment.milvus_facts(), "timing": phases.timing_facts(), "tools": environment.tool_facts(),
         "components": {b.name: environment.component_facts(b, user) for b in chosen},
         "config_file": str(user.path) if user.path else None,
     }
     run.write_manifest(manifest)
-    return Study(run, params, chosen, provider, user, order, manifest)
+    prepared = Study(run, params, chosen, provider, user, order, manifest)
+    prepared.data = data
+    return prepared
 
 
 def open_run(results_root: str | Path, run_id: str, config: str | Path | None = None) -> Study:

@@ -14,11 +14,12 @@ from typing import Callable
 
 import pandas as pd
 
+from msbench import traffic
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
 from msbench.phases import PHASES, TrialState
 from msbench.resources import PhaseMonitor
-from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, redact
+from msbench.results import LATENCY_COLUMNS, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, RunDir, redact
 from msbench.workload import Dataset
 
 # (backend, params, log_dir, user config, run id, trial) -> a Stack, not yet started
@@ -56,29 +57,44 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             "started": _now()}
     rows: list[tuple[str, str, float, str]] = []
     latencies = None
+    tables: dict[str, pd.DataFrame] = {}
+    windows: list[tuple[str, float, float]] = []   # phase, first and last second (epoch, as the capture's clock)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="msbench-logs-") as scratch:
-        log_dir = Path(scratch)
-        stack = None
+        log_dir = Path(scratch) / "logs"    # copied into the trial folder; the capture stays beside it
+        capture = stack = None
         try:
             stack = PROVIDERS[provider](backend, params, log_dir, user, run.run_id, trial)
             with stack:
                 meta["stack_ready_s"] = round(time.monotonic() - began, 3)
                 meta["image_digests"] = stack.image_digests()
                 state = TrialState(stack, params, data)
+                capture, meta["s3_capture"] = _start_capture(stack, params, Path(scratch) / "s3.pcap")
                 state.connect()
                 try:
                     for phase in phases:
                         meta["failed_phase"] = phase.__name__
-                        with PhaseMonitor(stack.processes) as mon:
-                            produced = phase(state)
+                        if getattr(phase, "uncaptured", False) and capture is not None:
+                            # the store on its own is not Milvus's traffic; it runs at Milvus's concurrency
+                            tables.update(_account(capture, stack.bucket, windows, meta))
+                            state.notes["milvus_s3_concurrency"] = meta["s3_capture"].get("milvus_peak_get_concurrency")
+                            capture = None
+                        opened, phase_name = time.time(), phase.__name__
+                        try:   # a failed phase keeps its window: its requests are still its own
+                            with PhaseMonitor(stack.processes) as mon:
+                                produced = phase(state)
+                            phase_name = produced[0][0] if produced else phase_name
+                        finally:
+                            windows.append((phase_name, opened, time.time()))
                         rows += produced
-                        phase_name = produced[0][0] if produced else phase.__name__
                         rows += [(phase_name, metric, value, unit) for metric, value, unit in mon.rows()]
                 finally:
                     state.disconnect()
+                    if capture is not None:
+                        capture.stop()
                 latencies = state.latencies_ms
                 meta.update(status="ok", failed_phase="", cold_load=state.notes.get("cold_load"),
+                            store_alone_note=state.notes.get("store_alone", ""),
                             handicap=stack.handicap_facts())
         except Exception as err:  # recorded, never lost: the run goes on
             meta["error"] = f"{type(err).__name__}: {err}"
@@ -87,10 +103,14 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             meta["error"] = "interrupted"
             raise
         finally:
+            if capture is not None:
+                tables.update(_account(capture, stack.bucket, windows, meta))
+            tables["phase_windows.csv"] = pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)
+            meta["s3_capture_note"] = _capture_note(meta.get("s3_capture") or {})
             meta.update(finished=_now(), duration_s=round(time.monotonic() - began, 3))
             store = getattr(stack, "store", None)
             secrets = [getattr(store, "access_key", ""), getattr(store, "secret_key", "")]
-            for key in ("error", "traceback"):
+            for key in ("error", "traceback", "store_alone_note"):
                 meta[key] = redact(meta.get(key, ""), secrets)
             ident = {"run": run.run_id, "backend": backend.name, "provider": provider, "trial": trial, "seq": seq}
             table = pd.DataFrame([{**ident, "phase": p, "metric": m, "value": float(v), "unit": u} for p, m, v, u in rows],
@@ -100,6 +120,40 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                 lat_table = pd.DataFrame({**ident, "query": range(len(latencies)), "latency_ms": latencies,
                                           "warmup": [i < params.warmup_queries for i in range(len(latencies))]},
                                          columns=LATENCY_COLUMNS)
+            tables = {name: frame.assign(**ident)[[*ident, *frame.columns]] for name, frame in tables.items()}
             if meta["error"] != "interrupted":
-                run.write_trial(backend.name, trial, meta, table, lat_table, log_dir, secrets)
+                run.write_trial(backend.name, trial, meta, table, lat_table, log_dir, secrets, tables)
     return meta
+
+
+def _start_capture(stack, params: Params, path: Path) -> tuple[traffic.Capture | None, dict]:
+    """Start the S3 capture if asked and possible; else record why not (nothing rather than zeros)."""
+    if not params.capture_s3:
+        return None, {"enabled": False, "reason": "capture_s3 is off"}
+    try:
+        capture = traffic.start_capture(stack, path)
+    except traffic.CaptureUnavailable as err:
+        return None, {"enabled": False, "reason": str(err)}
+    return capture, capture.facts
+
+
+def _capture_note(facts: dict) -> str:
+    """One line for trials.csv: empty when every request was recorded, else what is missing."""
+    if not facts.get("enabled"):
+        return facts.get("reason", "")
+    if facts.get("error"):
+        return f"the capture could not be parsed: {facts['error']}"
+    lost = [f"{facts[k]} {what}" for k, what in (("packets_dropped", "packets dropped by the kernel"),
+                                                 ("unparsed_messages", "messages not parsed as HTTP"))
+            if facts.get(k)]
+    return "; ".join(lost)
+
+
+def _account(capture: traffic.Capture, bucket: str, windows: list, meta: dict) -> dict[str, pd.DataFrame]:
+    """The capture parsed into tables; a parse failure is recorded and never fails the trial."""
+    try:
+        requests, summary, meta["s3_capture"] = traffic.account(capture, bucket, windows)
+    except Exception as err:
+        meta["s3_capture"] = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
+        return {}
+    return {"s3_requests.parquet": requests, "s3_summary.csv": summary}

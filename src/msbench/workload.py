@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from msbench.config import SYNTHETIC, ConfigError, Params
+from msbench.config import BOUNDS, SYNTHETIC, ConfigError, Params
+from msbench.environment import sha256_file
 from msbench.providers.milvus_native import cache_dir
 
 
@@ -24,10 +26,21 @@ class Dataset:
     queries: np.ndarray      # (q, d) float32: held out
     neighbors: np.ndarray    # (q, k) int64: exact top-k ids into train
     source: str              # how it was made, for the manifest
+    sha256: str              # of the file, or of the generated train and query bytes
+    ground_truth: str        # where the neighbours came from
 
     @property
     def ids(self) -> np.ndarray:
         return np.arange(len(self.train), dtype=np.int64)
+
+    def facts(self) -> dict[str, Any]:
+        """What was really used, for the manifest: the data's own counts and dim, not the profile's."""
+        return {"name": self.name, "source": self.source, "sha256": self.sha256, "n_vectors": len(self.train),
+                "n_queries": len(self.queries), "dim": int(self.train.shape[1]), "top_k": int(self.neighbors.shape[1]),
+                "ground_truth": self.ground_truth}
+
+
+NEIGHBOR_CHECKS = 10   # queries whose given neighbours are recomputed exactly before they are trusted
 
 
 def read_fvecs(path: Path) -> np.ndarray:
@@ -35,42 +48,127 @@ def read_fvecs(path: Path) -> np.ndarray:
     if raw.size == 0:
         raise ConfigError(f"{path} is empty")
     dim = int(raw[0])
-    if dim <= 0 or raw.size % (dim + 1):
-        raise ConfigError(f"{path} is not an .fvecs file (first int32 says dim={dim}, size does not fit)")
+    if dim <= 0 or raw.size % (dim + 1) or (raw.reshape(-1, dim + 1)[:, 0] != dim).any():
+        raise ConfigError(f"{path} is not an .fvecs file (each vector must be an int32 dim={dim} followed by "
+                          f"that many float32 values)")
     return raw.reshape(-1, dim + 1)[:, 1:].view(np.float32)
 
 
-def _load_file(path: Path, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Vectors to insert, queries, and the file's own neighbors when it has them."""
-    suffix = path.suffix.lower()
-    if suffix in (".hdf5", ".h5"):
-        import h5py
+def _shape_ok(path: Path, what: str, array: Any) -> None:
+    if array.ndim != 2 or array.dtype.kind not in "fiu" or 0 in array.shape:
+        raise ConfigError(f"{path}: {what} must be a non-empty 2-d array of numbers (a row per vector), "
+                          f"got shape {array.shape} of {array.dtype}")
 
-        with h5py.File(path, "r") as f:
-            if "train" not in f or "test" not in f:
-                raise ConfigError(f"{path}: an HDF5 dataset needs 'train' and 'test' (and optionally 'neighbors')")
-            train = np.asarray(f["train"][: p.n_vectors], dtype=np.float32)
-            queries = np.asarray(f["test"][: p.n_queries], dtype=np.float32)
-            full = len(f["train"]) <= p.n_vectors
-            given = np.asarray(f["neighbors"][: p.n_queries], dtype=np.int64) if "neighbors" in f and full else None
-        return train, queries, given
-    vectors = np.load(path, mmap_mode="r") if suffix == ".npy" else read_fvecs(path)
-    if vectors.ndim != 2:
-        raise ConfigError(f"{path}: expected a 2-d array of vectors, got shape {vectors.shape}")
+
+def _enough(path: Path, what: str, have: int, name: str, want: int) -> None:
+    if have < want:
+        raise ConfigError(f"{path}: {what} has {have} vectors, {name}={want} asked for; set {name} to at most {have}")
+
+
+def _finite(path: Path, what: str, rows: Any) -> np.ndarray:
+    """float32 rows, refused when any value is NaN or infinite (also after the cast to float32)."""
+    with np.errstate(over="ignore"):   # too large for float32 becomes inf: reported below
+        out = np.asarray(rows, dtype=np.float32)
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise ConfigError(f"{path}: {what} has {int(bad.sum())} vectors with NaN or infinite values as float32 "
+                          f"(first: row {int(np.argmax(bad))}); valid: finite numbers only")
+    return out
+
+
+def _read_hdf5(path: Path, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ConfigError(f"{path} is not a readable HDF5 file ({err}); valid: an ann-benchmarks file with "
+                          f"datasets 'train' and 'test' (and optionally 'neighbors')") from None
+    with f:
+        if not all(isinstance(f.get(key), h5py.Dataset) for key in ("train", "test")):
+            raise ConfigError(f"{path}: an HDF5 dataset needs datasets 'train' and 'test' (and optionally "
+                              f"'neighbors'), it has {sorted(f)}")
+        for key in ("train", "test"):
+            _shape_ok(path, f"'{key}'", f[key])
+        _enough(path, "'train'", len(f["train"]), "n_vectors", p.n_vectors)
+        _enough(path, "'test'", len(f["test"]), "n_queries", p.n_queries)
+        train = _finite(path, "'train'", f["train"][: p.n_vectors])
+        queries = _finite(path, "'test'", f["test"][: p.n_queries])
+        given = None
+        if isinstance(f.get("neighbors"), h5py.Dataset) and len(f["train"]) == p.n_vectors:   # ids into all of train
+            given = np.asarray(f["neighbors"][: p.n_queries])
+            if given.ndim != 2 or given.dtype.kind not in "iu" or len(given) != p.n_queries:
+                raise ConfigError(f"{path}: 'neighbors' must be a 2-d integer array with a row per test vector, "
+                                  f"got shape {given.shape} of {given.dtype}")
+            given = given.astype(np.int64)
+        distance = f.attrs.get("distance", "")
+    return train, queries, given, distance.decode() if isinstance(distance, bytes) else str(distance)
+
+
+def _read_rows(path: Path, p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """.npy or .fvecs: the first n_vectors rows are inserted, the last n_queries held out as queries."""
+    if path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise ConfigError(f"{path} is not a .npy file (no NumPy header); valid: a 2-d float array "
+                                  f"written by numpy.save")
+        try:
+            vectors = np.load(path, mmap_mode="r")
+        except (ValueError, OSError) as err:
+            raise ConfigError(f"{path} cannot be read as a .npy array ({err}); valid: a 2-d float array "
+                              f"written by numpy.save") from None
+    else:
+        vectors = read_fvecs(path)
+    _shape_ok(path, "the array", vectors)
     if len(vectors) < p.n_vectors + p.n_queries:
         raise ConfigError(f"{path} has {len(vectors)} vectors; n_vectors + n_queries = {p.n_vectors + p.n_queries} "
                           f"needed (queries are held out from the end)")
-    train = np.asarray(vectors[: p.n_vectors], dtype=np.float32)
-    queries = np.asarray(vectors[len(vectors) - p.n_queries:], dtype=np.float32)
-    return train, queries, None
+    return (_finite(path, "the array", vectors[: p.n_vectors]),
+            _finite(path, "the array", vectors[len(vectors) - p.n_queries:]))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-30)
+
+
+def _distances(train: np.ndarray, query: np.ndarray, ids: np.ndarray, metric: str) -> np.ndarray:
+    """Of one query to the listed vectors, smaller nearer, as exact_neighbors ranks them."""
+    rows, q = train[ids].astype(np.float64), query.astype(np.float64)
+    if metric == "L2":
+        return ((rows - q) ** 2).sum(axis=1)
+    if metric == "COSINE":
+        rows, q = _unit(rows), _unit(q)
+    return -(rows @ q)
+
+
+def check_neighbors(path: Path, train: np.ndarray, queries: np.ndarray, given: np.ndarray, metric: str,
+                    distance: str = "") -> int:
+    """A file's own ground truth is trusted only when it agrees with metric_type: the exact top-k of
+    NEIGHBOR_CHECKS queries, spread over the file, are recomputed and their distances compared
+    (distances, not ids, so that ties may come in any order). Returns how many were checked."""
+    k = given.shape[1]
+    if given.min() < 0 or given.max() >= len(train):
+        raise ConfigError(f"{path}: 'neighbors' holds ids from {given.min()} to {given.max()}, outside the "
+                          f"{len(train)} train vectors")
+    rows = np.unique(np.linspace(0, len(queries) - 1, NEIGHBOR_CHECKS).astype(int))
+    exact = exact_neighbors(train, queries[rows], k, metric)
+    for row, truth in zip(rows, exact):
+        theirs = np.sort(_distances(train, queries[row], given[row], metric))
+        ours = np.sort(_distances(train, queries[row], truth, metric))
+        if not np.allclose(theirs, ours, rtol=1e-3, atol=1e-6):
+            said = f" (the file says distance={distance})" if distance else ""
+            raise ConfigError(f"{path}: its 'neighbors' are not the exact top-{k} under metric_type={metric}"
+                              f"{said}: query {row}'s k-th distance is {theirs[-1]:.6g}, exactly {ours[-1]:.6g}; "
+                              f"set metric_type to the file's metric (ann-benchmarks' distance: euclidean = L2, "
+                              f"angular = COSINE)")
+    return len(rows)
 
 
 def exact_neighbors(train: np.ndarray, queries: np.ndarray, k: int, metric: str, chunk: int = 256) -> np.ndarray:
     """Exact top-k by brute force, in query chunks so memory stays bounded."""
     out = np.empty((len(queries), k), dtype=np.int64)
     if metric == "COSINE":
-        train = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-30)
-        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        train, queries = _unit(train), _unit(queries)
     train_sq = np.einsum("ij,ij->i", train, train, dtype=np.float64) if metric == "L2" else None
     for start in range(0, len(queries), chunk):
         q = queries[start:start + chunk]
@@ -117,28 +215,48 @@ def _synthetic(p: Params) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def load_dataset(p: Params) -> Dataset:
+    """Vectors, queries and ground truth, all checked (shape, numbers, finite, counts, dim, a file's
+    own neighbours against metric_type), so that a bad dataset fails before anything is provisioned."""
+    distance = ""
     if p.dataset in SYNTHETIC:
         train, queries, source = _synthetic(p)
-        name, given = f"{p.dataset}-{p.n_vectors}x{p.dim}", None
+        digest = hashlib.sha256(train.data)
+        digest.update(queries.data)
+        name, given, sha256 = f"{p.dataset}-{p.n_vectors}x{p.dim}", None, digest.hexdigest()
     else:
         path = Path(p.dataset)
-        train, queries, given = _load_file(path, p)
+        if path.suffix.lower() in (".hdf5", ".h5"):
+            train, queries, given, distance = _read_hdf5(path, p)
+        else:
+            (train, queries), given = _read_rows(path, p), None
         if train.shape[1] != queries.shape[1]:
             raise ConfigError(f"{path}: train dim {train.shape[1]} differs from query dim {queries.shape[1]}")
-        name, source = path.stem, f"file {path.resolve()}"
+        low, high = BOUNDS["dim"]
+        if not low <= train.shape[1] <= high:
+            raise ConfigError(f"{path}: its vectors have {train.shape[1]} dimensions; valid: {low} to {high} (Milvus)")
+        name, source, sha256 = path.stem, f"file {path.resolve()}", sha256_file(path)
     if given is not None and given.shape[1] >= p.top_k:
         neighbors = given[:, : p.top_k]
+        checked = check_neighbors(Path(p.dataset), train, queries, neighbors, p.metric_type, distance)
+        ground_truth = f"the file's own 'neighbors', {checked} queries recomputed exactly under {p.metric_type}"
     else:
-        cached = cache_dir() / "groundtruth" / f"{_fingerprint(p, train, queries)}.npy"
-        if cached.exists():
-            neighbors = np.load(cached)
-        else:
-            neighbors = exact_neighbors(train, queries, p.top_k, p.metric_type)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp.npy")
-            np.save(tmp, neighbors)
-            tmp.replace(cached)
-    return Dataset(name, np.ascontiguousarray(train), np.ascontiguousarray(queries), neighbors, source)
+        neighbors = _ground_truth(p, train, queries)
+        ground_truth = f"exact top-{p.top_k} under {p.metric_type} (numpy brute force)"
+    return Dataset(name, np.ascontiguousarray(train), np.ascontiguousarray(queries), neighbors, source, sha256,
+                   ground_truth)
+
+
+def _ground_truth(p: Params, train: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Exact neighbours, cached by content: computing them is the slow part of a large dataset."""
+    cached = cache_dir() / "groundtruth" / f"{_fingerprint(p, train, queries)}.npy"
+    if cached.exists():
+        return np.load(cached)
+    neighbors = exact_neighbors(train, queries, p.top_k, p.metric_type)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp.npy")
+    np.save(tmp, neighbors)
+    tmp.replace(cached)
+    return neighbors
 
 
 def recall_at_k(found: list[list[int]], truth: np.ndarray, k: int) -> float:

@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Can this run see a difference?",
             "Comparison with the baseline",
-            "Variance", "Search latency", "Power", "A/A", "Published vs reproduced"]
+            "Variance", "Search latency", "Power", "A/A", "Published vs reproduced",
+            "What Milvus asked of each store", "Each store on its own"]
 
 
 # The default study's workload, with fewer queries and no throughput phase: the controls need the
@@ -87,9 +88,18 @@ def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
     assert manifest["baseline"] == "minio" and manifest["handicaps"] == {"minio-slow": study.CONTROL_HANDICAP}
     results = pd.read_parquet(run / "results.parquet")
     assert set(results.provider) == {"native"}
-    phases = {"insert", "flush", "index", "load_first", "load_warm", "load_noop", "load_cold", "search", "footprint"}
+    phases = {"insert", "flush", "index", "load_first", "load_warm", "load_noop", "load_cold", "search", "footprint",
+              "store_alone"}
     for backend in BACKENDS:
         assert phases <= set(results[results.backend == backend].phase)
+    # every trial's S3 requests were captured and attributed to its phases; warp ran on every store
+    summary = pd.read_csv(run / "s3_summary.csv")
+    for backend in BACKENDS:
+        mine = summary[(summary.backend == backend) & (summary.operation == "all")]
+        assert set(mine.trial) == {1, 2, 3} and {"flush", "load_first", "load_cold"} <= set(mine.phase)
+        assert (mine.errors == 0).all() or backend == "minio-slow", mine
+    warp = results[(results.phase == "store_alone") & (results.metric == "warp_get_mib_per_s")]
+    assert len(warp) == 12 and (warp.value > 0).all()
     assert len(list((run / "notebooks").glob("benchmark-*-trial-*.ipynb"))) == 12
     # the handicap really held the store back, and only the handicapped twin
     for backend in BACKENDS:

@@ -30,10 +30,36 @@ def test_user_config_overrides_aliases_and_adds(tmp_path):
     ({"launcher": "magic"}, "launcher must be one of process, ceph, external"),
     ({"launcher": "process"}, "needs 'command' and 'ready_url'"),
     ({"launcher": "external", "colour": "red"}, "unknown fields"),
+    ({"alias_of": "seaweedfs", "command": "weed server"},
+     r"'x' \(msbench.yaml\): command must be a list of words such as \[weed, server\].*got 'weed server'"),
+    ({"alias_of": "seaweedfs", "ports": 5}, r"ports must be a list of port names such as \[s3, console\], got 5"),
+    ({"alias_of": "seaweedfs", "ports": [True]}, "ports must be a list of port names"),
+    ({"alias_of": "seaweedfs", "env": {"A": 1}}, r"env must be a mapping of variable names to strings \(quote"),
+    ({"alias_of": "seaweedfs", "stop_grace_s": float("nan")},
+     "stop_grace_s must be a number of seconds above 0, at most 600"),
+    ({"alias_of": "seaweedfs", "ready_url": "ftp://127.0.0.1/"}, "ready_url must be an http:// or https:// URL"),
+    ({"alias_of": "seaweedfs", "bootstrap": "weed shell"}, "bootstrap must be a list of steps"),
+    ({"alias_of": "seaweedfs", "description": 7}, "description must be a string, got 7"),
+    ({"alias_of": "seaweedfs", "docker": "minio/minio"}, "docker must be a mapping"),
+    ({"alias_of": "external", "endpoint": "ftp://127.0.0.1:21"}, "endpoint must be an http://HOST:PORT URL, got 'ftp://"),
+    ({"alias_of": "external", "endpoint": "https://s3.example:443"}, "endpoint must be an http://HOST:PORT URL"),
+    ({"alias_of": "external", "endpoint": "http://h:port"}, "endpoint must be an http://HOST:PORT URL"),
+    ({"launcher": "external", "endpoint": "http://127.0.0.1:9000"}, "an external backend needs 'access_key_env' and"),
 ])
 def test_bad_definitions_are_refused(entry, message):
     with pytest.raises(ConfigError, match=message):
         load_backends(UserConfig(backends={"x": entry}))
+
+
+def test_docker_needs_an_image_not_a_binary(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("MSBENCH_CACHE", str(tmp_path / "cache"))   # no binary anywhere
+    registry = load_backends(UserConfig(backends={
+        "bare": {"launcher": "process", "binary": "bare", "command": ["${binary}"], "ready_url": "http://x:1/"}}))
+    assert "no 'minio' binary found" in unavailable_reason(registry["minio"])
+    assert unavailable_reason(registry["minio"], provider="docker") is None
+    assert "has no docker definition" in unavailable_reason(registry["bare"], provider="docker")
+    assert "no endpoint configured" in unavailable_reason(registry["external"], provider="docker")
 
 
 def test_select_validates_names():
@@ -76,8 +102,5 @@ def test_external_store_reads_keys_from_environment(monkeypatch, tmp_path):
     assert unavailable_reason(registry["external"]) is None
     store = ExternalStore(registry["external"], tmp_path, tmp_path)
     assert (store.port, store.access_key, store.restartable) == (9000, "ak", False)
-    bad = load_backends(UserConfig(backends={"external": {"endpoint": "s3.example"}}))["external"]
-    with pytest.raises(ConfigError, match="http://HOST:PORT"):
-        ExternalStore(bad, tmp_path, tmp_path)
     monkeypatch.delenv("MSBENCH_S3_SECRET_KEY")
     assert "MSBENCH_S3_SECRET_KEY" in unavailable_reason(registry["external"])

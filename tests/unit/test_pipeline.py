@@ -33,3 +33,10 @@ def test_html_report_has_no_code_and_fetches_nothing(tmp_path):
     assert "secret_code_line" not in html and "<td>42</td>" in html
     assert not re.search(r"src=[\"']https?://|import\(\s*[\"']https?://", html)
     assert "data-figures" in html   # the self-check the rendering test reads
+
+
+def test_the_notebook_path_checks_before_it_writes(tmp_path):
+    """run_all.ipynb goes through the same checks as `msbench run`, in the same order."""
+    with pytest.raises(ConfigError, match="concurrency levels must differ, got 1,1"):
+        pipeline.prepare(backends="seaweedfs", overrides={"concurrency": [1, 1]}, results_root=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()

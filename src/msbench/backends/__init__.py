@@ -7,12 +7,14 @@ a single server process means adding one YAML file here or one entry in msbench.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+from urllib.parse import urlparse
 
 import yaml
 
@@ -57,6 +59,63 @@ class BackendDef:
 _FIELD_NAMES = {f.name for f in fields(BackendDef)}
 
 
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _argv(v: Any) -> bool:
+    """A command as a list of words: a string would be split into characters."""
+    return isinstance(v, (list, tuple)) and all(isinstance(w, (str, int, float)) and not isinstance(w, bool) for w in v)
+
+
+def _text_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
+
+
+def _http(v: Any) -> bool:
+    url = urlparse(v) if isinstance(v, str) else None
+    return url is not None and url.scheme in ("http", "https") and bool(url.netloc)
+
+
+def _endpoint(v: Any) -> bool:
+    """What ExternalStore and Milvus's plain-HTTP S3 client can use: http://HOST:PORT ("" = not set yet)."""
+    if v == "":
+        return True
+    url = urlparse(v) if isinstance(v, str) else None
+    try:
+        return url is not None and url.scheme == "http" and bool(url.hostname) and bool(url.port)
+    except ValueError:   # a port that is not a number
+        return False
+
+
+def _step(v: Any) -> bool:
+    return (isinstance(v, dict) and set(v) <= {"run", "capture", "pattern"} and _argv(v.get("run")) and bool(v["run"])
+            and all(isinstance(v.get(k, ""), str) for k in ("capture", "pattern")))
+
+
+# Each field's check and what is valid, so that a bad msbench.yaml entry fails when it is loaded.
+# handicap and install have validators of their own (providers.handicap, providers.builds).
+_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{key: (_text, "a string") for key in ("description", "binary", "binary_env", "enable_hint",
+                                            "access_key_env", "secret_key_env", "alias_of")},
+    "ports": (lambda v: _argv(v) and all(isinstance(w, str) for w in v), "a list of port names such as [s3, console]"),
+    "files": (_text_map, "a mapping of file names to their text"),
+    "env": (_text_map, "a mapping of variable names to strings (quote numbers and booleans)"),
+    "command": (_argv, "a list of words such as [weed, server] (a single string is not split)"),
+    "leftovers": (_argv, "a list of file paths"),
+    "ready_url": (_http, "an http:// or https:// URL"),
+    "endpoint": (_endpoint, "an http://HOST:PORT URL"),
+    "stop_grace_s": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                     and 0 < v <= 600, "a number of seconds above 0, at most 600"),
+    "credentials": (lambda v: isinstance(v, dict) and all(isinstance(x, (int, str)) and not isinstance(x, bool)
+                                                          for x in v.values()),
+                    "a mapping of names to numbers or strings"),
+    "bootstrap": (lambda v: isinstance(v, (list, tuple)) and all(_step(step) for step in v),
+                  "a list of steps {run: [command words], capture: NAME, pattern: REGEX}"),
+    "docker": (lambda v: isinstance(v, dict), "a mapping (image, ports, env, command, volumes, healthcheck)"),
+}
+
+
 def _from_mapping(name: str, raw: dict[str, Any], source: str) -> BackendDef:
     unknown = set(raw) - _FIELD_NAMES
     if unknown:
@@ -65,19 +124,22 @@ def _from_mapping(name: str, raw: dict[str, Any], source: str) -> BackendDef:
     if data.get("launcher") not in LAUNCHERS:
         raise ConfigError(f"backend {name!r} ({source}): launcher must be one of {', '.join(LAUNCHERS)}, "
                           f"got {data.get('launcher')!r}")
+    for key, (ok, valid) in _FIELD_TYPES.items():
+        if key in data and not ok(data[key]):
+            raise ConfigError(f"backend {name!r} ({source}): {key} must be {valid}, got {data[key]!r}")
     for key in ("ports", "command", "leftovers"):
         if key in data:
             data[key] = tuple(str(v) for v in data[key])
     data["bootstrap"] = tuple(data.get("bootstrap") or ())
-    if any(not isinstance(step, dict) or not step.get("run") for step in data["bootstrap"]):
-        raise ConfigError(f"backend {name!r} ({source}): each bootstrap step needs 'run' (a command), "
-                          "optionally 'capture' and 'pattern'")
     if data["launcher"] == "process" and not (data.get("command") and data.get("ready_url")):
         raise ConfigError(f"backend {name!r} ({source}): a process backend needs 'command' and 'ready_url'")
     data["handicap"] = handicap.validate(name, data.get("handicap"))
     data["install"] = builds.validate(name, data.get("install"))
     if data["handicap"] and data["launcher"] == "external":
         raise ConfigError(f"backend {name!r} ({source}): a handicap needs a store we run; an external endpoint has none")
+    if data["launcher"] == "external" and not (data.get("access_key_env") and data.get("secret_key_env")):
+        raise ConfigError(f"backend {name!r} ({source}): an external backend needs 'access_key_env' and "
+                          f"'secret_key_env' (the environment variables holding its keys)")
     if "s3" not in data.get("ports", ("s3",)):
         raise ConfigError(f"backend {name!r} ({source}): 'ports' must include 's3'")
     return BackendDef(**data)
@@ -131,8 +193,28 @@ def find_binary(backend: BackendDef, user: UserConfig | None = None) -> str | No
     return str(beside) if os.access(beside, os.X_OK) else None
 
 
-def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, install: bool = False) -> str | None:
-    """None when this machine can run the backend; otherwise why not and how to enable it."""
+def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, install: bool = False,
+                       provider: str = "native") -> str | None:
+    """None when this machine can run the backend under ``provider``; otherwise why not and how to
+    enable it. Nothing is installed unless ``install`` (Ceph's packages: set-up, never a run's check).
+    Under docker the store runs from its image, so no binary is needed; the engine itself is
+    checked once by the caller (providers.docker.docker_unavailable_reason)."""
+    if backend.launcher == "external":
+        if not backend.endpoint:
+            return f"no endpoint configured. To enable: {backend.enable_hint}"
+        missing = [v for v in (backend.access_key_env, backend.secret_key_env) if not os.environ.get(v)]
+        if missing:
+            return (f"credentials missing: environment variables {', '.join(missing)} are not set. "
+                    f"To enable: {backend.enable_hint}")
+        return None
+    if provider == "docker":
+        from msbench.providers.docker import resolve_definitions   # imported on use: it imports this module
+
+        try:
+            resolve_definitions(backend)
+        except ConfigError as err:
+            return str(err)
+        return None
     no_quota = handicap.unavailable_reason() if backend.handicap else None
     if no_quota:
         return f"its handicap {backend.handicap} cannot be applied: {no_quota}"
@@ -145,16 +227,9 @@ def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, inst
                 what += f" (not built: {builds.missing_tool(backend.install) or 'no build yet'})"
             return f"{what}. To enable: {backend.enable_hint}"
         return None
-    if backend.launcher == "ceph":
-        from msbench.providers import ceph
-        reason = ceph.ensure_ceph_installed() if install else ceph.ceph_unavailable_reason()
-        return f"{reason}. To enable: {backend.enable_hint}" if reason else None
-    if not backend.endpoint:
-        return f"no endpoint configured. To enable: {backend.enable_hint}"
-    missing = [v for v in (backend.access_key_env, backend.secret_key_env) if not os.environ.get(v)]
-    if missing:
-        return f"credentials missing: environment variables {', '.join(missing)} are not set. To enable: {backend.enable_hint}"
-    return None
+    from msbench.providers import ceph
+    reason = ceph.ensure_ceph_installed() if install else ceph.ceph_unavailable_reason()
+    return f"{reason}. To enable: {backend.enable_hint}" if reason else None
 
 
 def select(names: list[str], registry: dict[str, BackendDef]) -> list[BackendDef]:

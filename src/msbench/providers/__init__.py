@@ -28,6 +28,14 @@ class Stack:
         """Container images and their digests, for the record; none for a native stack."""
         return {}
 
+    def capture_target(self) -> tuple[str, int] | str:
+        """Where Milvus's S3 traffic to the store can be captured, (interface, port), or why not."""
+        store = getattr(self, "store", None)
+        if store is None or store.host not in ("127.0.0.1", "localhost"):
+            where = store.host if store is not None else "nowhere yet"
+            return f"the store is at {where}, not on this host's loopback: its traffic is not visible here"
+        return "lo", store.port
+
     def handicap_facts(self) -> dict[str, float]:
         """The handicap the store ran under (see providers.handicap), for the record; none by default."""
         return {}

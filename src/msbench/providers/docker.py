@@ -733,6 +733,11 @@ class DockerStack(Stack):
     def handicap_facts(self) -> dict[str, float]:
         return dict(self.backend.handicap)
 
+    def capture_target(self) -> tuple[str, int] | str:
+        if not self.plan.addr.host_network:
+            return "a stack network: Milvus reaches the store inside it, not on loopback (capture needs host networking)"
+        return super().capture_target()
+
     def _save_logs(self) -> None:
         for role, container in self.containers.items():
             try:

@@ -189,10 +189,7 @@ class ExternalStore(ObjectStore):
     """An endpoint someone else runs: nothing started, nothing restarted, keys from the environment."""
 
     def __post_init__(self) -> None:
-        url = urlparse(self.backend.endpoint)
-        if url.scheme != "http" or not url.hostname or not url.port:
-            raise ConfigError(f"backend {self.backend.name!r}: endpoint must look like http://HOST:PORT, "
-                              f"got {self.backend.endpoint!r}")
+        url = urlparse(self.backend.endpoint)   # http://HOST:PORT, checked when the definition loaded
         self.host, self.port, self.restartable = url.hostname, url.port, False
         self.access_key = os.environ.get(self.backend.access_key_env, "")
         self.secret_key = os.environ.get(self.backend.secret_key_env, "")
@@ -213,7 +210,7 @@ class ExternalStore(ObjectStore):
 def make_store(backend: BackendDef, root: Path, log_dir: Path, user: UserConfig | None = None,
                quota: CpuQuota | None = None) -> ObjectStore:
     """The right store for a definition; raises with the reason when it cannot run here."""
-    reason = unavailable_reason(backend, user, install=True)
+    reason = unavailable_reason(backend, user)
     if reason:
         raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
     if backend.launcher == "process":
