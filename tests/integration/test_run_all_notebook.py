@@ -99,7 +99,13 @@ def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
         assert set(mine.trial) == {1, 2, 3} and {"flush", "load_first", "load_cold"} <= set(mine.phase)
         assert (mine.errors == 0).all() or backend == "minio-slow", mine
     warp = results[(results.phase == "store_alone") & (results.metric == "warp_get_mib_per_s")]
-    assert len(warp) == 12 and (warp.value > 0).all()
+    stores = warp[warp.backend.isin(["minio", "ceph-rgw"])]
+    assert len(stores) == 6 and (stores.value > 0).all(), stores
+    # a twentieth of a CPU may leave warp too little to analyse: then the trial says so, and stays ok
+    ran = set(zip(warp.backend, warp.trial))
+    noted = trials[trials.store_alone_note.fillna("") != ""]
+    assert all((b, t) in ran or ((noted.backend == b) & (noted.trial == t)).any()
+               for b, t in zip(trials.backend, trials.trial))
     assert len(list((run / "notebooks").glob("benchmark-*-trial-*.ipynb"))) == 12
     # the handicap really held the store back, and only the handicapped twin
     for backend in BACKENDS:

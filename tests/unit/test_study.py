@@ -53,9 +53,10 @@ def test_availability_installs_nothing(tmp_path, config, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
-def test_docker_engine_is_checked_up_front(tmp_path, config):
-    if docker_unavailable_reason() is None:
-        pytest.skip("a Docker engine answers here: nothing to refuse")
+def test_docker_engine_is_checked_up_front(tmp_path, config, monkeypatch):
+    """An engine address where nothing answers (whether or not this host runs one elsewhere)."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    assert docker_unavailable_reason()
     with pytest.raises(ConfigError, match="provider docker cannot run here: no Docker engine answers"):
         study.prepare(backends="minio", provider="docker", results_root=tmp_path / "runs", config=config)
     assert not (tmp_path / "runs").exists()
