@@ -59,8 +59,8 @@ def _per_trial(summary: pd.DataFrame) -> pd.DataFrame:
     cells = summary[["backend", "phase", "operation"]].drop_duplicates()
     grid = trials.merge(cells, on="backend")
     filled = grid.merge(summary, on=keys, how="left")
-    counts = ["requests", "errors", "slowdowns", "retries", "bytes_sent", "bytes_received", "busy_s"]
-    filled[counts] = filled[counts].fillna(0)
+    counts = ["requests", "errors", "unanswered", "slowdowns", "retries", "bytes_sent", "bytes_received", "busy_s"]
+    filled[counts] = filled.reindex(columns=counts).fillna(0)   # (runs before "unanswered" lack it)
     return filled
 
 
@@ -89,7 +89,8 @@ def requests_table(run: Run, by_operation: bool = False) -> pd.DataFrame:
             "MiB received (GET bodies)": _cell(group["bytes_received"], MiB),
             "latency p50 ms": _cell(seen["latency_p50_ms"]) if len(seen) else "–",
             "latency p99 ms": _cell(seen["latency_p99_ms"]) if len(seen) else "–",
-            "errors / retries": f"{int(group['errors'].sum())} / {int(group['retries'].sum())}",
+            "errors / unanswered / retries": f"{int(group['errors'].sum())} / {int(group['unanswered'].sum())} / "
+                                              f"{int(group['retries'].sum())}",
         })
     table = _order(pd.DataFrame(rows))
     what = "operation" if by_operation else "phase"
@@ -97,8 +98,9 @@ def requests_table(run: Run, by_operation: bool = False) -> pd.DataFrame:
         f"Milvus's S3 requests per {what} and store, from a packet capture of the store's port (no proxy in the "
         "path; our own probes and listings excluded). Mean per trial [95% CI over trials, Student t]; latency is "
         "from a request's first byte to its response's last, p50/p99 within a trial, then averaged over the "
-        "trials that made such requests. Bytes are object bodies (Content-Length). Errors: status >= 400 or no "
-        "answer; retries: a request repeating one that failed. " + CI_NOTE))
+        "trials that made such requests. Bytes are object bodies (Content-Length). Errors: status >= 400; "
+        "unanswered: no response before the capture or the connection ended (e.g. in flight when the capture "
+        "stopped); retries: a request repeating one that failed. " + CI_NOTE))
 
 
 def explain_phases(run: Run, baseline: str | None = None) -> pd.DataFrame:

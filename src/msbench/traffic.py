@@ -40,7 +40,8 @@ METHODS = ("GET", "PUT", "POST", "HEAD", "DELETE")
 REQUEST_COLUMNS = ["conn", "client", "start", "request_end", "response_start", "end", "method", "operation", "prefix",
                    "key", "query", "range", "status", "error_code", "request_wire_bytes", "response_wire_bytes",
                    "request_body_bytes", "response_body_bytes", "duration_ms", "ttfb_ms", "retry", "phase"]
-SUMMARY_COLUMNS = ["phase", "operation", "requests", "errors", "slowdowns", "retries", "bytes_sent", "bytes_received",
+SUMMARY_COLUMNS = ["phase", "operation", "requests", "errors", "unanswered", "slowdowns", "retries", "bytes_sent",
+                   "bytes_received",
                    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms", "ttfb_p50_ms",
                    "busy_s"]
 BETWEEN = "between phases"
@@ -371,7 +372,8 @@ def assign_phases(table: pd.DataFrame, windows: list[tuple[str, float, float]]) 
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Milvus's requests per phase and operation (and "all"): counts, errors, retries, body bytes,
+    """Milvus's requests per phase and operation (and "all"): counts, HTTP errors (status >= 400),
+    requests left unanswered (e.g. in flight when the capture stopped), retries, body bytes,
     latency percentiles, and busy seconds (the union of the intervals when a request was open).
     Our own requests (readiness probes, the footprint's listings) are left out."""
     rows = []
@@ -382,7 +384,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         pct = (lambda q: float(np.percentile(dur, q))) if len(dur) else (lambda q: float("nan"))
         rows.append({
             "phase": phase, "operation": op, "requests": len(group),
-            "errors": int(((group["status"] >= 400) | group["status"].isna()).sum()),
+            "errors": int((group["status"] >= 400).sum()),
+            "unanswered": int(group["status"].isna().sum()),   # no response before the capture or connection ended
             "slowdowns": int(((group["status"] == 503) | (group["error_code"] == "SlowDown")).sum()),
             "retries": int(group["retry"].sum()),
             "bytes_sent": float(group["request_body_bytes"].fillna(0).sum()),
