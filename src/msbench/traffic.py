@@ -111,12 +111,20 @@ class CaptureUnavailable(RuntimeError):
     """Why no capture could be taken (recorded instead of zeros)."""
 
 
+def missing_prerequisite() -> str | None:
+    """Why this host cannot capture at all (whatever the stack), or None."""
+    if os.geteuid() != 0:
+        return "not root: capturing packets needs root (CAP_NET_RAW)"
+    if shutil.which("tcpdump") is None:
+        return "tcpdump is not installed (scripts/setup installs it from Debian)"
+    return None
+
+
 def capture_target(stack) -> tuple[str, int]:
     """(interface, port) to capture Milvus's S3 traffic on, or CaptureUnavailable saying why not."""
-    if os.geteuid() != 0:
-        raise CaptureUnavailable("not root: capturing packets needs root (CAP_NET_RAW)")
-    if subprocess.run(["sh", "-c", "command -v tcpdump"], capture_output=True).returncode != 0:
-        raise CaptureUnavailable("tcpdump is not installed (scripts/setup installs it from Debian)")
+    missing = missing_prerequisite()
+    if missing:
+        raise CaptureUnavailable(missing)
     target = stack.capture_target()
     if isinstance(target, str):
         raise CaptureUnavailable(target)

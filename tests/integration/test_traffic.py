@@ -24,7 +24,7 @@ HEADER_BOUND = 1024
 @pytest.mark.parametrize("name", ["minio", "seaweedfs", "garage"])
 def test_captured_requests_match_the_bucket(scratch, name):
     backend = load_backends()[name]
-    reason = unavailable_reason(backend) or _capture_missing()
+    reason = unavailable_reason(backend) or traffic.missing_prerequisite()
     if reason:
         pytest.skip(f"prerequisite missing for {name}: {reason}")
     params = make_params("smoke")
@@ -71,11 +71,3 @@ def test_captured_requests_match_the_bucket(scratch, name):
     row = summary[(summary["phase"] == "load_first") & (summary["operation"] == "all")].iloc[0]
     assert row["bytes_received"] >= sum(index_files.values()) and row["errors"] == 0
 
-
-def _capture_missing() -> str | None:
-    import os
-    import shutil
-
-    if os.geteuid() != 0:
-        return "root (packet capture needs CAP_NET_RAW)"
-    return None if shutil.which("tcpdump") else "tcpdump (scripts/setup installs it)"
