@@ -111,7 +111,7 @@ TIME_UNITS = ("s", "ms")
 CI_NOTE = ("95% CI of the mean: Student t interval over trials (simulated coverage 94-95.5% on normal and lognormal "
            "data at 3-10 trials and CV up to {cv:.0%}; above that CV it can fall to about 92% on skewed data and says "
            "so; a bootstrap was dropped: its '95%' covered 72-88% at these n). A trial is one fresh stack "
-           "(store + Milvus) that inserts, indexes, loads and searches.")
+           "(store + Milvus) that inserts, indexes, loads and searches.").format(cv=stats.VERIFIED_MAX_CV)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def summary_table(run: Run) -> pd.DataFrame:
                              _num(s["sd"]), _pct(s["cv"]),
                              _interval(s["ci_low"], s["ci_high"], "needs n ≥ 2"), s["ci_method"] or "–"])
     return _noted(pd.DataFrame(rows, columns=columns),
-                  f"Headline measurements per backend, completed trials only. {CI_NOTE.format(cv=stats.VERIFIED_MAX_CV)} "
+                  f"Headline measurements per backend, completed trials only. {CI_NOTE} "
                   "Bytes in decimal units (1 MB = 10^6 bytes).")
 
 
