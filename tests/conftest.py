@@ -7,7 +7,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from msbench.providers.milvus_native import PID_DIR
+from msbench.providers.registry import MILVUS_PID_FILE
 
 
 def processes_mentioning(path: Path) -> list[psutil.Process]:
@@ -26,20 +26,21 @@ def processes_mentioning(path: Path) -> list[psutil.Process]:
 
 
 def milvus_pid_alive() -> bool:
-    pid_file = PID_DIR / "standalone.pid"
-    if not pid_file.exists():
+    if not MILVUS_PID_FILE.exists():
         return False
-    pid = pid_file.read_text().strip()
+    pid = MILVUS_PID_FILE.read_text().strip()
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
-    """Stack dirs and temp files of this test live here; afterwards nothing may run from it."""
-    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    """Stack dirs, temp files and the registry of what this test started live here; afterwards
+    nothing may run from it, and the registry must hold nothing."""
+    work, tmp, state = tmp_path / "work", tmp_path / "tmp", tmp_path / "state"
     work.mkdir()
     tmp.mkdir()
     monkeypatch.setenv("MSBENCH_WORK_DIR", str(work))
+    monkeypatch.setenv("MSBENCH_STATE_DIR", str(state))
     monkeypatch.setenv("TMPDIR", str(tmp))
     import tempfile
 
@@ -53,5 +54,7 @@ def scratch(tmp_path, monkeypatch):
     assert not milvus_pid_alive(), "a Milvus standalone is still running"
     assert not list(work.iterdir()), f"stack directories left behind: {list(work.iterdir())}"
     assert not list(tmp.iterdir()), f"temporary files left behind: {list(tmp.iterdir())}"
+    registered = sorted(p.name for p in state.glob("*/*.json"))
+    assert not registered, f"the registry still lists what we started: {registered}"
     new_sockets = set(Path("/tmp").glob("*.sock")) - sockets_before
     assert not new_sockets, f"unix sockets left in /tmp: {sorted(new_sockets)}"

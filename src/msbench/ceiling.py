@@ -26,6 +26,8 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from msbench.providers import registry
+
 OPS = ("get", "put")
 PREFIX = "msbench-warp"             # every key warp writes starts with this (then a prefix per thread)
 MIN_SIZE, MAX_SIZE = 4 << 10, 64 << 20
@@ -142,7 +144,7 @@ def run_warp(binary: Path, target: WarpTarget, op: str, obj_size: int, concurren
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARP_")}   # no stray WARP_TLS etc.
     env.update(WARP_ACCESS_KEY=target.access_key, WARP_SECRET_KEY=target.secret_key)
     limit = duration_s + 300.0 if timeout_s is None else timeout_s
-    proc = subprocess.Popen(argv, cwd=work_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(registry.die_with_parent(argv), cwd=work_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=limit)

@@ -12,7 +12,7 @@ from pathlib import Path
 from msbench import backends as backend_registry
 from msbench.config import PROFILES, ConfigError, load_user_config
 
-WORKS = ("capture", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
+WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -76,7 +76,7 @@ def cmd_run(args) -> int:
 
 def cmd_doctor(args) -> int:
     """What this machine can do, and what it cannot, before a long run is started."""
-    from msbench.providers import milvus_native, process
+    from msbench.providers import milvus_native, process, registry
 
     checks = []
     try:
@@ -84,7 +84,7 @@ def cmd_doctor(args) -> int:
         checks.append(("milvus binary", True, f"{milvus_native.milvus_version()} at {bin_dir}"))
     except Exception as err:  # report, do not crash: this command diagnoses
         checks.append(("milvus binary", False, str(err)))
-    pid = milvus_native.PID_DIR / "standalone.pid"
+    pid = registry.MILVUS_PID_FILE
     busy = pid.exists() and pid.read_text().strip().isdigit() and Path(f"/proc/{pid.read_text().strip()}").exists()
     checks.append(("no other native Milvus", not busy, f"{pid} names a live process" if busy else "free"))
     checks.append(("root (page cache drop, ceph install)", os.geteuid() == 0, f"euid {os.geteuid()}"))
@@ -109,19 +109,29 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_cleanup(args) -> int:
-    """Remove what a crashed run left in the Docker engine: only what carries our labels."""
+    """Stop and remove what crashed runs left, ours only: native servers, scratch folders, mounts,
+    cgroups and a stale Milvus PID file (from the registry, see providers.registry), and Docker
+    containers, networks and volumes (by our labels). A run still alive keeps its own."""
     from msbench.providers import docker as docker_provider
+    from msbench.providers import registry
 
+    native = registry.cleanup()
+    for kind, verb in (("processes", "stopped"), ("paths", "removed"), ("pid_files", "removed")):
+        print(f"{verb} {len(native[kind])} {kind.replace('_', ' ')}" + (f": {', '.join(native[kind])}" if native[kind] else ""))
+    for kept in native["kept"]:
+        print(f"kept {kept}")
+    errors = list(native["errors"])
     try:
         removed = docker_provider.cleanup(run=args.run)
-    except docker_provider.DockerUnavailable as err:
-        print(f"msbench: nothing to clean: {err}", file=sys.stderr)
-        return 1
-    for kind in ("containers", "networks", "volumes"):
-        print(f"removed {len(removed[kind])} {kind}" + (f": {', '.join(removed[kind])}" if removed[kind] else ""))
-    for error in removed["errors"]:
+    except docker_provider.DockerUnavailable:
+        print("Docker: no engine answers here, nothing to clean there")
+    else:
+        for kind in ("containers", "networks", "volumes"):
+            print(f"removed {len(removed[kind])} {kind}" + (f": {', '.join(removed[kind])}" if removed[kind] else ""))
+        errors += removed["errors"]
+    for error in errors:
         print(f"FAILED {error}", file=sys.stderr)
-    return 1 if removed["errors"] else 0
+    return 1 if errors else 0
 
 
 def cmd_images_build_local(args) -> int:
@@ -224,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ovh.add_argument("--works", default=",".join(WORKS),
                      help=f"comma-separated, from {', '.join(WORKS)} (default: all)")
     ovh.set_defaults(func=cmd_overhead)
-    clean = sub.add_parser("cleanup", help="remove Docker containers, networks and volumes a crashed run left (ours only)")
-    clean.add_argument("--run", help="only this run id (default: everything with msbench's labels)")
+    clean = sub.add_parser("cleanup", help="stop and remove what crashed runs left: servers, scratch folders, mounts, "
+                                           "cgroups, Milvus's PID file, Docker containers (ours only)")
+    clean.add_argument("--run", help="Docker: only this run id (default: everything with msbench's labels)")
     clean.set_defaults(func=cmd_cleanup)
     images = sub.add_parser("images", help="container images for provider=docker")
     images_sub = images.add_subparsers(dest="images_command", required=True)

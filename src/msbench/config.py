@@ -47,6 +47,8 @@ class Params:
     milvus_session_ttl_s: int = 10
     capture_s3: bool = True             # record every S3 request Milvus makes (traffic.py)
     warp_seconds: float = 5.0           # the store on its own: warp PUT and GET for this long each; 0 = off
+    unresponsive_s: float = 60.0        # a server not answering its health check this long fails the phase
+    store_disk_mib: int = 0             # >0: the store's data on a filesystem of this size of our own (tmpfs)
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -93,6 +95,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "seed": (0, 2**63 - 1), "hnsw_m": (2, 2048), "hnsw_ef_construction": (1, None), "ivf_nlist": (1, 65_536),
     "search_ef": (1, None), "ivf_nprobe": (1, 65_536), "top_k": (1, 16_384), "warmup_queries": (0, None),
     "milvus_session_ttl_s": (1, 3600), "throughput_seconds": (0.1, 3600), "warp_seconds": (0, 600),
+    "unresponsive_s": (5, 3600), "store_disk_mib": (0, None),
 }
 
 

@@ -1,6 +1,7 @@
 """Harness overhead: the same inserts and searches through our phase code (with its resource
 monitor) and through a bare pymilvus loop, on one stack, interleaved in random order; and the
-S3 capture's cost: the same reload of the collection with and without tcpdump running.
+S3 capture's cost: the same reload of the collection with and without tcpdump running; and the
+watchdog's: the same serial searches with and without it watching.
 
 If our code added more than noise, every backend's figures would carry it; the target is
 under 1%. Each repetition inserts into a fresh collection (so both sides do identical work)
@@ -24,6 +25,7 @@ from msbench import traffic
 from msbench.phases import VECTOR_FIELD, TrialState, flush, index_build, insert, load_first, load_warm, search
 from msbench.providers.native import NativeStack
 from msbench.resources import PhaseMonitor
+from msbench.watchdog import Watchdog
 from msbench.workload import Dataset
 
 
@@ -69,12 +71,24 @@ def _load(state: TrialState, capture_path: Path | None) -> float:
     return next(value for _, metric, value, _ in rows if metric == "load_warm_s")
 
 
+def _search(state: TrialState, watched: bool) -> float:
+    """The search phase, under the watchdog (as in a trial) or not."""
+    began = time.perf_counter()
+    if watched:
+        with Watchdog(state.stack.watched, state.params.unresponsive_s) as dog, dog.phase("search"):
+            search(state)
+    else:
+        search(state)
+    return time.perf_counter() - began
+
+
 def measure(backend: BackendDef, params: Params, data: Dataset, log_dir: Path, repetitions: int = 10,
-            seed: int = 0, works: tuple[str, ...] = ("capture", "search", "insert")) -> pd.DataFrame:
+            seed: int = 0, works: tuple[str, ...] = ("capture", "watchdog", "search", "insert")) -> pd.DataFrame:
     """Seconds per repetition for (work, way) with way in {ours, bare}; order shuffled per repetition.
     Every search repetition runs before the first insert one: the segments each insert leaves
     Milvus to seal and drop would otherwise land on the searches that follow it. For the work
-    "load under capture", ours is the reload with the S3 capture running, bare without it."""
+    "load under capture", ours is the reload with the S3 capture running, bare without it; for
+    "search under watchdog", the search phase with the watchdog on, bare with it off."""
     rng = np.random.default_rng(seed)
     rows = []
     with NativeStack(backend, params, log_dir) as stack:
@@ -89,6 +103,10 @@ def measure(backend: BackendDef, params: Params, data: Dataset, log_dir: Path, r
                     seconds = _load(main, log_dir / "overhead.pcap" if way == "ours" else None)
                     rows.append({"repetition": rep, "work": "load under capture", "way": way, "seconds": seconds,
                                  "monitor_seconds": np.nan})
+            for rep in range(repetitions if "watchdog" in works else 0):
+                for way in rng.permutation(["ours", "bare"]):
+                    rows.append({"repetition": rep, "work": "search under watchdog", "way": way,
+                                 "seconds": _search(main, way == "ours"), "monitor_seconds": np.nan})
             for rep in range(repetitions if "search" in works else 0):
                 for way in rng.permutation(["ours", "bare"]):
                     seconds, monitor = _ours(main, search) if way == "ours" else (_bare_search(main), np.nan)

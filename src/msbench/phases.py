@@ -15,8 +15,11 @@ What a metric means is decided here, so the rules are written next to the code:
 - load_warm: ``release()`` then ``load()``: a real reload. ``load_noop`` times ``load()`` on a
   loaded collection, which Milvus answers at once without reading anything: the control that
   shows what a 9 ms "warm load" measured. The bytes the store served during each (kernel TCP
-  counters of its connections) say which one read data.
-- loads are done when the loading progress is 100% and the load state Loaded.
+  counters of its connections) say which one read data; NaN, with the reason in the trial's
+  notes, where those counters cannot see the store (not on this host's loopback, or no ``ss``).
+- loads are done when the loading progress is 100% and the load state Loaded. A refused load()
+  is tried again (up to 5 tries, 2 s apart; load_noop gets one); the time is the successful
+  try's, and the failed tries are recorded beside it (count, seconds, errors), never dropped.
 - load_cold: release, restart Milvus and the store, drop the page cache, then load; the
   first successful search after it is timed separately.
 - search: serial single-query latency over held-out queries, warm-up queries discarded.
@@ -27,6 +30,7 @@ What a metric means is decided here, so the rules are written next to the code:
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -35,7 +39,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import numpy as np
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
@@ -58,12 +62,14 @@ Row = tuple[str, str, float, str]   # phase, metric, value, unit
 # State polling: every POLL_MIN_S, growing to POLL_FRACTION of the time waited (at most
 # POLL_MAX_S), so a long index build is not slowed by the checks that time it.
 POLL_MIN_S, POLL_FRACTION, POLL_MAX_S = 0.01, 0.01, 1.0
-LOAD_TIMEOUT_S = 3600.0
 # After GC: the listing must stay unchanged for one GC interval plus a second (the GC run
 # itself), within a few intervals.
 GC_INTERVAL_S = float(GC_CONFIG["dataCoord.gc.interval"])
 GC_QUIET_S = GC_INTERVAL_S + 1.0
 GC_SETTLE_TIMEOUT_S = 4 * GC_INTERVAL_S
+# A throughput worker's search gives up (pymilvus stops retrying) after this: a worker left behind
+# by an interrupted phase ends by then.
+THROUGHPUT_CALL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,20 @@ def _timed(phase: str, stem: str, waited: Waited) -> list[Row]:
     return [(phase, f"{stem}_s", waited.elapsed_s, "s"), (phase, f"{stem}_resolution_s", waited.resolution_s, "s")]
 
 
-def timing_facts() -> dict:
-    """For the manifest: how the timed waits poll, what "done" means, and the GC settings."""
+def timeouts(p: Params) -> dict[str, float]:
+    """Seconds each wait may take before its phase fails, scaled with the data (MiB of vectors):
+    ten times or more what this 2-core machine needs, so a slow store is never cut short, while a
+    stuck phase of a small study fails in a minute or two instead of an hour. (A server that dies
+    fails the phase at once: see watchdog.)"""
+    mib = p.n_vectors * p.dim * 4 / 2**20
+    return {"flush": 60 + 10 * mib, "index": 120 + 60 * mib, "load": 60 + 10 * mib,
+            "first_search_after_cold": 60 + 2 * mib}
+
+
+def timing_facts(p: Params) -> dict:
+    """For the manifest: how the timed waits poll, what "done" means, the timeouts, the GC settings."""
     return {
+        "timeouts_s": {k: round(v, 1) for k, v in timeouts(p).items()},
         "poll_interval_s": {"min": POLL_MIN_S, "fraction_of_elapsed": POLL_FRACTION, "max": POLL_MAX_S},
         "resolution": "each *_resolution_s row: max(last poll period, round trip of the deciding state call)",
         "done": {
@@ -125,6 +142,7 @@ class TrialState:
     collection: Collection | None = None
     latencies_ms: np.ndarray | None = None
     notes: dict[str, object] = field(default_factory=dict)
+    unwatched: Callable[[], ContextManager] = contextlib.nullcontext   # the watchdog's pause, for restarts
 
     def connect(self) -> None:
         if connections.has_connection(self.alias):
@@ -137,9 +155,9 @@ class TrialState:
         if connections.has_connection(self.alias):
             connections.disconnect(self.alias)
 
-    def search_one(self, query: np.ndarray) -> list[int]:
+    def search_one(self, query: np.ndarray, timeout: float | None = None) -> list[int]:
         hits = self.collection.search([query.tolist()], VECTOR_FIELD, self.params.search_params(),
-                                      limit=self.params.top_k)
+                                      limit=self.params.top_k, timeout=timeout)
         return list(hits[0].ids)
 
 
@@ -159,9 +177,10 @@ def insert(s: TrialState) -> list[Row]:
             ("insert", "insert_batches", float(-(-len(vectors) // size)), "count")]
 
 
-def flush(s: TrialState, timeout: float = 3600.0) -> list[Row]:
+def flush(s: TrialState) -> list[Row]:
     """Flush without pymilvus's wait, then poll GetFlushState as its wait would, finer.
     The ORM drops the Flush reply (sealed segments, flush timestamp), so the handler is used."""
+    timeout = timeouts(s.params)["flush"]
     handler = connections._fetch_handler(s.alias)
     began = time.perf_counter()
     reply = handler.flush([s.name], _async=True)._future.result()
@@ -178,7 +197,8 @@ def _indexed(s: TrialState) -> bool:
             and progress.get("pending_index_rows", 0) == 0)
 
 
-def index_build(s: TrialState, timeout: float = 7200.0) -> list[Row]:
+def index_build(s: TrialState) -> list[Row]:
+    timeout = timeouts(s.params)["index"]
     began = time.perf_counter()
     s.collection.create_index(VECTOR_FIELD, s.params.index_params(), sync=False)  # returns once accepted
     waited = wait_until(lambda: _indexed(s), began, timeout, "index build")
@@ -191,26 +211,42 @@ def _loaded(s: TrialState) -> bool:
     return progress == "100%" and utility.load_state(s.name, using=s.alias) == LoadState.Loaded
 
 
+LOAD_RETRY_PAUSE_S = 2.0    # between a refused load() and the next try
+LOAD_ERROR_CHARS = 300      # of each failed try's message, kept in notes["load_failures"]
+
+
 def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
     """load() until it succeeds (stale sessions after a restart can refuse the first tries);
-    records the time of the successful try and the bytes the store served meanwhile."""
+    times the successful try and counts the bytes the store served meanwhile. The failed tries
+    are kept, not thrown away: their number, the time they took with the pauses, and each error
+    in ``notes["load_failures"]``, since a load that needed them is not like one that did not."""
+    port, limit = s.stack.store.port, timeouts(s.params)["load"]
+    failed_s = 0.0
     for attempt in range(1, attempts + 1):
-        sent_before = tcp_bytes_sent(s.stack.store.port)
+        tried = time.perf_counter()
+        sent_before = tcp_bytes_sent(port)
         began = time.perf_counter()
         try:
-            s.collection.load(timeout=LOAD_TIMEOUT_S, _async=True)   # returns once accepted
-            waited = wait_until(lambda: _loaded(s), began, LOAD_TIMEOUT_S, phase)
+            s.collection.load(timeout=limit, _async=True)   # returns once accepted
+            waited = wait_until(lambda: _loaded(s), began, limit, phase)
         except TimeoutError:
             raise
-        except Exception:
+        except Exception as err:
+            s.notes.setdefault("load_failures", []).append(
+                f"{phase} attempt {attempt}: {type(err).__name__}: {str(err)[:LOAD_ERROR_CHARS]}")
             if attempt == attempts:
                 raise
-            time.sleep(2.0)
+            time.sleep(LOAD_RETRY_PAUSE_S)
+            failed_s += time.perf_counter() - tried
             continue
+        served, unseen = bytes_sent_between(sent_before, tcp_bytes_sent(port), port)
+        if unseen:   # the same cause in every load of a trial: said once
+            s.notes.setdefault("bytes_served_note", f"store_bytes_served_during_load is NaN: {unseen}")
         return _timed(phase, phase, waited) + [
             (phase, "load_retries", float(attempt - 1), "count"),
-            (phase, "store_bytes_served_during_load",
-             bytes_sent_between(sent_before, tcp_bytes_sent(s.stack.store.port)), "bytes")]
+            (phase, "load_failed_attempts", float(attempt - 1), "count"),
+            (phase, "load_failed_attempts_s", failed_s, "s"),
+            (phase, "store_bytes_served_during_load", served, "bytes")]
     raise AssertionError("unreachable")
 
 
@@ -231,11 +267,12 @@ def load_noop(s: TrialState) -> list[Row]:
 def load_cold(s: TrialState) -> list[Row]:
     s.collection.release()
     s.disconnect()
-    happened = s.stack.restart()
+    with s.unwatched():   # the servers go away on purpose
+        happened = s.stack.restart()
     s.connect()
     rows = _timed_load(s, "load_cold")
     began = time.perf_counter()
-    deadline = began + 300
+    deadline = began + timeouts(s.params)["first_search_after_cold"]
     while True:   # first successful search: Milvus may still be warming its sessions
         try:
             s.search_one(s.data.queries[0])
@@ -287,18 +324,23 @@ def throughput(s: TrialState) -> list[Row]:
         def worker(slot: int) -> None:
             i = slot
             while not stop.is_set():
-                s.search_one(queries[i % len(queries)])
+                s.search_one(queries[i % len(queries)], timeout=THROUGHPUT_CALL_TIMEOUT_S)
                 counts[slot] += 1
                 i += level
 
-        with ThreadPoolExecutor(level) as pool:
+        pool = ThreadPoolExecutor(level)
+        try:
             began = time.perf_counter()
             futures = [pool.submit(worker, slot) for slot in range(level)]
-            time.sleep(s.params.throughput_seconds)
-            stop.set()
+            try:
+                time.sleep(s.params.throughput_seconds)
+            finally:
+                stop.set()
             for future in futures:
                 future.result()
             elapsed = time.perf_counter() - began
+        finally:   # interrupted (a server died): do not wait for workers stuck in pymilvus's retries
+            pool.shutdown(wait=False, cancel_futures=True)
         rows.append(("throughput", f"search_qps_c{level}", sum(counts) / elapsed, "queries/s"))
     return rows
 

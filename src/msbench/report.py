@@ -51,7 +51,8 @@ class Metric:
 
 
 _BYTES_OUT = ("Bytes the store sent to Milvus during this load(), from the kernel's TCP counters of its "
-              "connections (a connection closed meanwhile is not counted: a lower bound)")
+              "connections (a connection closed meanwhile is not counted: a lower bound; missing where the "
+              "counters cannot see the store, see Deviations)")
 HEADLINE: list[Metric] = [
     Metric("insert", "insert_rows_per_s", "rows/s", "Insert throughput: rows per second over the batched insert() calls (before flush)"),
     Metric("flush", "flush_s", "s", "flush(): seal the inserted segments and write them to object storage"),
@@ -732,6 +733,51 @@ def environment_table(run: Run) -> pd.DataFrame:
     return _noted(table, "What the results depend on besides the stores: recorded in the run's manifest.json.")
 
 
+def _trial_notes(run: Run, column: str) -> dict[tuple[str, int], str]:
+    """(backend, trial) -> the trials.csv ``column`` where a trial wrote one (older runs lack it)."""
+    trials = run["trials"]
+    if column not in trials:
+        return {}
+    return {(b, int(t)): " ".join(n.split()) for b, t, n in zip(trials["backend"], trials["trial"], trials[column])
+            if isinstance(n, str) and n.strip()}
+
+
+def _load_retry_deviations(run: Run) -> list[str]:
+    """One line per completed trial whose load() was refused before a try succeeded: its load
+    times are those of the successful tries, after the failed ones."""
+    data = _completed(run, "results")
+    tries = data[data["metric"].isin(["load_retries", "load_failed_attempts"]) & (data["value"] > 0)]
+    took = data[data["metric"] == "load_failed_attempts_s"].set_index(["backend", "trial", "phase"])["value"]
+    errors = _trial_notes(run, "load_failures")
+    out = []
+    for (backend, trial), group in tries.groupby(["backend", "trial"]):
+        parts = []
+        for phase, n in group.groupby("phase", sort=False)["value"].max().items():
+            seconds = took.get((backend, trial, phase))
+            parts.append(f"{phase} needed {n:.0f} retr{'y' if n == 1 else 'ies'}"
+                         + (f" (failed attempts took {seconds:.1f} s)" if _finite(seconds) else ""))
+        why = errors.get((backend, int(trial)))
+        out.append(f"{backend} trial {trial}: {'; '.join(parts)}; its load times are the successful tries'"
+                   + (f". Failed attempts: {_first_line(why, 600)}." if why else "."))
+    return out
+
+
+def _unseen_bytes_deviations(run: Run) -> list[str]:
+    """One line per backend whose TCP counter could not see the store's traffic (NaN bytes served)."""
+    data = _completed(run, "results")
+    served = data[data["metric"] == "store_bytes_served_during_load"]
+    notes = _trial_notes(run, "bytes_served_note")
+    out = []
+    for backend, group in served[served["value"].isna()].groupby("backend"):
+        trials = sorted(set(group["trial"]))
+        why = sorted({notes[backend, int(t)].removeprefix("store_bytes_served_during_load is NaN: ")
+                      for t in trials if (backend, int(t)) in notes}) or ["no reason recorded"]
+        out.append(f"{backend}: the TCP counter could not see the store's traffic in {len(trials)} of "
+                   f"{served[served['backend'] == backend]['trial'].nunique()} trials, so their "
+                   f"store_bytes_served_during_load is NaN and does not show whether a load read data: {'; '.join(why)}.")
+    return out
+
+
 def deviations(run: Run) -> list[str]:
     """Plain sentences on everything that makes this run weaker than planned or unlike the published study."""
     out = []
@@ -769,6 +815,11 @@ def deviations(run: Run) -> list[str]:
         columns=["backend", "s3_capture_note"])
     for (backend, note), group in notes[notes["s3_capture_note"] != ""].groupby(["backend", "s3_capture_note"]):
         out.append(f"{backend}: S3 requests not (fully) recorded in {len(group)} trial(s): {note}.")
+    stalled = ok[ok["stalls"].fillna("") != ""] if "stalls" in ok else ok.iloc[0:0]
+    for t in stalled.itertuples():
+        out.append(f"{t.backend} trial {t.trial}: a server fell silent and came back ({t.stalls}); the trial "
+                   f"completed and its figures for those phases include the wait.")
+    out += _load_retry_deviations(run) + _unseen_bytes_deviations(run)
     few = {b: n for b, n in counts.items() if n < 5}
     if few:
         out.append("Fewer than 5 completed trials for " + ", ".join(f"{b} (n={n})" for b, n in sorted(few.items()))

@@ -31,26 +31,45 @@ import psutil
 from msbench.providers.process import ManagedProcess
 
 
-def tcp_bytes_sent(port: int) -> dict[str, int] | None:
-    """Bytes sent and acknowledged on each established connection served from ``port``, from the
-    kernel's tcp_info (``ss -ti``). Counted on the wire, so it is the same for every store,
-    whatever syscalls it sends with. None when ``ss`` (iproute2) is missing."""
-    if shutil.which("ss") is None:
-        return None
-    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
-                         capture_output=True, text=True, timeout=30).stdout.splitlines()
-    sent = {}
-    for head, info in zip(out[0::2], out[1::2]):
-        acked = re.search(r"bytes_acked:(\d+)", info)
-        sent[" ".join(head.split()[2:4])] = int(acked.group(1)) if acked else 0
+def parse_ss(out: str) -> dict[str, int]:
+    """``ss -tinH state established`` output -> bytes acked per connection ("local peer"): each
+    connection is a line, its tcp_info the indented line under it."""
+    sent: dict[str, int] = {}
+    conn = None
+    for line in out.splitlines():
+        if line[:1].isspace():
+            if conn is not None:
+                acked = re.search(r"bytes_acked:(\d+)", line)
+                sent[conn] = int(acked.group(1)) if acked else 0
+        elif line.strip():
+            conn = " ".join(line.split()[2:4])
+            sent[conn] = 0
     return sent
 
 
-def bytes_sent_between(before: dict[str, int] | None, after: dict[str, int] | None) -> float:
-    """Sent between two readings; a connection closed in between is not counted (a lower bound)."""
+def tcp_bytes_sent(port: int) -> dict[str, int] | None:
+    """Bytes sent and acknowledged on each established connection served from ``port``, from the
+    kernel's tcp_info (``ss -ti``). Counted on the wire, so it is the same for every store,
+    whatever syscalls it sends with. None when ``ss`` (iproute2) is missing or fails."""
+    if shutil.which("ss") is None:
+        return None
+    done = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+                          capture_output=True, text=True, timeout=30)
+    return parse_ss(done.stdout) if done.returncode == 0 else None
+
+
+def bytes_sent_between(before: dict[str, int] | None, after: dict[str, int] | None, port: int) -> tuple[float, str]:
+    """(bytes sent from ``port`` between two readings of :func:`tcp_bytes_sent`, "") or, where the
+    counter cannot see the traffic, (NaN, why): never a 0 that reads as "nothing was read". A load
+    over loopback always has Milvus's connections to the store open at the second reading, so
+    none there means the store is out of this host's sight (another host, a Docker bridge
+    network). A connection closed in between is not counted (a lower bound)."""
     if before is None or after is None:
-        return float("nan")
-    return float(sum(v - before.get(conn, 0) for conn, v in after.items()))
+        return math.nan, "the ss command (Debian iproute2) is missing or failed, so the store's TCP counters were not read"
+    if not after:
+        return math.nan, (f"no connection from port {port} is visible on this host "
+                          "(the store is not on this host's loopback)")
+    return float(sum(v - before.get(conn, 0) for conn, v in after.items())), ""
 
 
 def reset_peak_rss(pid: int) -> bool:

@@ -7,6 +7,7 @@ runs only the trials that have not completed.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -111,6 +112,10 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
     params = make_params(profile, overrides)
     run_id = check_run_id(run_id or dt.datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile}"))
+    lacking = [need for need, ok in (("provider native", provider == "native"), ("root", os.geteuid() == 0)) if not ok]
+    if params.store_disk_mib and lacking:
+        raise ConfigError(f"store_disk_mib={params.store_disk_mib} (the store's data on a tmpfs of our own, mounted "
+                          f"per trial) needs {' and '.join(lacking)}; valid here: 0")
     engine = provider_unavailable_reason(provider)
     if engine:
         raise ConfigError(f"provider {provider} cannot run here: {engine}")
@@ -161,7 +166,7 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         "order_seed": order_seed, "order": schedule.as_records(order),
         "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
         "host": environment.host_facts(results_root), "packages": environment.package_versions(),
-        "milvus": environment.milvus_facts(), "timing": phases.timing_facts(), "tools": environment.tool_facts(),
+        "milvus": environment.milvus_facts(), "timing": phases.timing_facts(params), "tools": environment.tool_facts(),
         "components": {b.name: environment.component_facts(b, user) for b in chosen},
         "config_file": str(user.path) if user.path else None,
     }

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from msbench.providers import registry
 
 S3_PREFIXES = ("insert_log", "stats_log", "delta_log", "index_files")   # where Milvus keeps what (bucket paths)
 SNAPLEN = 2048            # request line and SigV4 headers fit in about 900 bytes
@@ -45,10 +46,6 @@ SUMMARY_COLUMNS = ["phase", "operation", "requests", "errors", "unanswered", "sl
                    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms", "ttfb_p50_ms",
                    "busy_s"]
 BETWEEN = "between phases"
-# util-linux's setpriv sets the signal the kernel sends tcpdump when we die (PR_SET_PDEATHSIG), so
-# a killed run leaves no capture behind; not preexec_fn: Python code between fork and exec can
-# hang in a process whose gRPC threads (pymilvus) hold locks.
-_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
 
 
 # -- capture -------------------------------------------------------------------------------------
@@ -65,9 +62,11 @@ class Capture:
 
     def start(self) -> "Capture":
         err_path = self.path.with_suffix(".err")
-        # -Z root: tcpdump keeps its user, so the kernel keeps the signal that stops it with us
-        argv = [*_DIE_WITH_PARENT, "tcpdump", "-i", self.interface, "-nn", "-Z", "root", "-s", str(SNAPLEN),
-                "-B", str(BUFFER_KIB), "-w", str(self.path), f"tcp port {self.port}"]
+        # It dies with us (a killed run leaves no capture behind), through setpriv and not
+        # preexec_fn: Python code between fork and exec can hang in a process whose gRPC threads
+        # (pymilvus) hold locks. -Z root: tcpdump keeps its user, so the kernel keeps that signal.
+        argv = registry.die_with_parent(["tcpdump", "-i", self.interface, "-nn", "-Z", "root", "-s", str(SNAPLEN),
+                                         "-B", str(BUFFER_KIB), "-w", str(self.path), f"tcp port {self.port}"], "TERM")
         with open(err_path, "w") as err:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S

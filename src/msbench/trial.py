@@ -6,7 +6,7 @@ earlier phases measured is kept and the cause is written to trial.json; the run 
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -18,8 +18,10 @@ from msbench import traffic
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
 from msbench.phases import PHASES, TrialState
+from msbench.providers import registry
 from msbench.resources import PhaseMonitor
 from msbench.results import LATENCY_COLUMNS, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, RunDir, redact
+from msbench.watchdog import ComponentFailed, Watchdog
 from msbench.workload import Dataset
 
 # (backend, params, log_dir, user config, run id, trial) -> a Stack, not yet started
@@ -60,16 +62,17 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
     tables: dict[str, pd.DataFrame] = {}
     windows: list[tuple[str, float, float]] = []   # phase, first and last second (epoch, as the capture's clock)
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="msbench-logs-") as scratch:
-        log_dir = Path(scratch) / "logs"    # copied into the trial folder; the capture stays beside it
-        capture = stack = None
+    journal = registry.JOURNAL.set((run.path / "processes.jsonl", {"backend": backend.name, "trial": trial}))
+    with registry.scratch_dir("msbench-logs-") as scratch:
+        log_dir = scratch / "logs"    # copied into the trial folder; the capture stays beside it
+        capture = stack = dog = state = None
         try:
             stack = PROVIDERS[provider](backend, params, log_dir, user, run.run_id, trial)
-            with stack:
+            with stack, Watchdog(stack.watched, params.unresponsive_s) as dog:
                 meta["stack_ready_s"] = round(time.monotonic() - began, 3)
                 meta["image_digests"] = stack.image_digests()
-                state = TrialState(stack, params, data)
-                capture, meta["s3_capture"] = _start_capture(stack, params, Path(scratch) / "s3.pcap")
+                state = TrialState(stack, params, data, unwatched=dog.paused)
+                capture, meta["s3_capture"] = _start_capture(stack, params, scratch / "s3.pcap")
                 state.connect()
                 try:
                     for phase in phases:
@@ -81,7 +84,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                             capture = None
                         opened, phase_name = time.time(), phase.__name__
                         try:   # a failed phase keeps its window: its requests are still its own
-                            with PhaseMonitor(stack.processes) as mon:
+                            with dog.phase(phase_name), PhaseMonitor(stack.processes) as mon:
                                 produced = phase(state)
                             phase_name = produced[0][0] if produced else phase_name
                         finally:
@@ -93,16 +96,22 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                     if capture is not None:
                         capture.stop()
                 latencies = state.latencies_ms
-                meta.update(status="ok", failed_phase="", cold_load=state.notes.get("cold_load"),
-                            store_alone_note=state.notes.get("store_alone", ""),
-                            handicap=stack.handicap_facts())
-        except Exception as err:  # recorded, never lost: the run goes on
-            meta["error"] = f"{type(err).__name__}: {err}"
+                meta.update(cold_load=state.notes.get("cold_load"), handicap=stack.handicap_facts())
+                meta["failed_phase"] = "teardown"   # ok only once the stack is gone
+            meta.update(status="ok", failed_phase="")
+        except (Exception, ComponentFailed) as err:  # recorded, never lost: the run goes on
+            meta["error"] = "; ".join([f"{type(err).__name__}: {err}", *_clues(stack)])
             meta["traceback"] = traceback.format_exc()
         except KeyboardInterrupt:
             meta["error"] = "interrupted"
             raise
         finally:
+            registry.JOURNAL.reset(journal)
+            notes = state.notes if state is not None else {}
+            meta.update(store_alone_note=notes.get("store_alone", ""), bytes_served_note=notes.get("bytes_served_note", ""),
+                        load_failures="; ".join(notes.get("load_failures", [])))
+            meta["stalls"] = "; ".join(f"{x['component']} did not answer for {x['seconds']:g} s in {x['phase']}"
+                                       for x in (dog.stalls if dog else []))
             if capture is not None:
                 tables.update(_account(capture, stack.bucket, windows, meta))
             tables["phase_windows.csv"] = pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)
@@ -110,7 +119,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             meta.update(finished=_now(), duration_s=round(time.monotonic() - began, 3))
             store = getattr(stack, "store", None)
             secrets = [getattr(store, "access_key", ""), getattr(store, "secret_key", "")]
-            for key in ("error", "traceback", "store_alone_note"):
+            for key in ("error", "traceback", "store_alone_note", "load_failures"):
                 meta[key] = redact(meta.get(key, ""), secrets)
             ident = {"run": run.run_id, "backend": backend.name, "provider": provider, "trial": trial, "seq": seq}
             table = pd.DataFrame([{**ident, "phase": p, "metric": m, "value": float(v), "unit": u} for p, m, v, u in rows],
@@ -124,6 +133,24 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             if meta["error"] != "interrupted":
                 run.write_trial(backend.name, trial, meta, table, lat_table, log_dir, secrets, tables)
     return meta
+
+
+def _clues(stack) -> list[str]:
+    """What the stack's state says about a failure the error does not explain (a full disk)."""
+    clues = []
+    try:
+        paths = stack.data_paths() if stack is not None else []
+    except Exception:   # a stack that never started has none
+        paths = []
+    for path in paths:
+        try:
+            usage = shutil.disk_usage(path)
+        except OSError:
+            continue
+        if usage.free < max(1 << 20, usage.total // 100):
+            clues.append(f"the filesystem holding the store's data ({path}) is full: {usage.free:,} bytes free "
+                         f"of {usage.total:,}")
+    return clues
 
 
 def _start_capture(stack, params: Params, path: Path) -> tuple[traffic.Capture | None, dict]:

@@ -16,7 +16,7 @@ import pytest
 from msbench.backends import load_backends, unavailable_reason
 from msbench.providers import builds
 from msbench.config import make_params
-from msbench.phases import PHASES, insert
+from msbench.phases import PHASES, flush, insert
 from msbench.providers import docker as dk
 from msbench.providers.docker_images import build_local
 from msbench.providers.process import port_is_open
@@ -126,6 +126,26 @@ def test_failed_phase_tears_the_stack_down(scratch, docker_env):
     assert dk.leftovers(docker_env, run=run.run_id) == {"containers": [], "networks": [], "volumes": []}
     assert not any(port_is_open(p) for p in during["ports"])
     assert "insert_rows_per_s" in set(pd.read_csv(run.path / "results.csv").metric)
+
+
+def test_a_killed_container_fails_its_phase_at_once(scratch, docker_env):
+    """The watchdog reads each container's state from the engine: a store container killed in the
+    flush fails the flush (which would otherwise wait on the store for its whole timeout)."""
+    params = make_params("smoke", {"n_vectors": 1000, "n_queries": 50, "warmup_queries": 5})
+    run = RunDir(scratch / "runs", "docker-kill")
+
+    def flush_without_store(state):
+        state.stack.containers["store"].kill()
+        return flush(state)
+
+    flush_without_store.__name__ = "flush"
+    meta = run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), provider="docker",
+                     phases=(insert, flush_without_store))
+    assert meta["status"] == "failed" and meta["failed_phase"] == "flush", meta
+    assert "store container" in meta["error"] and "was killed by SIGKILL" in meta["error"], meta["error"]
+    assert "exit code 137" in meta["error"] and "during phase flush" in meta["error"], meta["error"]
+    assert meta["duration_s"] < 300, meta
+    assert dk.leftovers(docker_env, run=run.run_id) == {"containers": [], "networks": [], "volumes": []}
 
 
 def test_interrupt_tears_the_stack_down(scratch, docker_env):

@@ -12,6 +12,7 @@ import pytest
 from pymilvus.client.types import LoadState, State
 
 from msbench import phases
+from msbench.config import make_params
 
 
 class SimClock:
@@ -149,7 +150,7 @@ def trial(monkeypatch, tmp_path):
         paginate=lambda Bucket: [{"Contents": [{"Key": k, "Size": v} for k, v in server.listing.items()]}]))
     stack = SimpleNamespace(store=SimpleNamespace(port=9000), bucket="b", s3=lambda: bucket,
                             data_paths=lambda: [tmp_path / "store"])
-    s = phases.TrialState(stack, params=SimpleNamespace(index_params=lambda: {}),
+    s = phases.TrialState(stack, params=SimpleNamespace(index_params=lambda: {}, n_vectors=100, dim=4),
                           data=SimpleNamespace(train=range(100)), collection=server)
     return s, server
 
@@ -178,11 +179,70 @@ def test_a_failed_index_build_stops_the_wait(trial, monkeypatch):
 
 def test_load_retries_a_refused_load_and_still_times_the_successful_one(trial, monkeypatch):
     s, server = trial
-    server.load_failures = 1
-    monkeypatch.setattr(phases.time, "sleep", lambda seconds: None)   # the 2 s pause between tries
+    server.load_failures = 2
+    monkeypatch.setattr(phases, "LOAD_RETRY_PAUSE_S", 0.1)   # 2 s in a trial
     got = _values(phases._timed_load(s, "load_warm"))
-    assert got["load_retries"] == 1 and got["store_bytes_served_during_load"] == 0
+    assert got["load_retries"] == 2 and got["load_failed_attempts"] == 2
+    assert 0.2 <= got["load_failed_attempts_s"] < 0.3           # the failed tries with their pauses
+    assert got["store_bytes_served_during_load"] == 0 and "bytes_served_note" not in s.notes
     assert abs(got["load_warm_s"] - DELAY) <= got["load_warm_resolution_s"] + 0.002
+    assert s.notes["load_failures"] == ["load_warm attempt 1: RuntimeError: node not match",
+                                        "load_warm attempt 2: RuntimeError: node not match"]
+
+
+def test_a_load_that_needed_no_retry_says_so(trial):
+    s, _server = trial
+    got = _values(phases._timed_load(s, "load_first"))
+    assert (got["load_retries"], got["load_failed_attempts"], got["load_failed_attempts_s"]) == (0, 0, 0)
+    assert "load_failures" not in s.notes
+
+
+def test_the_last_failed_load_is_recorded_and_raised_and_a_timeout_is_not_retried(trial, monkeypatch):
+    s, server = trial
+    monkeypatch.setattr(phases, "LOAD_RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr(server, "load", lambda timeout=None, _async=False: (_ for _ in ()).throw(
+        RuntimeError("x" * 1000)))
+    with pytest.raises(RuntimeError):
+        phases._timed_load(s, "load_cold", attempts=3)
+    assert [f[:len("load_cold attempt 1: RuntimeError: ")] for f in s.notes["load_failures"]] == [
+        f"load_cold attempt {n}: RuntimeError: " for n in (1, 2, 3)]
+    assert all(len(f) == len("load_cold attempt 1: RuntimeError: ") + 300 for f in s.notes["load_failures"])
+    calls = []
+
+    def times_out(timeout=None, _async=False):
+        calls.append(1)
+        raise TimeoutError("load not done")
+
+    monkeypatch.setattr(server, "load", times_out)
+    s.notes.clear()
+    with pytest.raises(TimeoutError):
+        phases._timed_load(s, "load_warm")
+    assert calls == [1] and "load_failures" not in s.notes
+
+
+@pytest.mark.parametrize("after,why", [
+    ({}, "no connection from port 9000 is visible on this host (the store is not on this host's loopback)"),
+    (None, "the ss command (Debian iproute2) is missing or failed"),
+])
+def test_bytes_served_are_nan_with_the_reason_said_once_when_the_counter_cannot_see(trial, monkeypatch, after, why):
+    s, _server = trial
+    readings = iter([{"c": 1000}, after, {"c": 1000}, after])
+    monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: next(readings))
+    first = _values(phases._timed_load(s, "load_first"))
+    note = s.notes["bytes_served_note"]
+    second = _values(phases._timed_load(s, "load_warm"))
+    assert first["store_bytes_served_during_load"] != first["store_bytes_served_during_load"]   # NaN
+    assert second["store_bytes_served_during_load"] != second["store_bytes_served_during_load"]
+    assert note.startswith(f"store_bytes_served_during_load is NaN: {why}")
+    assert s.notes["bytes_served_note"] == note and list(s.notes) == ["bytes_served_note"]
+
+
+def test_bytes_served_count_what_the_store_sent_during_the_load(trial, monkeypatch):
+    s, _server = trial
+    readings = iter([{"a 1": 1000, "a 2": 10}, {"a 1": 5000, "a 3": 2000}])
+    monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: next(readings))
+    assert _values(phases._timed_load(s, "load_warm"))["store_bytes_served_during_load"] == 6000
+    assert "bytes_served_note" not in s.notes
 
 
 def test_footprint_as_found_and_after_compaction_and_gc(trial, monkeypatch):
@@ -209,8 +269,15 @@ def test_footprint_as_found_and_after_compaction_and_gc(trial, monkeypatch):
     assert DELAY <= got["compaction_s"] < 1.0 and 0.3 <= got["gc_wait_s"] < 2.0
 
 
-def test_timing_facts_state_the_poll_the_done_rules_and_the_gc_settings():
-    facts = phases.timing_facts()
+def test_timing_facts_state_the_poll_the_done_rules_the_timeouts_and_the_gc_settings():
+    facts = phases.timing_facts(make_params("smoke"))
+    assert facts["timeouts_s"]["flush"] == round(60 + 10 * 5_000 * 32 * 4 / 2**20, 1)
     assert facts["poll_interval_s"]["min"] == 0.01
     assert set(facts["done"]) >= {"flush", "index", "load", "footprint_after_gc"}
     assert facts["milvus_gc_config"]["dataCoord.gc.interval"] == phases.GC_INTERVAL_S
+
+
+def test_timeouts_grow_with_the_data_and_stay_short_for_a_small_study():
+    smoke, paper = phases.timeouts(make_params("smoke")), phases.timeouts(make_params("paper"))
+    assert all(60 <= smoke[k] < 200 for k in smoke), smoke       # a stuck smoke trial fails in minutes
+    assert all(paper[k] > 10 * smoke[k] for k in ("flush", "index", "load"))

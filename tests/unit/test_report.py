@@ -32,9 +32,11 @@ BASE = {
 }
 
 
-def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.0, noise=0.03):
+def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.0, noise=0.03, notes=None, extra=None):
     """Write a run folder. ``backends``: {name: {metric: factor}}; the noise depends on the trial
-    number only, so two backends with the same factors get identical values (an exact A/A)."""
+    number only, so two backends with the same factors get identical values (an exact A/A).
+    ``notes``: {(backend, trial): {key: text}} put in trial.json, as the trial copies its notes;
+    ``extra``: {(backend, trial): {(phase, metric, unit): value}} rows added or replaced as given."""
     run = RunDir(root, "synthetic")
     order = schedule.plan(sorted(backends), trials, seed=1)
     stores = stores or {b: b for b in backends}
@@ -48,16 +50,18 @@ def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.
     for planned in order:
         b, t = planned.backend, planned.trial
         meta = {"run": "synthetic", "backend": b, "store": stores[b], "provider": "native", "trial": t,
-                "seq": planned.seq, "status": "ok", "failed_phase": "", "error": "", "duration_s": 60.0 + t}
+                "seq": planned.seq, "status": "ok", "failed_phase": "", "error": "", "duration_s": 60.0 + t,
+                **(notes or {}).get((b, t), {})}
         ident = {"run": "synthetic", "backend": b, "provider": "native", "trial": t, "seq": planned.seq}
         if (b, t) in failed:
             meta.update(status="failed", failed_phase="provision", error="ReadinessTimeout: store exited\nmore")
             run.write_trial(b, t, meta, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [])
             continue
         rng = np.random.default_rng(t)
-        rows = [{**ident, "phase": p, "metric": m, "unit": u,
-                 "value": v * backends[b].get(m, 1.0) * (1 + noise * rng.standard_normal())}
-                for (p, m, u), v in BASE.items()]
+        values = {key: v * backends[b].get(key[1], 1.0) * (1 + noise * rng.standard_normal())
+                  for key, v in BASE.items()}
+        values.update((extra or {}).get((b, t), {}))
+        rows = [{**ident, "phase": p, "metric": m, "unit": u, "value": v} for (p, m, u), v in values.items()]
         rows.append({**ident, "phase": "load_cold", "metric": "page_cache_dropped", "unit": "bool",
                      "value": cache_dropped})
         n_q = PARAMS["n_queries"]
@@ -97,6 +101,35 @@ def nothing(tmp_path_factory):
 @pytest.fixture(scope="module")
 def others(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("others"), {"ceph-rgw": {}, "seaweedfs": {"latency": 2.0}}, trials=3)
+
+
+NAN = float("nan")
+LOADS = ("load_first", "load_warm", "load_noop", "load_cold")
+
+
+@pytest.fixture(scope="module")
+def diagnosed(tmp_path_factory):
+    """Load retries and bytes the counter could not see, as trial.py records them (columns
+    load_failures and bytes_served_note); minio trial 3 is from an older run: retries only."""
+    extra = {(b, t): {(p, m, u): 0.0 for p in LOADS for m, u in (("load_retries", "count"),
+                                                                 ("load_failed_attempts", "count"),
+                                                                 ("load_failed_attempts_s", "s"))}
+             for b in ("minio", "garage") for t in (1, 2, 3)}
+    extra["minio", 2].update({("load_cold", "load_retries", "count"): 1.0,
+                              ("load_cold", "load_failed_attempts", "count"): 1.0,
+                              ("load_cold", "load_failed_attempts_s", "s"): 4.06})
+    extra["minio", 3] = {("load_first", "load_retries", "count"): 2.0}
+    extra["minio", 1][("load_noop", "store_bytes_served_during_load", "bytes")] = NAN
+    for t in (1, 2, 3):
+        extra["garage", t].update({(p, "store_bytes_served_during_load", "bytes"): NAN for p in LOADS})
+    unseen = ("store_bytes_served_during_load is NaN: no connection from port 3900 is visible on this host "
+              "(the store is not on this host's loopback)")
+    notes = {("minio", 2): {"load_failures": "load_cold attempt 1: RuntimeError: node not\nmatch"},
+             ("minio", 1): {"stalls": "store minio (http://127.0.0.1:9000/minio/health/live) did not answer for "
+                                      "6.5 s in load_first"},
+             **{("garage", t): {"bytes_served_note": unseen} for t in (1, 2, 3)}}
+    return make_run(tmp_path_factory.mktemp("diagnosed"), {"minio": {}, "garage": {}}, trials=3,
+                    notes=notes, extra=extra)
 
 
 def rows_of(table, **where):
@@ -199,6 +232,36 @@ def test_deviations_say_which_backends_were_skipped_and_why(full):
     assert "garage did not run: no 'garage' binary found" in report.deviations(run)
 
 
+def test_deviations_name_each_trial_whose_loads_needed_retries(diagnosed, full):
+    text = report.deviations(diagnosed)
+    assert ("minio trial 2: load_cold needed 1 retry (failed attempts took 4.1 s); its load times are the "
+            "successful tries'. Failed attempts: load_cold attempt 1: RuntimeError: node not match.") in text
+    assert "minio trial 3: load_first needed 2 retries; its load times are the successful tries'." in text
+    assert len([d for d in text if "retr" in d]) == 2
+    assert not [d for d in report.deviations(full) if "retr" in d or "TCP counter" in d]   # older runs: no columns
+
+
+def test_deviations_name_a_trial_whose_server_fell_silent(diagnosed, full):
+    text = [d for d in report.deviations(diagnosed) if "fell silent" in d]
+    assert text == ["minio trial 1: a server fell silent and came back (store minio (http://127.0.0.1:9000/minio/"
+                    "health/live) did not answer for 6.5 s in load_first); the trial completed and its figures for "
+                    "those phases include the wait."]
+    assert not [d for d in report.deviations(full) if "fell silent" in d]   # older runs: no column
+
+
+def test_deviations_say_once_per_backend_when_the_counter_could_not_see_the_store(diagnosed):
+    text = [d for d in report.deviations(diagnosed) if "TCP counter" in d]
+    assert text == [
+        "garage: the TCP counter could not see the store's traffic in 3 of 3 trials, so their "
+        "store_bytes_served_during_load is NaN and does not show whether a load read data: no connection from "
+        "port 3900 is visible on this host (the store is not on this host's loopback).",
+        "minio: the TCP counter could not see the store's traffic in 1 of 3 trials, so their "
+        "store_bytes_served_during_load is NaN and does not show whether a load read data: no reason recorded."]
+    summary = report.summary_table(diagnosed)
+    unseen = rows_of(summary, backend="garage", metric="store_bytes_served_during_load [load_warm]")
+    assert list(unseen["n (trials)"]) == [0] and list(unseen["mean"]) == ["–"]   # missing, not a 0
+
+
 def test_other_tables(full):
     assert set(report.trials_table(full)["status"]) == {"ok", "failed"}
     spread = report.latency_spread_table(full)
@@ -216,7 +279,7 @@ FIGURES = [report.fig_trials, report.fig_recall, report.fig_drift, report.fig_la
            report.fig_forest, report.fig_footprint]
 
 
-@pytest.mark.parametrize("scenario", ["full", "single", "nothing"])
+@pytest.mark.parametrize("scenario", ["full", "single", "nothing", "diagnosed"])
 def test_figures_write_png_and_svg(scenario, request, tmp_path):
     run = request.getfixturevalue(scenario)
     for figure in FIGURES:
@@ -225,8 +288,8 @@ def test_figures_write_png_and_svg(scenario, request, tmp_path):
         assert png.with_suffix(".svg").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("scenario", ["single", "nothing"])
-def test_tables_survive_one_trial_or_no_data(scenario, request):
+@pytest.mark.parametrize("scenario", ["single", "nothing", "diagnosed"])
+def test_tables_survive_one_trial_no_data_or_nan(scenario, request):
     run = request.getfixturevalue(scenario)
     for table in (report.summary_table, report.comparison_table, report.aa_table, report.variance_table,
                   report.latency_spread_table, report.power_table, report.trials_table, report.environment_table):

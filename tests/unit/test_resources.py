@@ -11,7 +11,8 @@ import pytest
 
 from msbench import resources
 from msbench.providers.process import ManagedProcess, free_port
-from msbench.resources import PhaseMonitor, bytes_sent_between, peak_rss, reset_peak_rss, tcp_bytes_sent
+from msbench.resources import (PhaseMonitor, bytes_sent_between, parse_ss, peak_rss, reset_peak_rss,
+                               tcp_bytes_sent)
 
 
 def test_tcp_bytes_sent_counts_what_a_server_port_served():
@@ -29,13 +30,46 @@ def test_tcp_bytes_sent_counts_what_a_server_port_served():
             received += len(client.recv(65536))
         time.sleep(0.1)  # let the last ACK arrive
         after = tcp_bytes_sent(port)
-        assert bytes_sent_between(before, after) >= 300_000
-        assert bytes_sent_between(after, tcp_bytes_sent(port)) == 0
-        assert math.isnan(bytes_sent_between(None, after))
+        served, unseen = bytes_sent_between(before, after, port)
+        assert served >= 300_000 and unseen == ""
+        assert bytes_sent_between(after, tcp_bytes_sent(port), port) == (0.0, "")
+        assert tcp_bytes_sent(free_port()) == {}   # a port nothing serves from: no connection seen
     finally:
         for sock in (conn, client, server):
             sock.close()
 
+
+
+# ``ss -tinH state established '( sport = :9000 )'`` as iproute2 6.x prints it: two connections.
+SS_OUT = ("0      0      127.0.0.1:9000 127.0.0.1:46778\n"
+          "\t bbr wscale:10,10 rto:204 rtt:0.028/0.015 mss:35328 bytes_sent:1000 bytes_acked:1000 segs_out:1\n"
+          "0      0      127.0.0.1:9000 127.0.0.1:46790\n"
+          "\t cubic wscale:7,7 rto:204 bytes_sent:52 bytes_acked:51 lastsnd:8\n")
+
+
+def test_ss_output_is_read_per_connection():
+    assert parse_ss(SS_OUT) == {"127.0.0.1:9000 127.0.0.1:46778": 1000, "127.0.0.1:9000 127.0.0.1:46790": 51}
+    assert parse_ss("0 0 127.0.0.1:9000 127.0.0.1:5\n\t cubic rto:204\n") == {"127.0.0.1:9000 127.0.0.1:5": 0}
+    assert parse_ss("") == {}
+
+
+def test_bytes_sent_between_counts_new_and_grown_connections_and_drops_closed_ones():
+    before = {"a": 1000, "gone": 5000}
+    assert bytes_sent_between(before, {"a": 3500, "new": 700}, 9000) == (3200.0, "")
+
+
+def test_bytes_sent_between_is_nan_and_says_why_where_the_counter_cannot_see():
+    served, unseen = bytes_sent_between({"a": 1}, {}, 9000)   # the store is elsewhere: no socket here
+    assert math.isnan(served)
+    assert unseen == "no connection from port 9000 is visible on this host (the store is not on this host's loopback)"
+    for before, after in ((None, {"a": 1}), ({"a": 1}, None), (None, None)):
+        served, unseen = bytes_sent_between(before, after, 9000)
+        assert math.isnan(served) and unseen.startswith("the ss command (Debian iproute2) is missing")
+
+
+def test_tcp_bytes_sent_is_none_without_ss(monkeypatch):
+    monkeypatch.setattr(resources.shutil, "which", lambda name: None)
+    assert tcp_bytes_sent(9000) is None
 
 # Allocates 150 MB and frees it before the phase, then, once the phase has begun (the trigger
 # file exists), 60 MB freed again at once, then burns CPU: only a high-water mark reset at the

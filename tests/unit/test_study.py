@@ -29,6 +29,8 @@ def config(tmp_path, monkeypatch):
     ({"overrides": {"top_k": 6000}}, r"top_k \(6000\) must be at most n_vectors \(5000\)"),
     ({"seed": -1}, "seed .* must be a non-negative integer, got -1"),
     ({"backends": "fake,nope"}, "unknown backend"),
+    ({"overrides": {"unresponsive_s": 1}}, r"unresponsive_s must be .*5"),
+    ({"overrides": {"store_disk_mib": 64}, "provider": "docker"}, "store_disk_mib=64 .* needs provider native"),
 ])
 def test_bad_input_leaves_no_run_folder(tmp_path, config, kwargs, message):
     with pytest.raises(ConfigError, match=message):

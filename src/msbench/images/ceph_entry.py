@@ -39,10 +39,10 @@ def main() -> int:
         return 1
     READY.write_text("ok\n")
     print("msbench: S3 answers", flush=True)
-    while not stop and all(p.running() for p in cluster.processes) and len(cluster.processes) == 3:
+    while not stop and all(p.running() for p in cluster.servers) and len(cluster.servers) == 3:
         time.sleep(0.5)
     READY.unlink(missing_ok=True)
-    died = [] if stop else [p.name for p in cluster._procs.values() if not p.running()]
+    died = [] if stop else [p.name for p in cluster.servers if not p.running()]
     cluster.stop()
     if died:
         print(f"msbench: daemon(s) exited: {died}", file=sys.stderr, flush=True)

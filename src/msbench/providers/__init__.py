@@ -36,6 +36,11 @@ class Stack:
             return f"the store is at {where}, not on this host's loopback: its traffic is not visible here"
         return "lo", store.port
 
+    def watched(self) -> list:
+        """The servers the watchdog keeps an eye on while a phase runs (``watchdog.Watched``), the
+        store's first: its death is usually the cause of Milvus's."""
+        return []
+
     def handicap_facts(self) -> dict[str, float]:
         """The handicap the store ran under (see providers.handicap), for the record; none by default."""
         return {}

@@ -76,9 +76,9 @@ class CephRGW:
         return self.osd_dir / "block"
 
     @property
-    def processes(self) -> list[ManagedProcess]:
-        """The daemons that are running now (for resource sampling)."""
-        return [p for p in self._procs.values() if p.running()]
+    def servers(self) -> list[ManagedProcess]:
+        """Every daemon started, running or not."""
+        return list(self._procs.values())
 
     @property
     def data_paths(self) -> list[Path]:

@@ -29,6 +29,7 @@ import secrets
 import tarfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -41,8 +42,9 @@ from botocore.config import Config as BotoConfig
 from msbench.backends import BackendDef, builtin_definitions
 from msbench.config import ConfigError, Params, UserConfig
 from msbench.providers import Stack, handicap
-from msbench.providers.process import LOOPBACK, free_port
+from msbench.providers.process import LOOPBACK, describe_exit, free_port, http_ok
 from msbench.providers.stores import credentials_for
+from msbench.watchdog import PROBE_TIMEOUT_S, Watched
 
 PROVIDER = "docker"
 NS = 1_000_000_000                     # Docker healthcheck durations are nanoseconds
@@ -446,6 +448,20 @@ def wait_healthy(container, timeout: float, what: str = "") -> float:
         time.sleep(0.5)
 
 
+def container_exit(container) -> str | None:
+    """None while the container runs, else how it ended (for the watchdog)."""
+    try:
+        container.reload()
+    except Exception as err:   # noqa: BLE001 (removed, or the engine went away)
+        return f"cannot be inspected ({type(err).__name__}: {err})"
+    state = container.attrs.get("State", {})
+    if state.get("Running"):
+        return None
+    code = int(state.get("ExitCode") or 0)
+    how = "was OOM-killed" if state.get("OOMKilled") else describe_exit(-(code - 128) if code > 128 else code)
+    return f"{how} (container {state.get('Status')}, exit code {code})"
+
+
 @dataclass
 class ContainerProcess:
     """A container's main process as seen from the host (for resources.snapshot)."""
@@ -715,6 +731,16 @@ class DockerStack(Stack):
     def processes(self) -> dict[str, list[ContainerProcess]]:
         return {"milvus": [p for r, p in self.procs.items() if r == "milvus"],
                 "store": [p for r, p in self.procs.items() if r == "store"]}
+
+    def watched(self) -> list[Watched]:
+        """Every container (its state from the engine) and the store's S3 endpoint."""
+        order = sorted(self.containers, key=lambda role: role != "store")
+        out = [Watched(f"{role} container {self.containers[role].name}", partial(container_exit, self.containers[role]))
+               for role in order]
+        if self.store is not None:
+            url = self.store.endpoint_url
+            out.append(Watched(f"store {self.backend.name} ({url})", lambda: None, lambda: http_ok(url, PROBE_TIMEOUT_S)))
+        return out
 
     def data_paths(self) -> list[Path]:
         """The store's named volumes on the host (their Mountpoint under the engine's data root)."""

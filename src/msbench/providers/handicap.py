@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from msbench.config import ConfigError
+from msbench.providers import registry
 
 CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
 PERIOD_US = 100_000
@@ -71,6 +72,7 @@ class CpuQuota:
             raise RuntimeError(f"handicap cpu={cpu} cannot be applied: {reason}")
         path = CPU_CGROUP_ROOT / f"msbench-{label}-{uuid.uuid4().hex[:8]}"
         path.mkdir()
+        registry.made_path(path, "cgroup")
         (path / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
         (path / "cpu.cfs_quota_us").write_text(f"{round(cpu * PERIOD_US)}\n")
         return cls(path, cpu)
@@ -96,8 +98,9 @@ class CpuQuota:
             try:
                 self.path.rmdir()
             except FileNotFoundError:
-                return
+                break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        registry.removed_path(self.path)

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
+from msbench.providers import registry
 from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_ok
 
-PID_DIR = Path("/run/milvus")
 _ROLES = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexCoord", "indexNode", "dataCoord", "dataNode")
 _TEMPLATE_VAR = re.compile(r"\{\{\s*(\w+)(?:\((\w+)\))?(?::\s*([^}]*?))?\s*\}\}")
 # Short GC and compaction-check periods (seconds), so the footprint phase can measure the bucket
@@ -98,6 +98,28 @@ def render_config(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return config
 
 
+def check_pid_file(log: Path) -> None:
+    """Milvus 2.3.5 refuses to start while its fixed PID file names a live process: say whose it
+    is (a run of ours, or someone else's Milvus) and what to do; a stale file is removed, logged."""
+    pid_file = registry.MILVUS_PID_FILE
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        named = pid_file.read_text().strip()
+    except FileNotFoundError:
+        return
+    if named.isdigit() and Path(f"/proc/{named}").exists():
+        ours = registry.owned_by_us(int(named))
+        if ours is None:
+            raise RuntimeError(f"another Milvus standalone (PID {named}), not started by msbench, runs on this "
+                               f"machine; Milvus 2.3.5 allows one per host ({pid_file}): stop it first")
+        raise RuntimeError(f"a Milvus started by an msbench run (PID {named}, run by PID {ours['owner_pid']}) "
+                           f"still runs; Milvus 2.3.5 allows one per host ({pid_file}): wait for that run, or stop "
+                           f"it and run `msbench cleanup`")
+    pid_file.unlink(missing_ok=True)
+    with open(log, "a") as fh:
+        fh.write(f"=== msbench: removed a stale {pid_file} (PID {named or '?'} no longer runs)\n")
+
+
 @dataclass
 class S3Target:
     """Where Milvus persists: an S3 endpoint on loopback, a bucket and a root path."""
@@ -163,14 +185,7 @@ class MilvusNative:
 
     def start(self, timeout: float = 180.0) -> float:
         """Start a fresh server; returns seconds until healthz answered."""
-        PID_DIR.mkdir(parents=True, exist_ok=True)
-        pid_file = PID_DIR / "standalone.pid"
-        if pid_file.exists():
-            stale = pid_file.read_text().strip()
-            if stale.isdigit() and Path(f"/proc/{stale}").exists():
-                raise RuntimeError(f"another Milvus standalone (PID {stale}) runs on this machine; Milvus allows one "
-                                   f"per host ({pid_file}). Stop it first.")
-            pid_file.unlink()
+        check_pid_file(self.log_dir / "milvus.log")
         conf_dir = self.root / "configs"
         if not (conf_dir / "milvus.yaml").exists():
             conf_dir = self._write_config()
@@ -183,8 +198,10 @@ class MilvusNative:
         }
         self.process = ManagedProcess("milvus", [bin_dir / "milvus", "run", "standalone"],
                                       self.log_dir / "milvus.log", env=env, cwd=self.root).start()
-        return self.process.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{self.metrics_port}/healthz"),
-                                       timeout, "healthz answered")
+        return self.process.wait_ready(lambda: self.healthy(2.0), timeout, "healthz answered")
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        return http_ok(f"http://{LOOPBACK}:{self.metrics_port}/healthz", timeout)
 
     def stop(self, fast: bool = False) -> None:
         """Graceful (TERM, TERM, KILL) unless ``fast``: at teardown the data is discarded."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from botocore.config import Config as BotoConfig
 
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
-from msbench.providers import Stack
+from msbench.providers import Stack, registry
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.milvus_native import MilvusNative, S3Target
-from msbench.providers.process import ManagedProcess
+from msbench.providers.process import ManagedProcess, http_ok, run_checked
 from msbench.providers.stores import ObjectStore, make_store
+from msbench.watchdog import PROBE_TIMEOUT_S, Watched
 
 PROVIDER = "native"
 
@@ -64,12 +66,26 @@ class NativeStack(Stack):
         if base:
             Path(base).mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix=f"msbench-{self.backend.name}-", dir=base))
+        registry.made_path(self.root, "dir")
         self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def store_root(self) -> Path:
+        return self.root / "store"
+
+    def _small_disk(self) -> None:
+        """The store's files on a tmpfs of ``store_disk_mib``: a disk that fills (the fault tests)."""
+        self.store_root.mkdir(parents=True, exist_ok=True)
+        registry.made_path(self.store_root, "mount")
+        run_checked(["mount", "-t", "tmpfs", "-o", f"size={self.params.store_disk_mib}m,mode=0700",
+                     "msbench-store", self.store_root], self.log_dir / "mount.log", timeout=30)
 
     def start(self, timeout: float = 240.0) -> dict[str, float]:
         if self.backend.handicap:
             self.quota = CpuQuota.create(self.backend.name, self.backend.handicap["cpu"])
-        self.store = make_store(self.backend, self.root / "store", self.log_dir, self.user, self.quota)
+        if self.params.store_disk_mib:
+            self._small_disk()
+        self.store = make_store(self.backend, self.store_root, self.log_dir, self.user, self.quota)
         timings = {"store_ready_s": self.store.start(timeout)}
         if not self.store.restartable:  # external: a bucket of our own, so footprints are ours alone
             self.bucket = f"msbench-{os.path.basename(self.root).lower().replace('_', '-')}"
@@ -99,6 +115,21 @@ class NativeStack(Stack):
         store = getattr(self, "store", None)
         return {"milvus": [milvus.process] if milvus and milvus.process else [],
                 "store": store.processes if store else []}
+
+    def watched(self) -> list[Watched]:
+        out = []
+        store, milvus = getattr(self, "store", None), getattr(self, "milvus", None)
+        if store is not None:
+            pids = tuple(p.pid for p in store.servers)
+            out += [Watched(f"store {self.backend.name} ({proc.name}, PID {proc.pid})", proc.exit_status, None,
+                            (proc.pid,)) for proc in store.servers]
+            url = store.health_url
+            out.append(Watched(f"store {self.backend.name} ({url})", lambda: None,
+                               lambda: http_ok(url, PROBE_TIMEOUT_S), pids))
+        if milvus is not None and milvus.process is not None:
+            proc = milvus.process
+            out.append(Watched(f"milvus (PID {proc.pid})", proc.exit_status, milvus.healthy, (proc.pid,)))
+        return out
 
     def data_paths(self) -> list[Path]:
         return self.store.data_paths
@@ -133,6 +164,14 @@ class NativeStack(Stack):
                 self.quota.close()
             except OSError as err:
                 errors.append(f"handicap cgroup {self.quota.path}: {err}")
-        shutil.rmtree(self.root, ignore_errors=True)
+        if os.path.ismount(self.store_root):
+            try:
+                run_checked(["umount", self.store_root], self.log_dir / "mount.log", timeout=60)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+                errors.append(f"unmounting {self.store_root}: {err}")
+        if not os.path.ismount(self.store_root):
+            registry.removed_path(self.store_root)
+            shutil.rmtree(self.root, ignore_errors=True)
+            registry.removed_path(self.root)
         if errors:
             raise RuntimeError("teardown incomplete: " + "; ".join(errors))

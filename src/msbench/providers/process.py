@@ -3,7 +3,9 @@
 Every server of a native stack is a ``ManagedProcess``: started with ``Popen`` directly (so
 the PID we hold is the server's own), its stdout/stderr kept in the trial's log folder, and
 stopped by PID with an escalating TERM -> TERM -> KILL (Milvus ignores the first TERM while a
-collection is loaded).  Nothing is ever stopped by name.
+collection is loaded).  Nothing is ever stopped by name.  Each is recorded in the registry while
+it runs and dies with the thread that started it (``registry.die_with_parent``), so a killed run
+leaves no server behind.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import psutil
+
+from msbench.providers import registry
 
 if TYPE_CHECKING:
     from msbench.providers.handicap import CpuQuota
@@ -81,6 +85,15 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         text = Path(path).read_text(errors="replace")
@@ -108,7 +121,7 @@ class ManagedProcess:
         log.flush()
         full_env = {**os.environ, **self.env}
         self.popen = subprocess.Popen(
-            [str(a) for a in self.argv],
+            registry.die_with_parent(self.argv),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -118,6 +131,7 @@ class ManagedProcess:
             preexec_fn=self.cgroup.join_self if self.cgroup else None,
         )
         log.close()
+        registry.started_process(self.popen.pid, self.name, self.argv)
         return self
 
     @property
@@ -126,6 +140,13 @@ class ManagedProcess:
 
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    def exit_status(self) -> str | None:
+        """None while it runs, else how it ended ("was killed by SIGKILL", "exited with code 1")."""
+        code = self.popen.poll() if self.popen else None
+        if code is None:
+            return None
+        return describe_exit(code)
 
     def psutil(self) -> psutil.Process | None:
         if not self.running():
@@ -162,6 +183,7 @@ class ManagedProcess:
                 child.kill()
             except psutil.Error:
                 pass
+        registry.stopped_process(self.popen.pid, self.name, self.popen.poll())
         return self.popen.poll()
 
     def wait_ready(self, check: Callable[[], bool], timeout: float, what: str = "") -> float:

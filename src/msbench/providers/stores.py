@@ -49,8 +49,19 @@ class ObjectStore:
         return f"http://{self.host}:{self.port}"
 
     @property
-    def processes(self) -> list[ManagedProcess]:
+    def servers(self) -> list[ManagedProcess]:
+        """Every server process started, also those that have exited (the watchdog asks how)."""
         return []
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        """The servers running now (for resource sampling)."""
+        return [p for p in self.servers if p.running()]
+
+    @property
+    def health_url(self) -> str:
+        """What the watchdog asks while a phase runs: any answer below 500 is alive."""
+        return self.endpoint_url
 
     @property
     def data_paths(self) -> list[Path]:
@@ -140,8 +151,12 @@ class ProcessStore(ObjectStore):
             Path(self._fill(pattern)).unlink(missing_ok=True)
 
     @property
-    def processes(self) -> list[ManagedProcess]:
-        return [self.process] if self.process and self.process.running() else []
+    def servers(self) -> list[ManagedProcess]:
+        return [self.process] if self.process else []
+
+    @property
+    def health_url(self) -> str:
+        return self._fill(self.backend.ready_url)
 
     @property
     def data_paths(self) -> list[Path]:
@@ -176,8 +191,8 @@ class CephStore(ObjectStore):
         self.cluster.stop()
 
     @property
-    def processes(self) -> list[ManagedProcess]:
-        return [p for p in self.cluster.processes if p.running()]
+    def servers(self) -> list[ManagedProcess]:
+        return self.cluster.servers
 
     @property
     def data_paths(self) -> list[Path]:
