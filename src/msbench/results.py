@@ -97,7 +97,7 @@ class RunDir:
         final = self.trial_path(backend, trial)
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-        rows.to_csv(staging / "results.csv", index=False)
+        rows.reindex(columns=TIDY_COLUMNS).to_csv(staging / "results.csv", index=False)   # a header even when empty
         if latencies is not None:
             latencies.to_parquet(staging / "latencies.parquet", index=False)
         for name, frame in (tables or {}).items():

@@ -66,6 +66,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
     with registry.scratch_dir("msbench-logs-") as scratch:
         log_dir = scratch / "logs"    # copied into the trial folder; the capture stays beside it
         capture = stack = dog = state = None
+        clues: list[str] = []
         try:
             stack = PROVIDERS[provider](backend, params, log_dir, user, run.run_id, trial)
             with stack, Watchdog(stack.watched, params.unresponsive_s) as dog:
@@ -91,6 +92,9 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                             windows.append((phase_name, opened, time.time()))
                         rows += produced
                         rows += [(phase_name, metric, value, unit) for metric, value, unit in mon.rows()]
+                except BaseException:
+                    clues = _clues(stack)   # read before teardown removes what they look at
+                    raise
                 finally:
                     state.disconnect()
                     if capture is not None:
@@ -100,7 +104,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                 meta["failed_phase"] = "teardown"   # ok only once the stack is gone
             meta.update(status="ok", failed_phase="")
         except (Exception, ComponentFailed) as err:  # recorded, never lost: the run goes on
-            meta["error"] = "; ".join([f"{type(err).__name__}: {err}", *_clues(stack)])
+            meta["error"] = "; ".join([f"{type(err).__name__}: {err}", *clues])
             meta["traceback"] = traceback.format_exc()
         except KeyboardInterrupt:
             meta["error"] = "interrupted"

@@ -7,7 +7,7 @@ asks each health check every ``PROBE_EVERY_S`` (one small HTTP request). On a fa
 the cause and interrupts the main thread, where the phase runs: ``_thread.interrupt_main``
 simulates a signal whose handler raises ``ComponentFailed`` (the blocking gRPC and HTTP waits
 of pymilvus and boto3 wake every 0.1 s, so the phase ends within a moment). Shorter silences
-that end are kept as ``stalls`` for the record. During an intended restart (the cold load) the
+that end (or health answers later than ``SLOW_ANSWER_S``) are kept as ``stalls`` for the record. During an intended restart (the cold load) the
 watch is paused.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import psutil
 EXIT_POLL_S = 0.5
 PROBE_EVERY_S = 5.0
 PROBE_TIMEOUT_S = 5.0
+SLOW_ANSWER_S = 2.0   # a health answer this late is recorded as a stall (a lower bound of its length)
 _SIGNAL = signal.SIGUSR2   # simulated only (interrupt_main): no signal is sent to any process
 
 
@@ -159,10 +160,13 @@ class Watchdog:
         self._next_probe[comp.name] = now + self.probe_every
         asked = time.monotonic()
         if comp.answers():
+            answered = time.monotonic()
             since = self._silent_since.pop(comp.name, None)
+            if since is None and answered - asked >= SLOW_ANSWER_S:
+                since = asked   # a silence shorter than the probe's timeout shows as a late answer
             if since is not None and self._armed:
                 self.stalls.append({"component": comp.name, "phase": self._phase,
-                                    "seconds": round(time.monotonic() - since, 1)})
+                                    "seconds": round(answered - since, 1)})
             return
         since = self._silent_since.setdefault(comp.name, asked)
         if time.monotonic() - since >= self.unresponsive_s:

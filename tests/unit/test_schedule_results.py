@@ -59,3 +59,16 @@ def test_trials_written_atomically_and_tables_rebuilt(tmp_path):
 
 def test_redact():
     assert redact("a=K1 b=K2", ["K1", "", "K2"]) == "a=<redacted> b=<redacted>"
+
+
+def test_a_trial_recorded_without_rows_keeps_the_run_tables_readable(tmp_path):
+    """A notebook whose kernel died is recorded with no rows at all (pipeline.run_benchmarks):
+    the run's tables must still rebuild, and the next trial must still be written."""
+    run = RunDir(tmp_path, "r1")
+    run.write_trial("minio", 1, {"backend": "minio", "trial": 1, "status": "failed", "failed_phase": "notebook",
+                                 "error": "DeadKernelError: Kernel died"}, pd.DataFrame(), None, None, [])
+    rows = pd.DataFrame([{"run": "r1", "backend": "minio", "provider": "native", "trial": 2, "seq": 1,
+                          "phase": "insert", "metric": "insert_s", "value": 1.0, "unit": "s"}])
+    run.write_trial("minio", 2, {"backend": "minio", "trial": 2, "status": "ok"}, rows, None, None, [])
+    assert pd.read_csv(run.path / "results.csv").metric.tolist() == ["insert_s"]
+    assert pd.read_csv(run.path / "trials.csv").status.tolist() == ["failed", "ok"]

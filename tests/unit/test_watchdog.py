@@ -117,3 +117,18 @@ def test_outside_the_main_thread_the_fault_is_reported_when_the_phase_ends():
     worker.start()
     worker.join(10)
     assert "exited with code 1 during phase insert" in outcome["error"]
+
+
+def test_a_late_health_answer_is_recorded_as_a_stall():
+    """A silence shorter than the probe's timeout: the answer comes, but late."""
+    server = Server()
+
+    def slow_answer() -> bool:
+        time.sleep(2.2)
+        return True
+
+    with Watchdog(lambda: [Watched(server.name, lambda: None, slow_answer)], unresponsive_s=60,
+                  probe_every=10) as dog:
+        with dog.phase("load_first"):
+            _busy(3.0)
+    assert [(s["phase"], s["seconds"] >= 2.0) for s in dog.stalls] == [("load_first", True)]
