@@ -55,7 +55,7 @@ def test_ceph_rgw_put_get_restart_stop(tmp_path):
         t0 = time.monotonic()
         cluster.start()
         print(f"\nceph start -> S3 ready in {time.monotonic() - t0:.1f} s")
-        pids += [p.pid for p in cluster.processes]
+        pids += [p.pid for p in cluster.servers if p.running()]
         assert len(pids) == 3, "mon, OSD and RGW should be running"
         assert all(path.exists() for path in cluster.data_paths)
 
@@ -69,14 +69,14 @@ def test_ceph_rgw_put_get_restart_stop(tmp_path):
         t0 = time.monotonic()
         cluster.restart()
         print(f"ceph restart -> S3 ready in {time.monotonic() - t0:.1f} s")
-        pids += [p.pid for p in cluster.processes]
+        pids += [p.pid for p in cluster.servers if p.running()]
         assert len(pids) == 6
         s3 = _s3(cluster)
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == payload, "object lost across restart"
     finally:
         cluster.stop()
 
-    assert cluster.processes == []
+    assert not [p for p in cluster.servers if p.running()]
     alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"daemon PIDs still alive after stop(): {alive}"
     assert _processes_under(cluster.root) == []

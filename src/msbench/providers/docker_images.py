@@ -266,7 +266,7 @@ CEPH_PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common", "python3-mini
 
 
 def _ceph_context() -> Context:
-    from msbench.providers import ceph, process
+    from msbench.providers import ceph, process, registry
 
     ctx = Context(f"FROM {LOCAL_PREFIX}/debian:{DEBIAN_SUITE}\n"
                   "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
@@ -277,7 +277,8 @@ def _ceph_context() -> Context:
     ctx.dirs += ["rootfs/var/lib/msbench-ceph", "rootfs/var/log/msbench"]
     ctx.add("rootfs/opt/msbench/msbench_ceph/__init__.py", b"", 0o644)
     ctx.add("rootfs/opt/msbench/msbench_ceph/ceph.py", Path(ceph.__file__).read_bytes(), 0o644)
-    ctx.add("rootfs/opt/msbench/msbench_ceph/process.py", Path(process.__file__).read_bytes(), 0o644)
+    for module in (process, registry):   # ceph.py's own imports, relative: the image has no msbench package
+        ctx.add(f"rootfs/opt/msbench/msbench_ceph/{Path(module.__file__).name}", Path(module.__file__).read_bytes(), 0o644)
     ctx.add("rootfs/opt/msbench/ceph_entry.py", (_IMAGES_DIR / "ceph_entry.py").read_bytes(), 0o755)
     return ctx
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import psutil
 
-from msbench.providers import registry
+from . import registry   # relative: the Ceph image carries this module without the msbench package
 
 if TYPE_CHECKING:
     from msbench.providers.handicap import CpuQuota
