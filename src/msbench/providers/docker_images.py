@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shutil
 import subprocess
 import sys
@@ -415,9 +414,3 @@ def build_local(client=None, only: Iterable[str] | None = None, log: Callable[[s
         log(f"  {image.tag}: {time.monotonic() - began:.0f} s")
         outcome[image.tag] = "built"
     return outcome
-
-
-def main_build_local(only: list[str] | None = None, force: bool = False) -> int:
-    outcome = build_local(only=only, force=force)
-    print(json.dumps(outcome, indent=2))
-    return 0
