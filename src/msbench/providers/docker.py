@@ -34,15 +34,14 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-import boto3
 import psutil
 import yaml
-from botocore.config import Config as BotoConfig
 
 from msbench.backends import BackendDef, builtin_definitions
 from msbench.config import ConfigError, Params, UserConfig
 from msbench.providers import Stack, handicap
 from msbench.providers.process import LOOPBACK, describe_exit, free_port, http_ok
+from msbench.providers.s3 import s3_client
 from msbench.providers.stores import credentials_for
 from msbench.watchdog import PROBE_TIMEOUT_S, Watched
 
@@ -722,11 +721,7 @@ class DockerStack(Stack):
         return f"http://{LOOPBACK}:{self.plan.addr.host_port('milvus', 'grpc')}"
 
     def s3(self):
-        return boto3.client(
-            "s3", endpoint_url=self.store.endpoint_url, aws_access_key_id=self.store.access_key,
-            aws_secret_access_key=self.store.secret_key, region_name=self.plan.region if self.plan else "us-east-1",
-            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
-                              connect_timeout=10, read_timeout=120))
+        return s3_client(self.store, self.plan.region if self.plan else "us-east-1")
 
     def processes(self) -> dict[str, list[ContainerProcess]]:
         return {"milvus": [p for r, p in self.procs.items() if r == "milvus"],
