@@ -1,7 +1,12 @@
-"""What every provider shares: the S3 client factory."""
+"""What every provider shares: the S3 client factory and the template filler."""
 from types import SimpleNamespace
 
+import pytest
+
+from msbench.backends import BackendDef, fill_template
+from msbench.config import ConfigError
 from msbench.providers.s3 import s3_client
+from msbench.providers.stores import ProcessStore
 
 
 def test_one_s3_client_for_every_store():
@@ -14,3 +19,22 @@ def test_one_s3_client_for_every_store():
     creds = client._request_signer._credentials
     assert (creds.access_key, creds.secret_key) == ("AK", "SK")
     assert s3_client(store, region="garage").meta.region_name == "garage"
+
+
+def test_one_template_filler_for_strings_lists_and_mappings():
+    values = {"port_s3": "9000", "data_dir": "/d"}
+    assert fill_template("--address 127.0.0.1:${port_s3}", values, "x") == "--address 127.0.0.1:9000"
+    assert fill_template({"cmd": ["serve", "${data_dir}", 3], "env": {"A": "$port_s3"}, "n": None}, values, "x") == \
+        {"cmd": ["serve", "/d", 3], "env": {"A": "9000"}, "n": None}
+    assert fill_template("$$HOME", values, "x") == "$HOME"
+    with pytest.raises(ConfigError, match=r"^docker definition of store: bad template placeholder 'nope' in "
+                                          r"'\$\{nope\}'; valid: \$\{data_dir\}, \$\{port_s3\}$"):
+        fill_template(["${nope}"], values, "docker definition of store")
+
+
+def test_a_native_store_fills_through_the_same_filler(tmp_path):
+    backend = BackendDef(name="x", launcher="process", command=("serve", "${nope}"))
+    store = ProcessStore(backend, tmp_path, tmp_path / "logs", binary="/bin/true")
+    assert store._fill("${binary} ${port_s3}") == f"/bin/true {store.port}"
+    with pytest.raises(ConfigError, match=r"^backend 'x': bad template placeholder 'nope'.*\$\{access_key\}"):
+        store._fill("${nope}")

@@ -37,7 +37,7 @@ from typing import Any
 import psutil
 import yaml
 
-from msbench.backends import BackendDef, builtin_definitions
+from msbench.backends import BackendDef, builtin_definitions, fill_template
 from msbench.config import ConfigError, Params, UserConfig
 from msbench.providers import Stack, handicap
 from msbench.providers.process import LOOPBACK, describe_exit, free_port, http_ok
@@ -153,20 +153,6 @@ def image_mode() -> str:
     return mode
 
 
-def _fill(obj: Any, values: dict[str, str], where: str) -> Any:
-    if isinstance(obj, str):
-        try:
-            return Template(obj).substitute(values)
-        except (KeyError, ValueError) as err:
-            raise ConfigError(f"{where}: bad template placeholder {err} in {obj!r}; "
-                              f"valid: {', '.join('${' + k + '}' for k in sorted(values))}") from None
-    if isinstance(obj, list):
-        return [_fill(v, values, where) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _fill(v, values, where) for k, v in obj.items()}
-    return obj
-
-
 def _port_default(spec: Any) -> int:
     return int(spec["port"]) if isinstance(spec, dict) else int(spec)
 
@@ -175,7 +161,7 @@ def healthcheck_spec(hc: dict, values: dict[str, str], where: str) -> dict | Non
     """Docker's healthcheck mapping: the test, and durations in nanoseconds."""
     if not hc or not hc.get("test"):
         return None
-    out = {"test": _fill(list(hc["test"]), values, where)}
+    out = {"test": fill_template(list(hc["test"]), values, where)}
     for key in ("interval", "timeout", "start_period"):
         if hc.get(f"{key}_s") is not None:
             out[key] = int(float(hc[f"{key}_s"]) * NS)
@@ -243,14 +229,14 @@ def container_spec(role: str, comp: dict, values: dict[str, str], ident: StackId
                    network: str | None = None) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.run`` (pure: no engine needed)."""
     where = f"docker definition of {role}"
-    env = {k: _fill(v, values, where) for k, v in (comp.get("env") or {}).items() if v is not None}
+    env = {k: fill_template(v, values, where) for k, v in (comp.get("env") or {}).items() if v is not None}
     for name, spec in (comp.get("ports") or {}).items():
         if isinstance(spec, dict) and spec.get("env"):
             env[spec["env"]] = str(addr.ports[role][name])
     spec: dict[str, Any] = {
         "image": comp["image"],
         "name": ident.name(role),
-        "command": _fill(comp["command"], values, where) if comp.get("command") else None,
+        "command": fill_template(comp["command"], values, where) if comp.get("command") else None,
         "environment": env,
         "labels": {**ident.labels(), ROLE_LABEL: role},
         "volumes": {ident.name(role, key): {"bind": path, "mode": "rw"}
@@ -258,7 +244,7 @@ def container_spec(role: str, comp: dict, values: dict[str, str], ident: StackId
         "detach": True,
     }
     if comp.get("entrypoint"):
-        spec["entrypoint"] = _fill(comp["entrypoint"], values, where)
+        spec["entrypoint"] = fill_template(comp["entrypoint"], values, where)
     if comp.get("user"):
         spec["user"] = str(comp["user"])
     hc = healthcheck_spec(comp.get("healthcheck") or {}, values, where)
@@ -277,7 +263,7 @@ def container_spec(role: str, comp: dict, values: dict[str, str], ident: StackId
 
 
 def container_files(comp: dict, values: dict[str, str], role: str) -> dict[str, str]:
-    return {path: _fill(text, values, f"docker definition of {role}, file {path}")
+    return {path: fill_template(text, values, f"docker definition of {role}, file {path}")
             for path, text in (comp.get("files") or {}).items()}
 
 
@@ -374,7 +360,7 @@ def plan_stack(backend: BackendDef, params: Params, ident: StackIdentity, host_n
             continue
         comp = chosen[role]
         if "${" in comp.get("image", ""):
-            comp["image"] = _fill(comp["image"], {"milvus_version": version}, f"{role} image")
+            comp["image"] = fill_template(comp["image"], {"milvus_version": version}, f"{role} image")
         values[role] = template_values(role, ident, addr, creds)
         specs[role] = container_spec(role, comp, values[role], ident, addr, network)
         files[role] = container_files(comp, values[role], role)
@@ -665,7 +651,7 @@ class DockerStack(Stack):
         values = dict(self.plan.values["store"])
         log = self.log_dir / "store-bootstrap.log"
         for step in store.get("bootstrap") or []:
-            argv = _fill(list(step["exec"]), values, "store bootstrap")
+            argv = fill_template(list(step["exec"]), values, "store bootstrap")
             result = self.containers["store"].exec_run(argv)
             output = result.output.decode(errors="replace")
             with open(log, "a") as fh:
