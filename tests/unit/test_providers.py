@@ -1,12 +1,17 @@
-"""What every provider shares: the S3 client factory and the template filler."""
+"""What every provider shares: the stack contract, the S3 client factory and the template filler."""
 from types import SimpleNamespace
+from typing import Protocol
 
 import pytest
 
 from msbench.backends import BackendDef, fill_template
 from msbench.config import ConfigError
+from msbench.providers import ServerProcess, Stack, StoreEndpoint
+from msbench.providers.docker import ContainerProcess, DockerStack, DockerStore
+from msbench.providers.native import NativeStack
+from msbench.providers.process import ManagedProcess
 from msbench.providers.s3 import s3_client
-from msbench.providers.stores import ProcessStore
+from msbench.providers.stores import ObjectStore, ProcessStore
 
 
 def test_one_s3_client_for_every_store():
@@ -38,3 +43,30 @@ def test_a_native_store_fills_through_the_same_filler(tmp_path):
     assert store._fill("${binary} ${port_s3}") == f"/bin/true {store.port}"
     with pytest.raises(ConfigError, match=r"^backend 'x': bad template placeholder 'nope'.*\$\{access_key\}"):
         store._fill("${nope}")
+
+
+def _members(protocol: type) -> set[str]:
+    """What a Protocol asks for: its annotated attributes, methods and properties."""
+    names = set()
+    for klass in protocol.__mro__:
+        if klass is object or not getattr(klass, "_is_protocol", False) or klass is Protocol:
+            continue
+        names |= set(getattr(klass, "__annotations__", {}))
+        names |= {n for n in vars(klass) if not n.startswith("_") or n in ("__enter__", "__exit__")}
+    return names
+
+
+def _lacks(cls: type, protocol: type) -> set[str]:
+    fields = getattr(cls, "__dataclass_fields__", {})
+    return {name for name in _members(protocol) if not hasattr(cls, name) and name not in fields}
+
+
+@pytest.mark.parametrize("protocol, implementations", [
+    (Stack, (NativeStack, DockerStack)),
+    (StoreEndpoint, (ObjectStore, DockerStore)),
+    (ServerProcess, (ManagedProcess, ContainerProcess)),
+])
+def test_both_providers_keep_the_stack_contract(protocol, implementations):
+    assert {"uri", "s3", "restart", "data_paths", "store", "bucket"} <= _members(Stack)
+    for cls in implementations:
+        assert not _lacks(cls, protocol), f"{cls.__name__} lacks {sorted(_lacks(cls, protocol))} of {protocol.__name__}"

@@ -39,7 +39,7 @@ import yaml
 
 from msbench.backends import BackendDef, builtin_definitions, fill_template
 from msbench.config import ConfigError, Params, UserConfig
-from msbench.providers import Stack, handicap
+from msbench.providers import StackBase, handicap
 from msbench.providers.process import LOOPBACK, describe_exit, free_port, http_ok
 from msbench.providers.s3 import s3_client
 from msbench.providers.stores import credentials_for
@@ -514,7 +514,7 @@ class DockerStore:
 
 
 @dataclass
-class DockerStack(Stack):
+class DockerStack(StackBase):
     backend: BackendDef
     params: Params
     log_dir: Path

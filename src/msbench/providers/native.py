@@ -15,7 +15,7 @@ from pathlib import Path
 
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
-from msbench.providers import Stack, registry
+from msbench.providers import StackBase, registry
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.milvus_native import MilvusNative, S3Target
 from msbench.providers.process import ManagedProcess, http_ok, run_checked
@@ -38,7 +38,7 @@ def drop_page_cache() -> tuple[bool, str]:
 
 
 @dataclass
-class NativeStack(Stack):
+class NativeStack(StackBase):
     backend: BackendDef
     params: Params
     log_dir: Path

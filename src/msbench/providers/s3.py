@@ -5,21 +5,10 @@ settling, and read timeouts long enough for a listing of a large bucket.
 """
 from __future__ import annotations
 
-from typing import Protocol
-
 import boto3
 from botocore.config import Config as BotoConfig
 
-
-class S3Endpoint(Protocol):
-    """Where a store answers S3 and with which keys (a stack's store, a warp target)."""
-
-    @property
-    def endpoint_url(self) -> str: ...
-    @property
-    def access_key(self) -> str: ...
-    @property
-    def secret_key(self) -> str: ...
+from msbench.providers import S3Endpoint
 
 
 def s3_client(store: S3Endpoint, region: str = "us-east-1"):
