@@ -7,10 +7,13 @@ its shape, and a test checks that both providers' stacks do.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:   # imported for the annotations only: the watchdog module needs nothing from here
+if TYPE_CHECKING:   # for the annotations only: msbench.backends imports this package
+    from msbench.backends import BackendDef
+    from msbench.config import Params, UserConfig
     from msbench.watchdog import Watched
 
 
@@ -91,10 +94,16 @@ class Stack(Protocol):
         ...
 
 
+@dataclass
 class StackBase:
-    """What every provider's stack shares: entering provisions, leaving tears down, always.
+    """What every provider's stack is made of and shares: entering provisions, leaving tears down,
+    always. Subclasses implement ``start()`` and ``close()`` (which must cope with a half-started stack)."""
 
-    Subclasses implement ``start()`` and ``close()`` (which must cope with a half-started stack)."""
+    backend: BackendDef
+    params: Params
+    log_dir: Path                    # the trial's server logs
+    user: UserConfig | None = None
+    bucket: str = "milvus-bucket"    # where Milvus persists (an external store gets one of its own)
 
     def start(self) -> object:
         raise NotImplementedError

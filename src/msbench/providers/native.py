@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msbench.backends import BackendDef
-from msbench.config import Params, UserConfig
 from msbench.providers import StackBase, registry
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.milvus_native import MilvusNative, S3Target
@@ -39,11 +37,6 @@ def drop_page_cache() -> tuple[bool, str]:
 
 @dataclass
 class NativeStack(StackBase):
-    backend: BackendDef
-    params: Params
-    log_dir: Path
-    user: UserConfig | None = None
-    bucket: str = "milvus-bucket"
     root: Path = field(init=False)
     store: ObjectStore = field(init=False)
     milvus: MilvusNative = field(init=False)
