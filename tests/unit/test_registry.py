@@ -110,7 +110,10 @@ def test_servers_die_with_the_thread_that_started_them(state):
             "time.sleep(300)\n")
     parent = subprocess.Popen([os.sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     server = int(parent.stdout.readline())
-    assert psutil.pid_exists(server)
+    deadline = time.monotonic() + 5
+    while psutil.Process(server).cmdline()[:1] != ["sleep"]:   # setpriv sets the signal, then execs
+        assert time.monotonic() < deadline, "setpriv did not exec the server"
+        time.sleep(0.01)
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 5
