@@ -27,6 +27,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from msbench.providers import registry
+from msbench.providers.s3 import s3_client
 
 OPS = ("get", "put")
 PREFIX = "msbench-warp"             # every key warp writes starts with this (then a prefix per thread)
@@ -43,7 +44,7 @@ class WarpTarget:
     bucket: str                                     # warp's own: it creates, fills and clears it
 
     @property
-    def endpoint_url(self) -> str:                  # what providers.native.s3_client needs
+    def endpoint_url(self) -> str:                  # what providers.s3.s3_client needs
         return f"http://{self.endpoint}"
 
 
@@ -101,8 +102,6 @@ def _check_bucket_is_warps(target: WarpTarget) -> None:
     """Before it starts, warp deletes *everything* in its bucket (cli/benchmark.go: clear unless
     --noclear; after the run it deletes only what it wrote). So refuse a bucket holding any key
     outside PREFIX: only warp's own leftovers (e.g. of a killed run) may go."""
-    from msbench.providers.native import s3_client
-
     try:
         page = s3_client(target).list_objects_v2(Bucket=target.bucket, Delimiter="/", MaxKeys=1000)
     except ClientError as err:

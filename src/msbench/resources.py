@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple
 
 import psutil
 
-from msbench.providers.process import ManagedProcess
+from msbench.providers import ServerProcess
 
 
 def parse_ss(out: str) -> dict[str, int]:
@@ -106,7 +106,7 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def _members(roles: dict[str, list[ManagedProcess]]) -> dict[str, list[psutil.Process]]:
+def _members(roles: dict[str, list[ServerProcess]]) -> dict[str, list[psutil.Process]]:
     """Every process of each role, children included, and the client (this process, alone)."""
     kids = _children()
     out: dict[str, list[psutil.Process]] = {}
@@ -152,7 +152,7 @@ class PhaseMonitor:
     ``roles`` is called at the start and at the end, so a process restarted inside the phase
     (its PID changed) is read at the end."""
 
-    roles: Callable[[], dict[str, list[ManagedProcess]]]
+    roles: Callable[[], dict[str, list[ServerProcess]]]
     _start: dict[str, dict[psutil.Process, Reading]] = field(default_factory=dict)
     _unreset: set[psutil.Process] = field(default_factory=set)
     _rows: list[tuple[str, float, str]] = field(default_factory=list)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from msbench.providers import registry
+from msbench.providers import Stack, registry
 
 S3_PREFIXES = ("insert_log", "stats_log", "delta_log", "index_files")   # where Milvus keeps what (bucket paths)
 SNAPLEN = 2048            # request line and SigV4 headers fit in about 900 bytes
@@ -119,7 +119,7 @@ def missing_prerequisite() -> str | None:
     return None
 
 
-def capture_target(stack) -> tuple[str, int]:
+def capture_target(stack: Stack) -> tuple[str, int]:
     """(interface, port) to capture Milvus's S3 traffic on, or CaptureUnavailable saying why not."""
     missing = missing_prerequisite()
     if missing:
@@ -130,7 +130,7 @@ def capture_target(stack) -> tuple[str, int]:
     return target
 
 
-def start_capture(stack, path: Path) -> Capture:
+def start_capture(stack: Stack, path: Path) -> Capture:
     interface, port = capture_target(stack)
     return Capture(interface, port, path).start()
 

@@ -18,23 +18,25 @@ from msbench import traffic
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
 from msbench.phases import PHASES, TrialState
-from msbench.providers import registry
+from msbench.providers import Stack, registry
 from msbench.resources import PhaseMonitor
 from msbench.results import LATENCY_COLUMNS, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, RunDir, redact
 from msbench.watchdog import ComponentFailed, Watchdog
 from msbench.workload import Dataset
 
 # (backend, params, log_dir, user config, run id, trial) -> a Stack, not yet started
-StackFactory = Callable[[BackendDef, Params, Path, UserConfig | None, str, int], object]
+StackFactory = Callable[[BackendDef, Params, Path, UserConfig | None, str, int], Stack]
 
 
-def native_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str, trial: int):
+def native_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str,
+                 trial: int) -> Stack:
     from msbench.providers.native import NativeStack
 
     return NativeStack(backend, params, log_dir, user)
 
 
-def docker_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str, trial: int):
+def docker_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str,
+                 trial: int) -> Stack:
     """Imported on use: the docker SDK and an engine are only needed for this provider."""
     from msbench.providers import docker
 
@@ -139,7 +141,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
     return meta
 
 
-def _clues(stack) -> list[str]:
+def _clues(stack: Stack | None) -> list[str]:
     """What the stack's state says about a failure the error does not explain (a full disk)."""
     clues = []
     try:
@@ -157,7 +159,7 @@ def _clues(stack) -> list[str]:
     return clues
 
 
-def _start_capture(stack, params: Params, path: Path) -> tuple[traffic.Capture | None, dict]:
+def _start_capture(stack: Stack, params: Params, path: Path) -> tuple[traffic.Capture | None, dict]:
     """Start the S3 capture if asked and possible; else record why not (nothing rather than zeros)."""
     if not params.capture_s3:
         return None, {"enabled": False, "reason": "capture_s3 is off"}

@@ -4,29 +4,21 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from msbench.providers.ceph import CephRGW, ensure_ceph_installed
 from msbench.providers.process import LOOPBACK, free_port, port_is_open
+from msbench.providers.s3 import s3_client
 
 pytestmark = pytest.mark.integration
 
 
 def _s3(cluster: CephRGW):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://{LOOPBACK}:{cluster.port}",
-        region_name="us-east-1",
-        aws_access_key_id=cluster.access_key,
-        aws_secret_access_key=cluster.secret_key,
-        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                      retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30),
-    )
+    return s3_client(SimpleNamespace(endpoint_url=f"http://{LOOPBACK}:{cluster.port}", access_key=cluster.access_key,
+                                     secret_key=cluster.secret_key))
 
 
 def _processes_under(root) -> list[psutil.Process]:

@@ -18,7 +18,7 @@ from msbench.providers import builds
 from msbench.config import make_params
 from msbench.phases import PHASES, flush, insert
 from msbench.providers import docker as dk
-from msbench.providers.docker_images import build_local
+from msbench.providers.docker.local_images import build_local
 from msbench.providers.process import port_is_open
 from msbench.results import RunDir
 from msbench.trial import run_trial

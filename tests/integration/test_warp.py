@@ -13,7 +13,7 @@ import pytest
 
 from msbench.backends import load_backends, unavailable_reason
 from msbench.ceiling import WarpTarget, run_warp, warp_binary
-from msbench.providers.native import s3_client
+from msbench.providers.s3 import s3_client
 from msbench.providers.stores import make_store
 
 from ..conftest import processes_mentioning

@@ -1,9 +1,10 @@
-"""The report's S3-request and warp sections (msbench.explain) on synthetic runs (no servers)."""
+"""The report's S3-request and warp sections (msbench.report.explain) on synthetic runs (no servers)."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from msbench import explain, report, traffic
+from msbench import traffic
+from msbench.report import explain
 from msbench.results import IDENT, RunDir, load_run
 
 from .test_report import make_run

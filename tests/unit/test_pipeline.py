@@ -40,3 +40,31 @@ def test_the_notebook_path_checks_before_it_writes(tmp_path):
     with pytest.raises(ConfigError, match="concurrency levels must differ, got 1,1"):
         pipeline.prepare(backends="seaweedfs", overrides={"concurrency": [1, 1]}, results_root=str(tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("given", [{"n_vectors": 1000, "concurrency": [1, 4]}, '{"n_vectors": 1000, "concurrency": [1, 4]}',
+                                   "n_vectors: 1000\nconcurrency: [1, 4]", "{n_vectors: 1000, concurrency: [1, 4]}"])
+def test_overrides_come_as_a_mapping_or_as_yaml_or_json_text(given):
+    assert pipeline.parse_overrides(given) == {"n_vectors": 1000, "concurrency": [1, 4]}
+
+
+@pytest.mark.parametrize("given", [None, {}, "", "  \n", "{}", "# nothing"])
+def test_no_overrides(given):
+    assert pipeline.parse_overrides(given) == {}
+
+
+@pytest.mark.parametrize("given, why", [("n_vectors=1000", "got 'n_vectors=1000'"), ("[1, 2]", r"got \[1, 2\]"),
+                                        (5, "got 5"), ("{n_vectors: [1,", "neither YAML nor JSON")])
+def test_overrides_that_are_no_mapping_are_refused_in_one_line(given, why):
+    with pytest.raises(ConfigError, match=why) as err:
+        pipeline.parse_overrides(given)
+    assert "\n" not in str(err.value) and "n_vectors: 20000" in str(err.value)
+
+
+def test_text_overrides_go_through_the_same_checks(tmp_path):
+    """`papermill -p overrides TEXT` reaches the same validation as a mapping, before anything is written."""
+    with pytest.raises(ConfigError, match="concurrency levels must differ, got 1,1"):
+        pipeline.prepare(backends="seaweedfs", overrides="concurrency: [1, 1]", results_root=str(tmp_path / "runs"))
+    with pytest.raises(ConfigError, match="unknown parameter 'n_vector'"):
+        pipeline.prepare(backends="seaweedfs", overrides='{"n_vector": 5}', results_root=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()

@@ -74,7 +74,7 @@ def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.
 
 @pytest.fixture(autouse=True)
 def fewer_resamples(monkeypatch):
-    monkeypatch.setattr(report, "N_RESAMPLES", 999)
+    monkeypatch.setattr(report.comparisons, "N_RESAMPLES", 999)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from string import Template
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -57,6 +58,23 @@ class BackendDef:
 
 
 _FIELD_NAMES = {f.name for f in fields(BackendDef)}
+
+
+def fill_template(obj: Any, values: dict[str, str], where: str) -> Any:
+    """A definition's ``${placeholders}`` filled from ``values``, in a string or every string of a
+    list or mapping (native commands and files, container specs alike); an unknown placeholder is
+    a ConfigError that names ``where`` and the valid ones."""
+    if isinstance(obj, str):
+        try:
+            return Template(obj).substitute(values)
+        except (KeyError, ValueError) as err:
+            raise ConfigError(f"{where}: bad template placeholder {err} in {obj!r}; "
+                              f"valid: {', '.join('${' + k + '}' for k in sorted(values))}") from None
+    if isinstance(obj, list):
+        return [fill_template(v, values, where) for v in obj]
+    if isinstance(obj, dict):
+        return {k: fill_template(v, values, where) for k, v in obj.items()}
+    return obj
 
 
 def _text(v: Any) -> bool:

@@ -1,11 +1,109 @@
-"""Providers: a backend definition in, a running stack (Milvus + one object store) out."""
+"""Providers: a backend definition in, a running stack (Milvus + one object store) out.
+
+``Stack`` is the contract a trial and its phases hold a provider's stack to (``trial.PROVIDERS``
+makes one, ``phases.TrialState`` carries it); ``StackBase`` is what the native and the Docker
+stacks share in code. The contracts are ``typing.Protocol`` classes: a stack satisfies them by
+its shape, and a test checks that both providers' stacks do.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-class Stack:
-    """What every provider's stack shares: entering provisions, leaving tears down, always.
+if TYPE_CHECKING:   # for the annotations only: msbench.backends imports this package
+    from msbench.backends import BackendDef
+    from msbench.config import Params, UserConfig
+    from msbench.watchdog import Watched
 
-    Subclasses implement ``start()`` and ``close()`` (which must cope with a half-started stack)."""
+
+class S3Endpoint(Protocol):
+    """Where a store answers S3 and with which keys (a stack's store, a warp target)."""
+
+    access_key: str
+    secret_key: str
+
+    @property
+    def endpoint_url(self) -> str: ...
+
+
+class StoreEndpoint(S3Endpoint, Protocol):
+    """A stack's store as the phases see it: its address (for warp, the capture and the TCP
+    counters) and whether a cold restart restarts it (an external endpoint is not)."""
+
+    host: str
+    port: int
+    restartable: bool
+
+
+class ServerProcess(Protocol):
+    """A server's main process as seen from the host (a local process, or a container's)."""
+
+    @property
+    def pid(self) -> int | None: ...
+    def running(self) -> bool: ...
+
+
+class Stack(Protocol):
+    """What a trial and its phases need of a provider's stack. Entering provisions it, leaving
+    tears it down (also after a failure); ``store`` is set once it is provisioned."""
+
+    provider: str
+    bucket: str               # the bucket Milvus persists into
+    store: StoreEndpoint | None
+
+    def __enter__(self) -> Stack: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+    @property
+    def uri(self) -> str:
+        """Milvus's gRPC address, for pymilvus."""
+        ...
+
+    def s3(self) -> Any:
+        """A boto3 S3 client for the store (providers.s3.s3_client)."""
+        ...
+
+    def restart(self) -> dict[str, object]:
+        """The cold restart: Milvus and the store restarted, the page cache dropped; says which
+        steps really happened (milvus_restarted, store_restarted, page_cache_dropped, ...)."""
+        ...
+
+    def data_paths(self) -> list[Path]:
+        """Where the store's bytes live on this host (the footprint on disk, a full disk's clue)."""
+        ...
+
+    def processes(self) -> dict[str, list[ServerProcess]]:
+        """Running servers by role ("milvus", "store"), for the per-phase resource use."""
+        ...
+
+    def watched(self) -> list[Watched]:
+        """The servers the watchdog keeps an eye on while a phase runs, the store's first."""
+        ...
+
+    def capture_target(self) -> tuple[str, int] | str:
+        """Where Milvus's S3 traffic to the store can be captured, (interface, port), or why not."""
+        ...
+
+    def handicap_facts(self) -> dict[str, float]:
+        """The handicap the store ran under (providers.handicap), for the record."""
+        ...
+
+    def image_digests(self) -> dict[str, str]:
+        """Container images and their digests, for the record."""
+        ...
+
+
+@dataclass
+class StackBase:
+    """What every provider's stack is made of and shares: entering provisions, leaving tears down,
+    always. Subclasses implement ``start()`` and ``close()`` (which must cope with a half-started stack)."""
+
+    backend: BackendDef
+    params: Params
+    log_dir: Path                    # the trial's server logs
+    user: UserConfig | None = None
+    bucket: str = "milvus-bucket"    # where Milvus persists (an external store gets one of its own)
 
     def start(self) -> object:
         raise NotImplementedError

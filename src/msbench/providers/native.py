@@ -13,28 +13,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
-from botocore.config import Config as BotoConfig
-
-from msbench.backends import BackendDef
-from msbench.config import Params, UserConfig
-from msbench.providers import Stack, registry
+from msbench.providers import StackBase, registry
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.milvus_native import MilvusNative, S3Target
 from msbench.providers.process import ManagedProcess, http_ok, run_checked
+from msbench.providers.s3 import s3_client
 from msbench.providers.stores import ObjectStore, make_store
 from msbench.watchdog import PROBE_TIMEOUT_S, Watched
 
 PROVIDER = "native"
-
-
-def s3_client(store: ObjectStore):
-    return boto3.client(
-        "s3", endpoint_url=store.endpoint_url, aws_access_key_id=store.access_key,
-        aws_secret_access_key=store.secret_key, region_name="us-east-1",
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
-                          connect_timeout=10, read_timeout=120),
-    )
 
 
 def drop_page_cache() -> tuple[bool, str]:
@@ -49,12 +36,7 @@ def drop_page_cache() -> tuple[bool, str]:
 
 
 @dataclass
-class NativeStack(Stack):
-    backend: BackendDef
-    params: Params
-    log_dir: Path
-    user: UserConfig | None = None
-    bucket: str = "milvus-bucket"
+class NativeStack(StackBase):
     root: Path = field(init=False)
     store: ObjectStore = field(init=False)
     milvus: MilvusNative = field(init=False)

@@ -8,11 +8,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from string import Template
 from typing import Mapping
 from urllib.parse import urlparse
 
-from msbench.backends import BackendDef, find_binary, unavailable_reason
+from msbench.backends import BackendDef, fill_template, find_binary, unavailable_reason
 from msbench.config import ConfigError, UserConfig
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.process import LOOPBACK, ManagedProcess, ReadinessTimeout, free_port, http_ok, run_checked
@@ -101,11 +100,7 @@ class ProcessStore(ObjectStore):
                 **{f"port_{name}": str(port) for name, port in self.ports.items()}, **self.captured}
 
     def _fill(self, text: str) -> str:
-        try:
-            return Template(text).substitute(self._values())
-        except (KeyError, ValueError) as err:
-            raise ConfigError(f"backend {self.backend.name!r}: bad template placeholder {err} in {text!r}; "
-                              f"valid: {', '.join('${' + k + '}' for k in self._values())}") from None
+        return fill_template(text, self._values(), f"backend {self.backend.name!r}")
 
     def start(self, timeout: float) -> float:
         first = self.process is None

@@ -15,8 +15,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from msbench import stats
-from msbench.report import (CI_NOTE, Run, _colors, _completed, _control_names, _no_data, _noted, _num, _save,
-                            _with_ci, comparison_table, default_baseline)
+from msbench.report.comparisons import comparison_table
+from msbench.report.figures import backend_colors, no_data, save_figure
+from msbench.report.metrics import Run, completed_rows, control_names, default_baseline
+from msbench.report.page import noted, num, with_ci
+from msbench.report.tables import CI_NOTE
 
 MiB = float(1 << 20)
 # the timed metric of each phase the request table covers (what a "phase differs" claim is about)
@@ -32,12 +35,12 @@ def _ok(run: Run, table: str) -> pd.DataFrame:
     frame = run.get(table)
     if frame is None or frame.empty:
         return pd.DataFrame()
-    return _completed(run, table)
+    return completed_rows(run, table)
 
 
 def _stores(frame: pd.DataFrame, run: Run) -> pd.DataFrame:
     """The stores proper: the baseline's controls are not explained."""
-    return frame[~frame["backend"].isin(_control_names(run))] if len(frame) else frame
+    return frame[~frame["backend"].isin(control_names(run))] if len(frame) else frame
 
 
 def _ci(values: pd.Series) -> tuple[float, float, float]:
@@ -48,7 +51,7 @@ def _ci(values: pd.Series) -> tuple[float, float, float]:
 
 def _cell(values: pd.Series, scale: float = 1.0) -> str:
     mean, low, high = _ci(values / scale)
-    return _with_ci(mean, low, high, "n < 2")
+    return with_ci(mean, low, high, "n < 2")
 
 
 def _per_trial(summary: pd.DataFrame) -> pd.DataFrame:
@@ -77,7 +80,7 @@ def requests_table(run: Run, by_operation: bool = False) -> pd.DataFrame:
     summary = _stores(_ok(run, "s3_summary"), run)
     if summary.empty:
         why = run["manifest"].get("s3_capture_note", "no trial recorded a capture (see each trial's s3_capture)")
-        return _noted(pd.DataFrame(), f"No S3 requests recorded: {why}.")
+        return noted(pd.DataFrame(), f"No S3 requests recorded: {why}.")
     summary = summary[(summary["operation"] == "all") != by_operation]
     rows = []
     for (phase, op, backend), group in _per_trial(summary).groupby(["phase", "operation", "backend"]):
@@ -94,7 +97,7 @@ def requests_table(run: Run, by_operation: bool = False) -> pd.DataFrame:
         })
     table = _order(pd.DataFrame(rows))
     what = "operation" if by_operation else "phase"
-    return _noted(table.reset_index(drop=True), (
+    return noted(table.reset_index(drop=True), (
         f"Milvus's S3 requests per {what} and store, from a packet capture of the store's port (no proxy in the "
         "path; our own probes and listings excluded). Mean per trial [95% CI over trials, Student t]; latency is "
         "from a request's first byte to its response's last, p50/p99 within a trial, then averaged over the "
@@ -109,7 +112,7 @@ def explain_phases(run: Run, baseline: str | None = None) -> pd.DataFrame:
     baseline = baseline or default_baseline(run)
     summary = _stores(_ok(run, "s3_summary"), run)
     if summary.empty or baseline is None:
-        return _noted(pd.DataFrame(), "No S3 requests recorded, so no phase can be explained by them.")
+        return noted(pd.DataFrame(), "No S3 requests recorded, so no phase can be explained by them.")
     ops = _per_trial(summary[summary["operation"] != "all"])
     means = ops.groupby(["backend", "phase", "operation"])[["requests", "busy_s", "latency_p50_ms"]].mean()
     claims = _claims(run, baseline)
@@ -133,13 +136,13 @@ def explain_phases(run: Run, baseline: str | None = None) -> pd.DataFrame:
             rows.append({
                 "store": backend, "phase": phase, "phase time vs " + baseline: claims.get((backend, metric), "–"),
                 "operation differing most": op,
-                "requests (store vs baseline)": f"{_num(r['requests'])} vs {_num(r['requests_base'])}",
-                "median request ms": f"{_num(r['latency_p50_ms'] if r['requests'] else None)} vs "
-                                     f"{_num(r['latency_p50_ms_base'] if r['requests_base'] else None)}",
-                "seconds with a request open": f"{_num(r['busy_s'])} vs {_num(r['busy_s_base'])}",
+                "requests (store vs baseline)": f"{num(r['requests'])} vs {num(r['requests_base'])}",
+                "median request ms": f"{num(r['latency_p50_ms'] if r['requests'] else None)} vs "
+                                     f"{num(r['latency_p50_ms_base'] if r['requests_base'] else None)}",
+                "seconds with a request open": f"{num(r['busy_s'])} vs {num(r['busy_s_base'])}",
                 "reading": why if abs(delta[op]) > 0 else "no difference in requests",
             })
-    return _noted(pd.DataFrame(rows), (
+    return noted(pd.DataFrame(rows), (
         f"For each phase, the S3 operation whose requests were open longest more (or less) than on {baseline} "
         "(mean per trial of the union of their open intervals), with its count and median latency. The phase "
         "column repeats the comparison table's verdict: a request difference explains a phase only where the "
@@ -158,10 +161,10 @@ def _claims(run: Run, baseline: str) -> dict[tuple[str, str], str]:
 
 def warp_table(run: Run) -> pd.DataFrame:
     """Each store on its own: warp's PUT and GET throughput and latency, mean over trials [95% CI]."""
-    data = _stores(_completed(run, "results"), run)
+    data = _stores(completed_rows(run, "results"), run)
     data = data[data["phase"] == "store_alone"] if len(data) else data
     if data.empty:
-        return _noted(pd.DataFrame(), "warp did not run (warp_seconds 0, or warp not built: msbench stores install warp).")
+        return noted(pd.DataFrame(), "warp did not run (warp_seconds 0, or warp not built: msbench stores install warp).")
     rows = []
     for backend, group in data.groupby("backend"):
         wide = group.pivot_table(index="trial", columns="metric", values="value")
@@ -174,12 +177,12 @@ def warp_table(run: Run) -> pd.DataFrame:
             row[f"{op.upper()} p99 ms"] = _cell(wide[f"warp_{op}_latency_p99_ms"])
             row[f"{op.upper()} errors"] = int(wide[f"warp_{op}_errors"].sum())
         sizes = wide.filter(like="obj_size_bytes").mean(axis=1)
-        row["object size"] = f"{_num(sizes.mean() / MiB)} MiB" if len(sizes.dropna()) else "–"
-        row["threads"] = _num(wide.filter(like="_concurrency").drop(columns="warp_concurrency_from_capture",
+        row["object size"] = f"{num(sizes.mean() / MiB)} MiB" if len(sizes.dropna()) else "–"
+        row["threads"] = num(wide.filter(like="_concurrency").drop(columns="warp_concurrency_from_capture",
                                                                      errors="ignore").mean(axis=1).mean())
         row["warp failed"] = _failures(run, backend, wide)
         rows.append(row)
-    return _noted(pd.DataFrame(rows), (
+    return noted(pd.DataFrame(rows), (
         "warp v1.3.1 against each store after the trial's phases, into a bucket of its own: PUT for the set "
         "time, then GET of objects it uploaded first. Object size: the byte-weighted median of what Milvus left "
         "in the bucket; threads: the most GETs Milvus had open at once during its loads (from the capture). "
@@ -202,9 +205,9 @@ def milvus_vs_store(run: Run) -> pd.DataFrame:
     """What Milvus achieved from each store against what the store can do: the GET rate of each
     load while Milvus had a GET open, and of the flush's PUTs, over warp's rate, per trial."""
     summary = _stores(_ok(run, "s3_summary"), run)
-    data = _stores(_completed(run, "results"), run)
+    data = _stores(completed_rows(run, "results"), run)
     if summary.empty or data.empty:
-        return _noted(pd.DataFrame(), "Needs both the S3 capture and warp in the same trials.")
+        return noted(pd.DataFrame(), "Needs both the S3 capture and warp in the same trials.")
     warp = data[data["phase"] == "store_alone"].pivot_table(index=["backend", "trial"], columns="metric",
                                                             values="value")
     rows = []
@@ -221,7 +224,7 @@ def milvus_vs_store(run: Run) -> pd.DataFrame:
                          "Milvus MiB/s while requests open": _cell(group["milvus"]),
                          "warp MiB/s": _cell(group["warp"]),
                          "Milvus / warp": _cell(group["milvus"] / group["warp"])})
-    return _noted(pd.DataFrame(rows), (
+    return noted(pd.DataFrame(rows), (
         "Milvus's rate: the phase's body bytes of that operation over the seconds it had at least one such "
         "request open; warp's rate as in the table above, same trial. A ratio well below 1 says Milvus did not "
         "ask the store for all it can give (the phase is bound elsewhere); near 1, the store is the limit. "
@@ -239,12 +242,12 @@ def fig_timeline(run: Run, figures_dir) -> Path:
     fig = Figure(figsize=(11, 2.3 * max(1, len(backends)) + 1.0), layout="constrained")
     axes = fig.subplots(max(1, len(backends)), 1, squeeze=False, sharex=True).ravel()
     if not backends:
-        _no_data(axes[0], "no S3 requests recorded")
-        return _save(fig, figures_dir, "s3_timeline")
+        no_data(axes[0], "no S3 requests recorded")
+        return save_figure(fig, figures_dir, "s3_timeline")
     ops = [o for o in OPERATION_ORDER if o in set(requests["operation"])] + \
         sorted(set(requests["operation"]) - set(OPERATION_ORDER))
     palette = {op: colormaps["tab10"](i % 10) for i, op in enumerate(ops)}
-    results = _completed(run, "results")
+    results = completed_rows(run, "results")
     for ax, backend in zip(axes, backends):
         trial = _representative(results, backend)
         mine = requests[(requests["backend"] == backend) & (requests["trial"] == trial)
@@ -266,7 +269,7 @@ def fig_timeline(run: Run, figures_dir) -> Path:
     fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(ops)), frameon=False, fontsize=8)
     fig.suptitle("Every S3 request Milvus made in one representative trial per store (latency, log scale)",
                  fontsize=10)
-    return _save(fig, figures_dir, "s3_timeline")
+    return save_figure(fig, figures_dir, "s3_timeline")
 
 
 def _representative(results: pd.DataFrame, backend: str) -> int:
@@ -278,15 +281,15 @@ def _representative(results: pd.DataFrame, backend: str) -> int:
 
 def fig_warp(run: Run, figures_dir) -> Path:
     """warp's PUT and GET MiB/s per store, every trial and the mean with its 95% interval."""
-    data = _stores(_completed(run, "results"), run)
+    data = _stores(completed_rows(run, "results"), run)
     data = data[data["phase"] == "store_alone"] if len(data) else data
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
-    colors = _colors(run)
+    colors = backend_colors(run)
     for ax, op in zip(axes, ("put", "get")):
         sel = data[data["metric"] == f"warp_{op}_mib_per_s"] if len(data) else data
         if sel.empty:
-            _no_data(ax, "warp did not run")
+            no_data(ax, "warp did not run")
             continue
         for i, (backend, group) in enumerate(sel.groupby("backend")):
             mean, low, high = _ci(group["value"])
@@ -300,4 +303,4 @@ def fig_warp(run: Run, figures_dir) -> Path:
         ax.set_title(f"warp {op.upper()}", fontsize=9)
         ax.set_ylim(bottom=0)
     fig.suptitle("Each store on its own (warp): trials, and mean with 95% CI", fontsize=10)
-    return _save(fig, figures_dir, "warp")
+    return save_figure(fig, figures_dir, "warp")

