@@ -45,6 +45,15 @@ class Watched:
     pids: tuple[int, ...] = ()                  # for the diagnosis of a silence
 
 
+def _first_exit(components: list[Watched]) -> str | None:
+    """The first component that has ended, and how ("store minio (...) was killed by SIGKILL")."""
+    for comp in components:
+        ended = comp.exit_status()
+        if ended:
+            return f"{comp.name} {ended}"
+    return None
+
+
 def _state_of(pids: tuple[int, ...]) -> str:
     states = []
     for pid in pids:
@@ -146,13 +155,11 @@ class Watchdog:
         with self._lock:
             if self._paused or self.fault:
                 return
-        for comp in self.components():
-            ended = comp.exit_status()
-            if ended:
-                with self._lock:
-                    if not self._paused and not self.fault:
-                        self.fault = f"{comp.name} {ended} {self._where()}"
-                return
+        cause = _first_exit(self.components())
+        if cause:
+            with self._lock:
+                if not self._paused and not self.fault:
+                    self.fault = f"{cause} {self._where()}"
 
     def _probe(self, comp: Watched, now: float) -> None:
         if comp.answers is None or now < self._next_probe.get(comp.name, 0.0):
@@ -181,14 +188,12 @@ class Watchdog:
                 continue
             try:
                 components = self.components()
+                cause = _first_exit(components)
+                if cause:
+                    self._fail(cause)
+                    continue
+                now = time.monotonic()
                 for comp in components:
-                    ended = comp.exit_status()
-                    if ended:
-                        self._fail(f"{comp.name} {ended}")
-                        break
-                else:
-                    now = time.monotonic()
-                    for comp in components:
-                        self._probe(comp, now)
+                    self._probe(comp, now)
             except Exception:   # a stack half torn down: the phase's own error will say more
                 continue

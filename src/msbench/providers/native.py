@@ -6,9 +6,7 @@ tears everything down (processes by PID, the scratch directory) whatever happene
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +45,7 @@ class NativeStack(StackBase):
         base = (self.user.work_dir if self.user else None) or os.environ.get("MSBENCH_WORK_DIR")
         if base:
             Path(base).mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix=f"msbench-{self.backend.name}-", dir=base))
-        registry.made_path(self.root, "dir")
+        self.root = registry.new_dir(f"msbench-{self.backend.name}-", base)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -153,7 +150,6 @@ class NativeStack(StackBase):
                 errors.append(f"unmounting {self.store_root}: {err}")
         if not os.path.ismount(self.store_root):
             registry.removed_path(self.store_root)
-            shutil.rmtree(self.root, ignore_errors=True)
-            registry.removed_path(self.root)
+            registry.remove_dir(self.root)
         if errors:
             raise RuntimeError("teardown incomplete: " + "; ".join(errors))

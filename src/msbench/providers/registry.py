@@ -100,16 +100,26 @@ def removed_path(path: Path) -> None:
     _path_entry(path).unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def scratch_dir(prefix: str, base: str | None = None) -> Iterator[Path]:
-    """A temporary directory that ``cleanup`` removes if we die before we do."""
+def new_dir(prefix: str, base: str | None = None) -> Path:
+    """A temporary directory that ``cleanup`` removes if we die before ``remove_dir``."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     made_path(path, "dir")
+    return path
+
+
+def remove_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    removed_path(path)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, base: str | None = None) -> Iterator[Path]:
+    """``new_dir`` for the length of a ``with`` block."""
+    path = new_dir(prefix, base)
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
-        removed_path(path)
+        remove_dir(path)
 
 
 def owned_by_us(pid: int) -> dict | None:
