@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
 
 from msbench import report, schedule
 from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, load_run
@@ -300,7 +301,7 @@ FIGURES = [report.fig_trials, report.fig_recall, report.fig_drift, report.fig_la
            report.fig_forest, report.fig_footprint]
 
 
-@pytest.mark.parametrize("scenario", ["full", "single", "nothing", "diagnosed"])
+@pytest.mark.parametrize("scenario", ["full", "single", "nothing", "diagnosed", "controlled"])
 def test_figures_write_png_and_svg(scenario, request, tmp_path):
     run = request.getfixturevalue(scenario)
     for figure in FIGURES:
@@ -375,3 +376,22 @@ def test_published_verdicts_are_the_verdict_columns_of_the_full_table(full):
     assert list(short.columns) == ["published claim", "our metric", "published ratio RustFS/MinIO",
                                    "our ratio RustFS/MinIO [95% CI]", "verdict"]
     assert short["verdict"].equals(whole["verdict"]) and "full table" in short.attrs["note"]
+
+
+def test_one_palette_keeps_each_store_its_hue_and_gives_twins_its_shades(controlled, full, others):
+    colors = report.figures.backend_colors(controlled)
+    hues = sns.color_palette("colorblind", 10)
+    assert colors["minio"] == report.figures.backend_colors(full)["minio"] == tuple(hues[0])
+    assert report.figures.backend_colors(others)["ceph-rgw"] == tuple(hues[2])   # whatever else ran
+    assert all(a >= b for a, b in zip(colors["minio-aa"], colors["minio"]))     # the A/A twin: lighter
+    assert all(a <= b for a, b in zip(colors["minio-slow"], colors["minio"]))   # the handicapped twin: darker
+    assert len(set(colors.values())) == len(colors)
+
+
+def test_figures_list_the_baseline_then_the_stores_then_the_controls(controlled):
+    assert report.figures.backend_order(controlled) == ["minio", "rustfs", "seaweedfs", "minio-aa", "minio-slow"]
+
+
+def test_labels_that_would_overlap_go_to_another_row():
+    assert report.figures.label_levels([0.0, 1.0, 10.0, 2.4], [4.0, 4.0, 4.0, 1.0]) == [0, 1, 0, 2]
+    assert report.figures.label_levels([0.0, 5.0], [4.0, 4.0]) == [0, 0]
