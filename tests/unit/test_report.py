@@ -310,6 +310,11 @@ def test_figures_write_png_and_svg(scenario, request, tmp_path):
         assert png.with_suffix(".svg").stat().st_size > 1000
 
 
+def test_a_rerun_writes_the_same_svg(controlled, tmp_path):
+    first, again = (report.fig_footprint(controlled, tmp_path / d).with_suffix(".svg").read_bytes() for d in "ab")
+    assert first == again
+
+
 @pytest.mark.parametrize("scenario", ["single", "nothing", "diagnosed"])
 def test_tables_survive_one_trial_no_data_or_nan(scenario, request):
     run = request.getfixturevalue(scenario)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib import MatplotlibDeprecationWarning
+from matplotlib import MatplotlibDeprecationWarning, rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
@@ -42,10 +42,12 @@ def save_figure(fig: Figure, figures_dir: str | Path, name: str) -> Path:
 
 
 def styled(draw: Callable[..., Path]) -> Callable[..., Path]:
-    """Draw a figure in the report's one look: seaborn's white grid, type sized for print."""
+    """Draw a figure in the report's one look: seaborn's white grid, type sized for print; the SVG's
+    element ids from a fixed salt (matplotlib's default is random), so a rerun writes the same file."""
     @functools.wraps(draw)
     def in_style(*args, **kwargs) -> Path:
-        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85), \
+                rc_context({"svg.hashsalt": "msbench"}):
             return draw(*args, **kwargs)
 
     return in_style
