@@ -111,7 +111,7 @@ def _table(run: Run, metrics: list[Metric], tidy: pd.DataFrame, raw: pd.DataFram
                              else (None, None, ""))
         rows.append({
             "metric": m.name,
-            "what it measures": f"{m.short or m.what}; {mine['unit'].iloc[0]}, {better} is better",
+            "what it measures": f"{m.brief}; {mine['unit'].iloc[0]}, {better} is better",
             **{_header(b, baseline, n_trials[b]): _cell(mine.loc[b], n_trials[b]) if b in mine.index else "–"
                for b in stores},
             "best real store": best or "–",
