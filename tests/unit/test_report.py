@@ -1,8 +1,11 @@
 """msbench.report on synthetic run folders written the way a real run writes them (no servers)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
 
 from msbench import report, schedule
 from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, load_run
@@ -32,11 +35,13 @@ BASE = {
 }
 
 
-def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.0, noise=0.03, notes=None, extra=None):
+def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.0, noise=0.03, notes=None, extra=None,
+             manifest=None):
     """Write a run folder. ``backends``: {name: {metric: factor}}; the noise depends on the trial
     number only, so two backends with the same factors get identical values (an exact A/A).
     ``notes``: {(backend, trial): {key: text}} put in trial.json, as the trial copies its notes;
-    ``extra``: {(backend, trial): {(phase, metric, unit): value}} rows added or replaced as given."""
+    ``extra``: {(backend, trial): {(phase, metric, unit): value}} rows added or replaced as given;
+    ``manifest``: fields added to the manifest (baseline, controls, handicaps)."""
     run = RunDir(root, "synthetic")
     order = schedule.plan(sorted(backends), trials, seed=1)
     stores = stores or {b: b for b in backends}
@@ -46,6 +51,7 @@ def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.
         "host": {"cores": 2, "memory_bytes": 25e9, "disk_device": "/dev/vda ext4"},
         "packages": {"milvus": "2.3.5"}, "milvus": {"version": "2.3.5", "sha256": "ab" * 32},
         "components": {b: {"binary": f"/bin/{b}", "sha256": "cd" * 32} for b in backends},
+        **(manifest or {}),
     })
     for planned in order:
         b, t = planned.backend, planned.trial
@@ -101,6 +107,22 @@ def nothing(tmp_path_factory):
 @pytest.fixture(scope="module")
 def others(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("others"), {"ceph-rgw": {}, "seaweedfs": {"latency": 2.0}}, trials=3)
+
+
+@pytest.fixture(scope="module")
+def controlled(tmp_path_factory):
+    """The default study's shape: two real stores beside minio, and minio's two controls. rustfs reloads
+    twice as fast; both others build the index 1.5x slower; the handicapped twin loads 1.3x slower."""
+    slow = {"load_first_s": 1.3, "load_warm_s": 1.3}
+    return make_run(tmp_path_factory.mktemp("controlled"),
+                    {"minio": {}, "minio-aa": {}, "minio-slow": slow,
+                     "rustfs": {"load_warm_s": 0.5, "index_build_s": 1.5},
+                     "seaweedfs": {"index_build_s": 1.6}},
+                    trials=4, stores={"minio": "minio", "minio-aa": "minio", "minio-slow": "minio",
+                                      "rustfs": "rustfs", "seaweedfs": "seaweedfs"},
+                    manifest={"baseline": "minio", "handicaps": {"minio-slow": {"cpu": 0.05}},
+                              "controls": {"minio-aa": {"alias_of": "minio"},
+                                           "minio-slow": {"alias_of": "minio", "handicap": {"cpu": 0.05}}}})
 
 
 NAN = float("nan")
@@ -279,13 +301,18 @@ FIGURES = [report.fig_trials, report.fig_recall, report.fig_drift, report.fig_la
            report.fig_forest, report.fig_footprint]
 
 
-@pytest.mark.parametrize("scenario", ["full", "single", "nothing", "diagnosed"])
+@pytest.mark.parametrize("scenario", ["full", "single", "nothing", "diagnosed", "controlled"])
 def test_figures_write_png_and_svg(scenario, request, tmp_path):
     run = request.getfixturevalue(scenario)
     for figure in FIGURES:
         png = figure(run, tmp_path)
         assert png.suffix == ".png" and png.stat().st_size > 1000
         assert png.with_suffix(".svg").stat().st_size > 1000
+
+
+def test_a_rerun_writes_the_same_svg(controlled, tmp_path):
+    first, again = (report.fig_footprint(controlled, tmp_path / d).with_suffix(".svg").read_bytes() for d in "ab")
+    assert first == again
 
 
 @pytest.mark.parametrize("scenario", ["single", "nothing", "diagnosed"])
@@ -296,3 +323,80 @@ def test_tables_survive_one_trial_no_data_or_nan(scenario, request):
         assert isinstance(report.show(table(run)).to_html(), str)
     assert report.published_vs_reproduced(run, REFERENCE)["verdict"].str.startswith("not measured").all()
     assert report.deviations(run)
+
+
+def test_verdict_table_has_the_real_stores_as_columns_and_no_controls(controlled):
+    table = report.verdict(controlled).table
+    assert list(table.columns) == ["metric", "what it measures", "minio (baseline, n=4)", "rustfs (n=4)",
+                                   "seaweedfs (n=4)", "best real store", "ratio to minio [95% CI]", "difference"]
+    assert list(table["metric"]) == [m.name for m in report.compared(controlled)]
+    warm = rows_of(table, metric="load_warm_s").iloc[0]
+    assert warm["what it measures"] == "reload: release(), then load(); s, lower is better"
+    assert warm["minio (baseline, n=4)"].startswith("4") and "[" in warm["rustfs (n=4)"]
+
+
+def test_verdict_names_the_best_store_its_ratio_and_whether_it_is_claimed(controlled):
+    table = report.verdict(controlled).table.set_index("metric")
+    warm = table.loc["load_warm_s"]   # rustfs claimed better: it is the best store
+    assert warm["best real store"] == "rustfs" and warm["ratio to minio [95% CI]"].startswith("0.5 [")
+    assert warm["difference"].startswith("claimed (Holm-adjusted p")
+    index = table.loc["index_build_s"]   # every other store claimed worse: the baseline is best
+    assert index["best real store"] == "minio"
+    assert index["ratio to minio [95% CI]"].startswith("next best, rustfs: 1.5 [")
+    assert index["difference"].startswith("claimed over every other store")
+    flush = table.loc["flush_s"]   # the same values everywhere: nothing to claim, and what could have been seen
+    assert flush["best real store"] == "none shown at this n (best mean: minio)"
+    assert re.fullmatch(r"not detectable at n=4; could have seen (> )?[\d.]+%", flush["difference"])
+
+
+def test_verdict_summary_says_what_is_claimed_and_that_controls_are_no_candidates(controlled):
+    summary = report.verdict(controlled).summary
+    assert "**Real stores:** minio (baseline, 4 trials), rustfs (4 trials), seaweedfs (4 trials)." in summary
+    assert "load_warm_s: rustfs is 2x faster than minio" in summary
+    assert "index_build_s: seaweedfs is 1.6x slower than minio" in summary
+    assert "Nothing else is detectable at n=4." in summary
+    assert "minio-aa (a second name) and minio-slow (held to 0.05 CPU) are minio itself" in summary
+    assert "only in load_first_s, load_warm_s." in summary
+
+
+@pytest.mark.parametrize("scenario, says", [("single", "only seaweedfs completed a trial"),
+                                            ("nothing", "No store completed a trial"),
+                                            ("others", "**Claimed**"), ("full", "**No controls ran:**")])
+def test_verdict_survives_every_kind_of_run(scenario, says, request):
+    found = report.verdict(request.getfixturevalue(scenario))
+    assert says in found.summary
+    assert isinstance(report.show(found.table).to_html(), str)
+
+
+def test_show_puts_meanings_under_names_keeps_intervals_whole_and_bolds_claims(controlled):
+    html = report.show(report.verdict(controlled).table).to_html()
+    assert "load_warm_s<br><span" in html and "reload: release(), then load()" in html
+    assert ">what it measures<" not in html
+    assert "white-space: nowrap" in html and "font-weight: bold" in html
+
+
+def test_published_verdicts_are_the_verdict_columns_of_the_full_table(full):
+    whole = report.published_vs_reproduced(full, REFERENCE)
+    short = report.published_verdicts(whole)
+    assert list(short.columns) == ["published claim", "our metric", "published ratio RustFS/MinIO",
+                                   "our ratio RustFS/MinIO [95% CI]", "verdict"]
+    assert short["verdict"].equals(whole["verdict"]) and "full table" in short.attrs["note"]
+
+
+def test_one_palette_keeps_each_store_its_hue_and_gives_twins_its_shades(controlled, full, others):
+    colors = report.figures.backend_colors(controlled)
+    hues = sns.color_palette("colorblind", 10)
+    assert colors["minio"] == report.figures.backend_colors(full)["minio"] == tuple(hues[0])
+    assert report.figures.backend_colors(others)["ceph-rgw"] == tuple(hues[2])   # whatever else ran
+    assert all(a >= b for a, b in zip(colors["minio-aa"], colors["minio"]))     # the A/A twin: lighter
+    assert all(a <= b for a, b in zip(colors["minio-slow"], colors["minio"]))   # the handicapped twin: darker
+    assert len(set(colors.values())) == len(colors)
+
+
+def test_figures_list_the_baseline_then_the_stores_then_the_controls(controlled):
+    assert report.figures.backend_order(controlled) == ["minio", "rustfs", "seaweedfs", "minio-aa", "minio-slow"]
+
+
+def test_labels_that_would_overlap_go_to_another_row():
+    assert report.figures.label_levels([0.0, 1.0, 10.0, 2.4], [4.0, 4.0, 4.0, 1.0]) == [0, 1, 0, 2]
+    assert report.figures.label_levels([0.0, 5.0], [4.0, 4.0]) == [0, 0]

@@ -12,6 +12,7 @@ are listed by :func:`trials_table` and :func:`deviations` instead.
 | ``page.py`` | numbers as text, notes as captions, folded tables: how the HTML page shows them |
 | ``tables.py`` | per-store figures, latency percentiles, the trials, the environment |
 | ``comparisons.py`` | each store against the baseline, A/A pairs, the controls, spread, power |
+| ``verdict.py`` | the answer first: per metric the best real store, its ratio to the baseline, claimed or not |
 | ``published.py`` | the published claims beside our figures |
 | ``run_deviations.py`` | what makes this run weaker than planned or unlike the published study |
 | ``figures.py`` | the figures (PNG + SVG) |
@@ -26,12 +27,13 @@ from msbench.report.comparisons import aa_table, comparison_table, controls_tabl
 from msbench.report.figures import fig_drift, fig_footprint, fig_forest, fig_latency_ecdf, fig_recall, fig_trials
 from msbench.report.metrics import HEADLINE, Metric, Run, compared, default_baseline, direction, headline
 from msbench.report.page import folded, show
-from msbench.report.published import CLAIMS, PUBLISHED_SETUP, published_vs_reproduced
+from msbench.report.published import CLAIMS, PUBLISHED_SETUP, published_verdicts, published_vs_reproduced
 from msbench.report.run_deviations import deviations
 from msbench.report.tables import CI_NOTE, environment_table, latency_spread_table, summary_table, trials_table
+from msbench.report.verdict import Verdict, verdict
 
 __all__ = ["CI_NOTE", "CLAIMS", "HEADLINE", "PUBLISHED_SETUP", "Metric", "Run", "aa_table", "compared",
            "comparison_table", "controls_table", "default_baseline", "deviations", "direction", "environment_table",
            "fig_drift", "fig_footprint", "fig_forest", "fig_latency_ecdf", "fig_recall", "fig_trials", "folded",
-           "headline", "latency_spread_table", "power_table", "published_vs_reproduced", "show", "summary_table",
-           "trials_table", "variance_table"]
+           "headline", "latency_spread_table", "power_table", "published_verdicts", "published_vs_reproduced", "show",
+           "summary_table", "trials_table", "variance_table", "Verdict", "verdict"]

@@ -32,23 +32,34 @@ def compare(tidy: pd.DataFrame, baseline: str, metrics: list[Metric]) -> pd.Data
     return raw.assign(order=order).sort_values(["backend", "order"], ignore_index=True).drop(columns="order")
 
 
-def _verdict_words(row: pd.Series) -> str:
-    """stats.compare's verdict as a sentence: "rustfs is 1.8x faster than minio (95% CI 1.5–2.1x): better"."""
-    backend, base, verdict = row["backend"], row["baseline"], row["verdict"]
+def _factor_words(row: pd.Series) -> tuple[str, str]:
+    """("1.8x faster than minio", " (95% CI 1.5–2.1x)") for one stats.compare row: the ratio turned
+    so it reads above 1, in the words of its unit."""
+    base = row["baseline"]
     r, lo, hi = row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"]
     larger, smaller = (("slower", "faster") if row["unit"] in TIME_UNITS
                        else ("higher", "lower") if row["direction"] == "higher" else ("larger", "smaller"))
-    if finite(r) and r > 0:
-        up = r >= 1
-        factor = f"{num(r if up else 1 / r)}x {larger if up else smaller} than {base}"
-        ci = (f" (95% CI {num(lo if up else 1 / hi)}–{num(hi if up else 1 / lo)}x)"
-              if finite(lo) and finite(hi) and lo > 0 else "")
-    else:
-        factor, ci = f"different from {base} (ratio undefined: baseline mean 0)", ""
+    if not (finite(r) and r > 0):
+        return f"different from {base} (ratio undefined: baseline mean 0)", ""
+    up = r >= 1
+    return (f"{num(r if up else 1 / r)}x {larger if up else smaller} than {base}",
+            f" (95% CI {num(lo if up else 1 / hi)}–{num(hi if up else 1 / lo)}x)"
+            if finite(lo) and finite(hi) and lo > 0 else "")
+
+
+def ratio_words(row: pd.Series) -> str:
+    """One stats.compare row's ratio as words: "rustfs is 1.8x faster than minio (95% CI 1.5–2.1x)"."""
+    factor, ci = _factor_words(row)
+    return f"{row['backend']} is {factor}{ci}"
+
+
+def _verdict_words(row: pd.Series) -> str:
+    """stats.compare's verdict as a sentence: "rustfs is 1.8x faster than minio (95% CI 1.5–2.1x): better"."""
+    verdict, r, lo, hi = row["verdict"], row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"]
     if verdict in ("better", "worse"):
-        return f"{backend} is {factor}{ci}: {verdict}"
+        return f"{ratio_words(row)}: {verdict}"
     if "zero variance, untested" in verdict:
-        return f"{backend} is {factor} in every trial; zero variance, so untested"
+        return f"{row['backend']} is {_factor_words(row)[0]} in every trial; zero variance, so untested"
     if verdict.startswith("no detectable"):
         return f"{verdict} (ratio {num(r)}, 95% CI {interval(lo, hi, no_ratio_ci(row))})"
     return verdict
@@ -72,9 +83,10 @@ def _brunner_munzel_text(row: pd.Series) -> str:
     return p_value(row["p_bm"])
 
 
-def _detectable_text(tidy: pd.DataFrame, metrics: list[Metric], effect: float = 0.10) -> dict[str, tuple[str, str]]:
+def detectable_text(tidy: pd.DataFrame, metrics: list[Metric], effect: float = 0.10,
+                    ranges: bool = True) -> dict[str, tuple[str, str]]:
     """Per metric: (smallest difference detectable at this run's n, trials needed for ``effect``), each as
-    "point (range)" over the CV's 95% bounds."""
+    "point (range)" over the CV's 95% bounds, or the point alone without ``ranges``."""
     if tidy.empty:
         return {}
     found = stats.detectability(tidy, tidy["metric"].nunique(), effect, alpha=ALPHA, power=POWER)
@@ -88,7 +100,8 @@ def _detectable_text(tidy: pd.DataFrame, metrics: list[Metric], effect: float = 
                       for v in (row[f"detectable{s}"] for s in ("", "_low", "_high"))]
         trials = [f"> {stats.MAX_TRIALS}" if pd.isna(v) else str(int(v))
                   for v in (row[f"trials{s}"] for s in ("", "_low", "_high"))]
-        return tuple(f"{t[0]} ({t[1]}–{t[2]})" for t in (detectable, trials))
+        return tuple(t[0] if t[0] == t[1] == t[2] or not ranges else f"{t[0]} ({t[1]}–{t[2]})"
+                     for t in (detectable, trials))
 
     return {row["metric"]: texts(row) for _, row in found.iterrows()}
 
@@ -138,8 +151,8 @@ def comparison_table(run: Run, baseline: str | None = None) -> pd.DataFrame:
     if baseline is None or tidy["backend"].nunique() < 2:
         return noted(_comparison_display(pd.DataFrame(columns=stats.COMPARE_COLUMNS), {}),
                       "No comparison: fewer than two stores completed a trial.")
-    table = _comparison_display(compare(tidy, baseline, metrics), _detectable_text(tidy, metrics))
-    seen = _store_dependence(run)
+    table = _comparison_display(compare(tidy, baseline, metrics), detectable_text(tidy, metrics))
+    seen = store_dependence(run)
     if seen:
         table.insert(4, "does the store matter here? (positive control)",
                      table["metric"].map(lambda m: seen.get(m, "–")))
@@ -169,7 +182,7 @@ def aa_table(run: Run) -> pd.DataFrame:
                              "benchmark itself. Add an alias backend to the run to measure that rate.")
     raw = pd.concat([compare(tidy[tidy["backend"].isin(pair)], pair[0], metrics).assign(backend=pair[1])
                      for pair in pairs], ignore_index=True)
-    table = _comparison_display(raw, _detectable_text(tidy, metrics))
+    table = _comparison_display(raw, detectable_text(tidy, metrics))
     table["A/A reading"] = ["FALSE POSITIVE: the same store measured twice differs" if v in ("better", "worse")
                             else "consistent (no difference claimed)" for v in raw["verdict"]]
     return noted(table, "A/A pairs (same store kind under two names: "
@@ -207,7 +220,7 @@ def _control_comparisons(run: Run) -> list[tuple[str, str, str, pd.DataFrame, pd
     return out
 
 
-def _store_dependence(run: Run) -> dict[str, str]:
+def store_dependence(run: Run) -> dict[str, str]:
     """Metric -> whether the handicapped twin was claimed worse there (first store with controls)."""
     found = _control_comparisons(run)
     if not found:
@@ -301,7 +314,7 @@ def power_table(run: Run, effect: float = 0.10) -> pd.DataFrame:
     if tidy.empty:
         return noted(pd.DataFrame(columns=columns), "No completed trials: the noise is unknown.")
     found = stats.detectability(tidy, tidy["metric"].nunique(), effect, alpha=ALPHA, power=POWER).set_index("metric")
-    texts = _detectable_text(tidy, metrics, effect)
+    texts = detectable_text(tidy, metrics, effect)
     counts = tidy.groupby(["metric", "backend"]).size()
     rows = [[m.name, found.loc[m.name, "unit"],
              with_ci(100 * found.loc[m.name, "cv_pooled"], 100 * found.loc[m.name, "cv_low"],

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from msbench import stats
 from msbench.report.comparisons import comparison_table
-from msbench.report.figures import backend_colors, no_data, save_figure
+from msbench.report.figures import backend_colors, backend_order, label_levels, no_data, save_figure, styled
 from msbench.report.metrics import Run, completed_rows, control_names, default_baseline
 from msbench.report.page import noted, num, with_ci
 from msbench.report.tables import CI_NOTE
@@ -231,6 +231,7 @@ def milvus_vs_store(run: Run) -> pd.DataFrame:
         "Ratios: mean over trials of each trial's ratio [95% CI]."))
 
 
+@styled
 def fig_timeline(run: Run, figures_dir) -> Path:
     """One representative trial per store (its load_first time closest to the store's median):
     every Milvus request over the trial's time, its latency up, coloured by operation, phases shaded."""
@@ -238,7 +239,7 @@ def fig_timeline(run: Run, figures_dir) -> Path:
     windows = _ok(run, "phase_windows")
     if windows.empty:
         windows = pd.DataFrame(columns=["backend", "trial", "phase", "start", "end"])
-    backends = sorted(set(requests["backend"])) if len(requests) else []
+    backends = [b for b in backend_order(run) if len(requests) and b in set(requests["backend"])]
     fig = Figure(figsize=(11, 2.3 * max(1, len(backends)) + 1.0), layout="constrained")
     axes = fig.subplots(max(1, len(backends)), 1, squeeze=False, sharex=True).ravel()
     if not backends:
@@ -248,28 +249,48 @@ def fig_timeline(run: Run, figures_dir) -> Path:
         sorted(set(requests["operation"]) - set(OPERATION_ORDER))
     palette = {op: colormaps["tab10"](i % 10) for i, op in enumerate(ops)}
     results = completed_rows(run, "results")
-    for ax, backend in zip(axes, backends):
+    shown = []
+    for backend in backends:
         trial = _representative(results, backend)
         mine = requests[(requests["backend"] == backend) & (requests["trial"] == trial)
                         & (requests["client"] == "milvus")]
         spans = windows[(windows["backend"] == backend) & (windows["trial"] == trial)
                         & (windows["phase"] != "store_alone")]   # warp's phase is not captured
         origin = spans["start"].min() if len(spans) else mine["start"].min()
+        shown.append((backend, trial, mine, spans, origin))
+    end = max(max(spans["end"].max() - origin if len(spans) else 0.0,
+                  (mine["start"] + mine["duration_ms"] / 1e3).max() - origin if len(mine) else 0.0)
+              for _, _, mine, spans, origin in shown)
+    axes[0].set_xlim(-0.01 * end, 1.01 * end)   # shared: every row the same seconds
+    for ax, (backend, trial, mine, spans, origin) in zip(axes, shown):
         for i, span in enumerate(spans.itertuples()):
-            ax.axvspan(span.start - origin, span.end - origin, color="0.93" if i % 2 else "0.97", zorder=0)
-            ax.text((span.start + span.end) / 2 - origin, 1.0, span.phase, transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=6, rotation=30, clip_on=False)
+            ax.axvspan(span.start - origin, span.end - origin, color="0.90" if i % 2 else "0.96", zorder=0)
+        _phase_labels(ax, spans, origin)
         for op, group in mine.groupby("operation"):
             ax.scatter(group["start"] - origin, group["duration_ms"].clip(lower=0.05), s=6, color=palette[op],
                        label=op, alpha=0.7, linewidths=0)
         ax.set_yscale("log")
-        ax.set_ylabel(f"{backend}\ntrial {trial}\nms", fontsize=8)
+        ax.set_ylabel(f"{backend}\ntrial {trial}\nms")
     axes[-1].set_xlabel("seconds since the trial's first phase began")
     handles = [ax.scatter([], [], s=12, color=palette[o], label=o) for o in ops]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(ops)), frameon=False, fontsize=8)
-    fig.suptitle("Every S3 request Milvus made in one representative trial per store (latency, log scale)",
-                 fontsize=10)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(ops)), frameon=False)
+    fig.suptitle("Every S3 request Milvus made in one representative trial per store (latency, log scale)")
     return save_figure(fig, figures_dir, "s3_timeline")
+
+
+def _phase_labels(ax, spans: pd.DataFrame, origin: float, size: float = 7.5) -> None:
+    """Each phase's name above its span, staggered in rows so that no two names overlap (their widths
+    estimated from the axis's width before layout, which only widens it: about 0.6 em per character)."""
+    if spans.empty:
+        return
+    left, right = ax.get_xlim()
+    inches = ax.get_figure().get_figwidth() * ax.get_position().width
+    per_char = 0.6 * size / 72 / inches * (right - left)
+    centers = [(s.start + s.end) / 2 - origin for s in spans.itertuples()]
+    levels = label_levels(centers, [per_char * (len(p) + 1) for p in spans["phase"]])
+    for center, phase, level in zip(centers, spans["phase"], levels):
+        ax.text(center, 1.02 + 0.13 * level, phase, transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize=size, clip_on=False)
 
 
 def _representative(results: pd.DataFrame, backend: str) -> int:
@@ -279,6 +300,7 @@ def _representative(results: pd.DataFrame, backend: str) -> int:
     return int(sel.iloc[(sel["value"] - sel["value"].median()).abs().argmin()]["trial"])
 
 
+@styled
 def fig_warp(run: Run, figures_dir) -> Path:
     """warp's PUT and GET MiB/s per store, every trial and the mean with its 95% interval."""
     data = _stores(completed_rows(run, "results"), run)
@@ -291,16 +313,17 @@ def fig_warp(run: Run, figures_dir) -> Path:
         if sel.empty:
             no_data(ax, "warp did not run")
             continue
-        for i, (backend, group) in enumerate(sel.groupby("backend")):
+        names = [b for b in backend_order(run) if b in set(sel["backend"])]
+        for i, backend in enumerate(names):
+            group = sel[sel["backend"] == backend]
             mean, low, high = _ci(group["value"])
             ax.scatter(np.full(len(group), i), group["value"], color=colors.get(backend), s=14, alpha=0.6)
             if np.isfinite(low):
                 ax.errorbar(i + 0.15, mean, yerr=[[mean - low], [high - mean]], fmt="o", color=colors.get(backend),
                             capsize=3)
-        names = sorted(set(sel["backend"]))
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_ylabel("MiB/s (higher is better)")
-        ax.set_title(f"warp {op.upper()}", fontsize=9)
+        ax.set_title(f"warp {op.upper()}")
         ax.set_ylim(bottom=0)
-    fig.suptitle("Each store on its own (warp): trials, and mean with 95% CI", fontsize=10)
+    fig.suptitle("Each store on its own (warp): trials, and mean with 95% CI")
     return save_figure(fig, figures_dir, "warp")

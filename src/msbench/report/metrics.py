@@ -30,6 +30,11 @@ class Metric:
     def name(self) -> str:
         return self.label or self.metric
 
+    @property
+    def brief(self) -> str:
+        """A few words on what it measures, for the verdict table where ``what`` would not fit."""
+        return BRIEF.get(self.name, self.what)
+
 
 _BYTES_OUT = ("Bytes the store sent to Milvus during this load(), from the kernel's TCP counters of its "
               "connections (a connection closed meanwhile is not counted: a lower bound; missing where the "
@@ -60,6 +65,28 @@ HEADLINE: list[Metric] = [
     Metric("search", "search_latency_p99_ms", "ms", "99th-percentile latency of serial searches within one trial"),
     Metric("search", "search_qps_serial", "queries/s", "Serial searches per second (1 / mean latency)"),
 ]
+
+
+# A few words on each compared metric (Metric.brief); one without them is described by its ``what``.
+BRIEF = {
+    "insert_rows_per_s": "insert throughput",
+    "flush_s": "flush: segments sealed and written",
+    "index_build_s": "index build",
+    "bucket_bytes": "bucket size, as found",
+    "disk_allocated_bytes": "store's disk use, as found",
+    "bucket_bytes_after_gc": "bucket size after compaction and GC",
+    "disk_allocated_bytes_after_gc": "store's disk use after compaction and GC",
+    "load_first_s": "first load after the index build",
+    "load_warm_s": "reload: release(), then load()",
+    "load_noop_s": "load() when loaded: reads nothing",
+    "load_cold_s": "load after restarts, page cache dropped",
+    "first_search_after_cold_s": "first search after the cold load",
+    "search_latency_mean_ms": "mean serial search latency",
+    "search_latency_p50_ms": "median serial search latency",
+    "search_latency_p95_ms": "95th-percentile search latency",
+    "search_latency_p99_ms": "99th-percentile search latency",
+    "search_qps_serial": "serial searches per second",
+}
 
 
 def direction(metric: str) -> str:

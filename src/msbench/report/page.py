@@ -3,6 +3,7 @@ digits, "–" where nothing could be computed), intervals beside their estimates
 (``table.attrs["note"]``) as its caption, long tables folded away."""
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,37 @@ def noted(frame: pd.DataFrame, note: str) -> pd.DataFrame:
     return frame
 
 
+def beneath(table: pd.DataFrame, under: dict[str, str]) -> pd.DataFrame:
+    """A copy for display in which each column ``under`` names (an explanation) is shown as a smaller second
+    line of the cell of the column it maps to, and dropped: a metric's meaning under its name."""
+    shown = table.drop(columns=[c for c in under if c in table.columns])
+    shown.attrs = dict(table.attrs)
+    for extra, host in under.items():
+        if extra in table.columns and host in table.columns:
+            shown[host] = [f"{html.escape(str(a))}<br><span style=\"font-size: 85%; color: #555\">"
+                           f"{html.escape(str(b))}</span>" for a, b in zip(table[host], table[extra])]
+    return shown
+
+
 def show(table: pd.DataFrame):
-    """The table with its note as caption and no index: what the code-free HTML report shows."""
+    """The table with its note as caption and no index: what the code-free HTML report shows.
+
+    ``table.attrs`` may also ask for: "beneath", columns shown under another's values (:func:`beneath`);
+    "nowrap", columns whose cells are not broken across lines (a value with its interval); "bold",
+    {column: prefix}, cells set in bold where their text starts with the prefix (a claimed difference)."""
+    under = table.attrs.get("beneath")
+    table = beneath(table, under) if under else table
     styler = table.style.hide(axis="index").set_properties(**{"text-align": "left"})
+    nowrap = [c for c in table.attrs.get("nowrap", ()) if c in table.columns]
+    if nowrap:
+        styler = styler.set_properties(subset=nowrap, **{"white-space": "nowrap"})
+    for column, prefix in table.attrs.get("bold", {}).items():
+        if column in table.columns:
+            styler = styler.map(lambda v, p=prefix: "font-weight: bold" if str(v).startswith(p) else "",
+                                subset=[column])
     styler = styler.set_table_styles([{"selector": "caption",
-                                       "props": "caption-side: top; text-align: left; font-weight: normal;"}])
+                                       "props": "caption-side: top; text-align: left; font-weight: normal;"},
+                                      {"selector": "th", "props": "text-align: left;"}])
     return styler.set_caption(table.attrs.get("note", ""))
 
 

@@ -127,3 +127,13 @@ def _caveat_context(run: Run) -> dict[str, Any]:
     missed = int((dropped == 0).sum())
     return {**params, "measured": params.get("n_queries", 0) - params.get("warmup_queries", 0),
             "cache_note": f" (but the page cache was not dropped in {missed} of {len(dropped)} trials)" if missed else ""}
+
+
+def published_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """The verdict columns of :func:`published_vs_reproduced`: what the report shows right after its own
+    verdict; the full table (each store's figures, the published values, the caveats) is shown folded."""
+    columns = ["published claim", "our metric", "published ratio RustFS/MinIO", "our ratio RustFS/MinIO [95% CI]",
+               "verdict"]
+    return noted(table[columns].copy(), "Each published claim and our verdict on it: 'direction reproduced' / "
+                 "'reversed' need our RustFS vs MinIO difference to pass the comparison table's test. Our figures "
+                 "per store, the published values and the caveats of each claim are in the full table below.")
