@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 import msbench
+from msbench import execute
 from msbench import study as study_mod
 from msbench.config import ConfigError
 from msbench.trial import PROVIDERS
@@ -60,7 +61,6 @@ def plan_table(study: study_mod.Study) -> pd.DataFrame:
 def run_benchmarks(study: study_mod.Study, kernel: str = "python3", progress: bool = True) -> pd.DataFrame:
     """One papermill execution of benchmark.ipynb per pending trial, kept in the run folder.
     A notebook that dies is recorded as a failed trial with its cause; the next one runs."""
-    import papermill
     from tqdm.auto import tqdm
 
     notebook = project_root() / "notebooks" / "benchmark.ipynb"
@@ -69,11 +69,9 @@ def run_benchmarks(study: study_mod.Study, kernel: str = "python3", progress: bo
     for planned in tqdm(study.pending(), desc=f"run {study.run.run_id}", unit="trial", disable=not progress):
         output = out_dir / f"benchmark-{planned.backend}-trial-{planned.trial:02d}.ipynb"
         try:
-            papermill.execute_notebook(
-                str(notebook), str(output), kernel_name=kernel, cwd=str(notebook.parent), progress_bar=False,
-                parameters={"results_root": str(study.run.path.parent), "run_id": study.run.run_id,
-                            "backend": planned.backend, "trial": planned.trial, "config":
-                            str(study.user.path) if study.user.path else None})
+            execute.notebook(notebook, output, kernel=kernel, cwd=notebook.parent, parameters={
+                "results_root": str(study.run.path.parent), "run_id": study.run.run_id, "backend": planned.backend,
+                "trial": planned.trial, "config": str(study.user.path) if study.user.path else None})
         except Exception as err:  # the kernel died or the notebook failed outside run_trial
             if study.run.trial_status(planned.backend, planned.trial) is None:
                 meta = {"run": study.run.run_id, "backend": planned.backend, "provider": study.provider,
@@ -143,14 +141,12 @@ def to_html(executed: Path, target: Path) -> Path:
 def publish_report(study: study_mod.Study, baseline: str | None = None, report_dir: str = "report",
                    figures_dir: str = "figures", kernel: str = "python3") -> Path:
     """Execute analysis.ipynb on the run, convert it to report/index.html, keep a copy in the run."""
-    import papermill
-
     notebook = project_root() / "notebooks" / "analysis.ipynb"
     executed = study.run.path / "analysis.ipynb"
-    papermill.execute_notebook(
-        str(notebook), str(executed), kernel_name=kernel, cwd=str(notebook.parent), progress_bar=False,
-        parameters={"results_root": str(study.run.path.parent), "run_id": study.run.run_id, "baseline": baseline,
-                    "figures_dir": str(resolve(figures_dir))})
+    print(f"analysis: executing {notebook.name} on run {study.run.run_id}", flush=True)
+    execute.notebook(notebook, executed, kernel=kernel, cwd=notebook.parent, parameters={
+        "results_root": str(study.run.path.parent), "run_id": study.run.run_id, "baseline": baseline,
+        "figures_dir": str(resolve(figures_dir))})
     report = to_html(executed, resolve(report_dir) / "index.html")
     shutil.copy(report, study.run.path / "report.html")
     return report
