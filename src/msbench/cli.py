@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
     run.add_argument("--controls", action="store_true",
                      help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control)")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (a line per trial is still printed)")
     run.set_defaults(func=cmd_run)
     ovh = sub.add_parser("overhead", help="harness overhead: our phases vs a bare pymilvus loop, same stack")
     ovh.add_argument("--backend", default="seaweedfs")

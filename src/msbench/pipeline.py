@@ -1,5 +1,6 @@
-"""What the notebooks call: run_all plans, runs one benchmark notebook per trial, then the
-analysis notebook, and publishes it as a self-contained HTML report.
+"""What the notebooks call: run_all plans, runs one benchmark notebook per trial (a progress bar
+over the trials, see progress.py), then the analysis notebook, and publishes it as a
+self-contained HTML report.
 
 Paths given to the notebooks are taken relative to the project root, so
 ``papermill notebooks/run_all.ipynb OUT.ipynb`` and ``cd notebooks; papermill run_all.ipynb OUT.ipynb``
@@ -7,6 +8,7 @@ write to the same places.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import traceback
@@ -59,25 +61,30 @@ def plan_table(study: study_mod.Study) -> pd.DataFrame:
 
 
 def run_benchmarks(study: study_mod.Study, kernel: str = "python3", progress: bool = True) -> pd.DataFrame:
-    """One papermill execution of benchmark.ipynb per pending trial, kept in the run folder.
-    A notebook that dies is recorded as a failed trial with its cause; the next one runs."""
-    from tqdm.auto import tqdm
-
+    """One papermill execution of benchmark.ipynb per pending trial, kept in the run folder, with a
+    progress bar and a line per trial (study.execute: the trial's phase is read from the run folder's
+    progress.json). A notebook that dies is recorded as a failed trial with its cause; the next one runs."""
     notebook = project_root() / "notebooks" / "benchmark.ipynb"
     out_dir = study.run.path / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for planned in tqdm(study.pending(), desc=f"run {study.run.run_id}", unit="trial", disable=not progress):
+
+    def run_one(planned) -> dict[str, Any]:
         output = out_dir / f"benchmark-{planned.backend}-trial-{planned.trial:02d}.ipynb"
+        meta_path = study.run.trial_path(planned.backend, planned.trial) / "trial.json"
+        before = meta_path.stat().st_mtime_ns if meta_path.exists() else None
         try:
             execute.notebook(notebook, output, kernel=kernel, cwd=notebook.parent, parameters={
                 "results_root": str(study.run.path.parent), "run_id": study.run.run_id, "backend": planned.backend,
                 "trial": planned.trial, "config": str(study.user.path) if study.user.path else None})
         except Exception as err:  # the kernel died or the notebook failed outside run_trial
-            if study.run.trial_status(planned.backend, planned.trial) is None:
+            if not meta_path.exists() or meta_path.stat().st_mtime_ns == before:
                 meta = {"run": study.run.run_id, "backend": planned.backend, "provider": study.provider,
                         "trial": planned.trial, "seq": planned.seq, "status": "failed", "failed_phase": "notebook",
                         "error": f"{type(err).__name__}: {str(err)[-2000:]}", "traceback": traceback.format_exc()}
                 study.run.write_trial(planned.backend, planned.trial, meta, pd.DataFrame(), None, None, [])
+        return json.loads(meta_path.read_text())
+
+    study_mod.execute(study, run_one, progress)
     return plan_table(study)
 
 

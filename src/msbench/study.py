@@ -1,8 +1,9 @@
 """A study run: validated inputs -> manifest -> planned trial order -> trials -> result files.
 
 The CLI and the notebooks both go through ``prepare``: every input is checked, and every
-backend's availability too, before anything is provisioned. Rerunning with the same run_id
-runs only the trials that have not completed.
+backend's availability too, before anything is provisioned, and both run the trials through
+``execute`` (a progress bar and a line per finished trial). Rerunning with the same run_id runs
+only the trials that have not completed.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from msbench import backends as backend_registry
-from msbench import environment, phases, schedule
+from msbench import environment, phases, progress, schedule
 from msbench.config import ConfigError, Params, UserConfig, load_user_config, make_params
 from msbench.results import RunDir, check_run_id
 from msbench.trial import PROVIDERS, run_trial
@@ -61,8 +62,11 @@ class Study:
         return load_dataset(self.params)
 
     def run_one(self, planned: schedule.PlannedTrial) -> dict:
+        def on_phase(name: str) -> None:
+            progress.write_phase(self.run.path, planned.backend, planned.trial, name)
+
         return run_trial(self.run, self.backend(planned.backend), planned.trial, planned.seq, self.params,
-                         self.data, self.provider, self.user)
+                         self.data, self.provider, self.user, on_phase=on_phase)
 
 
 BASELINE_STORE = "minio"   # the store the published study replaces: every comparison reads "X vs MinIO"
@@ -189,14 +193,20 @@ def open_run(results_root: str | Path, run_id: str, config: str | Path | None = 
     return Study(run, params, chosen, manifest["provider"], user, order, manifest)
 
 
-def run_all(study: Study, progress: bool = True) -> list[dict]:
-    """Run every pending trial in the planned order; a failed trial never stops the others."""
-    from tqdm.auto import tqdm
-
-    pending = study.pending()
+def execute(study: Study, run_one: Callable[[schedule.PlannedTrial], dict], show: bool = True) -> list[dict]:
+    """Every pending trial in the planned order; a failed trial never stops the others.
+    ``run_one`` runs a trial and returns its trial.json (here, or in a notebook kernel of its own).
+    Shows a bar over the trials and a line per finished trial."""
+    todo = study.pending()
     outcomes = []
-    with tqdm(pending, desc=f"run {study.run.run_id}", unit="trial", disable=not progress) as bar:
-        for planned in bar:
-            bar.set_postfix_str(f"{planned.backend} #{planned.trial}")
-            outcomes.append(study.run_one(planned))
+    with progress.TrialBar(study.run.path, study.run.run_id, len(todo), enabled=show) as bar:
+        for planned in todo:
+            bar.start(planned)
+            outcomes.append(run_one(planned))
+            bar.finish(planned, outcomes[-1])
     return outcomes
+
+
+def run_all(study: Study, progress: bool = True) -> list[dict]:
+    """Run the study's trials in this process (``msbench run``)."""
+    return execute(study, study.run_one, progress)
