@@ -1,6 +1,7 @@
 """What the notebooks call: run_all plans, runs one benchmark notebook per trial (a progress bar
 over the trials, see progress.py), then the analysis notebook, and publishes it as a
-self-contained HTML report.
+self-contained HTML report. The analysis notebook without a run_id analyses the newest
+complete run (``choose_run``).
 
 Paths given to the notebooks are taken relative to the project root, so
 ``papermill notebooks/run_all.ipynb OUT.ipynb`` and ``cd notebooks; papermill run_all.ipynb OUT.ipynb``
@@ -53,6 +54,38 @@ def prepare(backends=None, profile: str = "smoke", overrides: dict | None = None
     return study_mod.prepare(backends=backends, trials=trials, profile=profile, overrides=overrides or {},
                              provider=choose_provider(provider), run_id=run_id, results_root=resolve(results_root),
                              seed=seed, config=resolve(config) if config else None, controls=controls)
+
+
+def _complete(run: Path, manifest: dict[str, Any]) -> bool:
+    """Every trial the run planned has its trial.json (whatever its status)."""
+    order = manifest.get("order") or []
+    return bool(order) and all((run / "trials" / t["backend"] / f"trial-{t['trial']:02d}" / "trial.json").exists()
+                               for t in order)
+
+
+def choose_run(results_root: str | Path, run_id: str | None = None) -> str:
+    """The run the analysis notebook analyses: ``run_id`` when given; else the newest run folder
+    under ``results_root`` (by its manifest's creation time) whose planned trials are all complete,
+    named in one printed line."""
+    if run_id:
+        return run_id
+    root = resolve(results_root)
+    found, complete = 0, []
+    for path in root.glob("*/manifest.json"):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        found += 1
+        if _complete(path.parent, manifest):
+            complete.append((str(manifest.get("created", "")), path.stat().st_mtime, path.parent.name))
+    if not complete:
+        raise ConfigError(f"no complete run under {root} ({found} run folder(s), none with every planned trial "
+                          f"done): run run_all.ipynb or `msbench run` first, or give run_id")
+    created, _, chosen = max(complete)
+    print(f"run_id not given: analysing {chosen}, the newest complete run under {root} (created {created}; "
+          f"{len(complete)} of {found} runs there are complete)")
+    return chosen
 
 
 def plan_table(study: study_mod.Study) -> pd.DataFrame:
