@@ -1,7 +1,7 @@
 """What the notebooks call: run_all plans, runs one benchmark notebook per trial (a progress bar
-over the trials, see progress.py), then the analysis notebook, and publishes it as a
-self-contained HTML report. The analysis notebook without a run_id analyses the newest
-complete run (``choose_run``).
+over the trials, see progress.py; rounds added until precise, see precision.py), then the
+analysis notebook, and publishes it as a self-contained HTML report. The analysis notebook
+without a run_id analyses the newest complete run (``choose_run``).
 
 Paths given to the notebooks are taken relative to the project root, so
 ``papermill notebooks/run_all.ipynb OUT.ipynb`` and ``cd notebooks; papermill run_all.ipynb OUT.ipynb``
@@ -50,10 +50,13 @@ def choose_provider(provider: str) -> str:
 
 def prepare(backends=None, profile: str = "smoke", overrides: dict | None = None, trials: int = 3,
             provider: str = "auto", seed: int | None = None, run_id: str | None = None,
-            results_root: str = "data/runs", config: str | None = None, controls: bool = False) -> study_mod.Study:
+            results_root: str = "data/runs", config: str | None = None, controls: bool = False,
+            until_precise: float | None = None, max_trials: int | None = None,
+            max_minutes: float | None = None) -> study_mod.Study:
     return study_mod.prepare(backends=backends, trials=trials, profile=profile, overrides=overrides or {},
                              provider=choose_provider(provider), run_id=run_id, results_root=resolve(results_root),
-                             seed=seed, config=resolve(config) if config else None, controls=controls)
+                             seed=seed, config=resolve(config) if config else None, controls=controls,
+                             until_precise=until_precise, max_trials=max_trials, max_minutes=max_minutes)
 
 
 def _complete(run: Path, manifest: dict[str, Any]) -> bool:
