@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from msbench import backends as backend_registry
-from msbench.config import PROFILES, ConfigError, load_user_config
+from msbench.config import DEFAULT_MAX_TRIALS, PROFILES, ConfigError, load_user_config
 
 WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
 
@@ -23,6 +23,15 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
         name, value = pair.split("=", 1)
         out[name.strip()] = value.strip()
     return out
+
+
+def _fraction(text: str) -> float:
+    """--until-precise: 0.05 or 5%."""
+    text = text.strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fraction of the mean (0.05) or a percentage (5%), got {text!r}") from None
 
 
 def _choices(text: str, valid: tuple[str, ...], flag: str) -> tuple[str, ...]:
@@ -58,18 +67,21 @@ def _interrupt(signum, frame):
 
 
 def cmd_run(args) -> int:
-    from msbench import study
+    from msbench import precision, study
 
     signal.signal(signal.SIGTERM, _interrupt)
     s = study.prepare(backends=args.backends, trials=args.trials, profile=args.profile,
                       overrides=_overrides(args.set), provider=args.provider, run_id=args.run_id,
-                      results_root=args.results, seed=args.seed, config=args.config, controls=args.controls)
+                      results_root=args.results, seed=args.seed, config=args.config, controls=args.controls,
+                      until_precise=args.until_precise, max_trials=args.max_trials, max_minutes=args.max_minutes)
     done = len(s.order) - len(s.pending())
     print(f"run {s.run.run_id}: {len(s.order)} trials planned, {done} already complete -> {s.run.path}")
     outcomes = study.run_all(s, progress=not args.no_progress)
     failed = [o for o in outcomes if o["status"] != "ok"]
     for o in failed:
         print(f"FAILED {o['backend']} trial {o['trial']} in {o['failed_phase']}: {o['error']}", file=sys.stderr)
+    if s.manifest.get("until_precise"):
+        print(precision.describe(s.manifest))
     print(f"results: {s.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
     return 1 if failed else 0
 
@@ -223,7 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
     run.add_argument("--controls", action="store_true",
                      help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control)")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--until-precise", type=_fraction, metavar="TARGET",
+                     help="after the --trials rounds, add one round at a time until every headline metric's 95%% "
+                          "interval is within TARGET of its mean (0.05 or 5%%) for every backend")
+    run.add_argument("--max-trials", type=int, metavar="N",
+                     help=f"with --until-precise: stop at N trials per backend (default {DEFAULT_MAX_TRIALS}, or --trials "
+                          f"if more)")
+    run.add_argument("--max-minutes", type=float, metavar="M",
+                     help="with --until-precise: stop once the trials have taken M minutes (default: no limit)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (a line per trial is still printed)")
     run.set_defaults(func=cmd_run)
     ovh = sub.add_parser("overhead", help="harness overhead: our phases vs a bare pymilvus loop, same stack")
     ovh.add_argument("--backend", default="seaweedfs")

@@ -19,6 +19,10 @@ class ConfigError(ValueError):
 INDEX_TYPES = ("HNSW", "IVF_FLAT")
 SYNTHETIC = ("random", "clustered")   # datasets made from the seed (see workload)
 METRIC_TYPES = ("L2", "IP", "COSINE")
+# Trials until precise (precision.py): the trials per backend at most, by default and at all (trial
+# folders are numbered with two digits, see results.RunDir).
+DEFAULT_MAX_TRIALS = 10
+MAX_TRIALS = 99
 
 
 @dataclass(frozen=True)

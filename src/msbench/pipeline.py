@@ -1,5 +1,7 @@
-"""What the notebooks call: run_all plans, runs one benchmark notebook per trial, then the
-analysis notebook, and publishes it as a self-contained HTML report.
+"""What the notebooks call: run_all plans, runs one benchmark notebook per trial (a progress bar
+over the trials, see progress.py; rounds added until precise, see precision.py), then the
+analysis notebook, and publishes it as a self-contained HTML report. The analysis notebook
+without a run_id analyses the newest complete run (``choose_run``).
 
 Paths given to the notebooks are taken relative to the project root, so
 ``papermill notebooks/run_all.ipynb OUT.ipynb`` and ``cd notebooks; papermill run_all.ipynb OUT.ipynb``
@@ -7,6 +9,7 @@ write to the same places.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import traceback
@@ -17,6 +20,7 @@ import pandas as pd
 import yaml
 
 import msbench
+from msbench import execute
 from msbench import study as study_mod
 from msbench.config import ConfigError
 from msbench.trial import PROVIDERS
@@ -65,12 +69,47 @@ def parse_overrides(overrides: Mapping[str, Any] | str | None) -> dict[str, Any]
 
 def prepare(backends=None, profile: str = "smoke", overrides: Mapping[str, Any] | str | None = None, trials: int = 3,
             provider: str = "auto", seed: int | None = None, run_id: str | None = None,
-            results_root: str = "data/runs", config: str | None = None, controls: bool = False) -> study_mod.Study:
+            results_root: str = "data/runs", config: str | None = None, controls: bool = False,
+            until_precise: float | None = None, max_trials: int | None = None,
+            max_minutes: float | None = None) -> study_mod.Study:
     """The body of run_all.ipynb's first cell: every input checked (``overrides`` may be YAML or
     JSON text, see parse_overrides), then the run folder written and the trial order planned."""
     return study_mod.prepare(backends=backends, trials=trials, profile=profile, overrides=parse_overrides(overrides),
                              provider=choose_provider(provider), run_id=run_id, results_root=resolve(results_root),
-                             seed=seed, config=resolve(config) if config else None, controls=controls)
+                             seed=seed, config=resolve(config) if config else None, controls=controls,
+                             until_precise=until_precise, max_trials=max_trials, max_minutes=max_minutes)
+
+
+def _complete(run: Path, manifest: dict[str, Any]) -> bool:
+    """Every trial the run planned has its trial.json (whatever its status)."""
+    order = manifest.get("order") or []
+    return bool(order) and all((run / "trials" / t["backend"] / f"trial-{t['trial']:02d}" / "trial.json").exists()
+                               for t in order)
+
+
+def choose_run(results_root: str | Path, run_id: str | None = None) -> str:
+    """The run the analysis notebook analyses: ``run_id`` when given; else the newest run folder
+    under ``results_root`` (by its manifest's creation time) whose planned trials are all complete,
+    named in one printed line."""
+    if run_id:
+        return run_id
+    root = resolve(results_root)
+    found, complete = 0, []
+    for path in root.glob("*/manifest.json"):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        found += 1
+        if _complete(path.parent, manifest):
+            complete.append((str(manifest.get("created", "")), path.stat().st_mtime, path.parent.name))
+    if not complete:
+        raise ConfigError(f"no complete run under {root} ({found} run folder(s), none with every planned trial "
+                          f"done): run run_all.ipynb or `msbench run` first, or give run_id")
+    created, _, chosen = max(complete)
+    print(f"run_id not given: analysing {chosen}, the newest complete run under {root} (created {created}; "
+          f"{len(complete)} of {found} runs there are complete)")
+    return chosen
 
 
 def plan_table(study: study_mod.Study) -> pd.DataFrame:
@@ -79,28 +118,30 @@ def plan_table(study: study_mod.Study) -> pd.DataFrame:
 
 
 def run_benchmarks(study: study_mod.Study, kernel: str = "python3", progress: bool = True) -> pd.DataFrame:
-    """One papermill execution of benchmark.ipynb per pending trial, kept in the run folder.
-    A notebook that dies is recorded as a failed trial with its cause; the next one runs."""
-    import papermill
-    from tqdm.auto import tqdm
-
+    """One papermill execution of benchmark.ipynb per pending trial, kept in the run folder, with a
+    progress bar and a line per trial (study.execute: the trial's phase is read from the run folder's
+    progress.json). A notebook that dies is recorded as a failed trial with its cause; the next one runs."""
     notebook = project_root() / "notebooks" / "benchmark.ipynb"
     out_dir = study.run.path / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for planned in tqdm(study.pending(), desc=f"run {study.run.run_id}", unit="trial", disable=not progress):
+
+    def run_one(planned) -> dict[str, Any]:
         output = out_dir / f"benchmark-{planned.backend}-trial-{planned.trial:02d}.ipynb"
+        meta_path = study.run.trial_path(planned.backend, planned.trial) / "trial.json"
+        before = meta_path.stat().st_mtime_ns if meta_path.exists() else None
         try:
-            papermill.execute_notebook(
-                str(notebook), str(output), kernel_name=kernel, cwd=str(notebook.parent), progress_bar=False,
-                parameters={"results_root": str(study.run.path.parent), "run_id": study.run.run_id,
-                            "backend": planned.backend, "trial": planned.trial, "config":
-                            str(study.user.path) if study.user.path else None})
+            execute.notebook(notebook, output, kernel=kernel, cwd=notebook.parent, parameters={
+                "results_root": str(study.run.path.parent), "run_id": study.run.run_id, "backend": planned.backend,
+                "trial": planned.trial, "config": str(study.user.path) if study.user.path else None})
         except Exception as err:  # the kernel died or the notebook failed outside run_trial
-            if study.run.trial_status(planned.backend, planned.trial) is None:
+            if not meta_path.exists() or meta_path.stat().st_mtime_ns == before:
                 meta = {"run": study.run.run_id, "backend": planned.backend, "provider": study.provider,
                         "trial": planned.trial, "seq": planned.seq, "status": "failed", "failed_phase": "notebook",
                         "error": f"{type(err).__name__}: {str(err)[-2000:]}", "traceback": traceback.format_exc()}
                 study.run.write_trial(planned.backend, planned.trial, meta, pd.DataFrame(), None, None, [])
+        return json.loads(meta_path.read_text())
+
+    study_mod.execute(study, run_one, progress)
     return plan_table(study)
 
 
@@ -164,14 +205,12 @@ def to_html(executed: Path, target: Path) -> Path:
 def publish_report(study: study_mod.Study, baseline: str | None = None, report_dir: str = "report",
                    figures_dir: str = "figures", kernel: str = "python3") -> Path:
     """Execute analysis.ipynb on the run, convert it to report/index.html, keep a copy in the run."""
-    import papermill
-
     notebook = project_root() / "notebooks" / "analysis.ipynb"
     executed = study.run.path / "analysis.ipynb"
-    papermill.execute_notebook(
-        str(notebook), str(executed), kernel_name=kernel, cwd=str(notebook.parent), progress_bar=False,
-        parameters={"results_root": str(study.run.path.parent), "run_id": study.run.run_id, "baseline": baseline,
-                    "figures_dir": str(resolve(figures_dir))})
+    print(f"analysis: executing {notebook.name} on run {study.run.run_id}", flush=True)
+    execute.notebook(notebook, executed, kernel=kernel, cwd=notebook.parent, parameters={
+        "results_root": str(study.run.path.parent), "run_id": study.run.run_id, "baseline": baseline,
+        "figures_dir": str(resolve(figures_dir))})
     report = to_html(executed, resolve(report_dir) / "index.html")
     shutil.copy(report, study.run.path / "report.html")
     return report

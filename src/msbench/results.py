@@ -9,6 +9,7 @@
     phase_windows.csv                 when each phase of each trial ran (epoch seconds)
     trials/<backend>/trial-NN/        that trial's files (the same tables for it alone, logs/)
     notebooks/                        each executed benchmark notebook (runs through run_all.ipynb)
+    progress.json                     the trial under way and its phase (progress.py; the bar reads it)
 
 Each trial directory is written to a temporary name and renamed into place, and the run-level
 tables are rebuilt from the trial directories and replaced atomically, so a crash mid-trial

@@ -1,8 +1,10 @@
 """A study run: validated inputs -> manifest -> planned trial order -> trials -> result files.
 
 The CLI and the notebooks both go through ``prepare``: every input is checked, and every
-backend's availability too, before anything is provisioned. Rerunning with the same run_id
-runs only the trials that have not completed.
+backend's availability too, before anything is provisioned, and both run the trials through
+``execute`` (a progress bar, a line per finished trial, and the until-precise rule of
+precision.py when the run has one). Rerunning with the same run_id runs only the trials that
+have not completed, then applies the rule again.
 """
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+import pandas as pd
 
 from msbench import backends as backend_registry
-from msbench import environment, phases, schedule
+from msbench import environment, phases, precision, progress, schedule
 from msbench.config import ConfigError, Params, UserConfig, load_user_config, make_params
 from msbench.results import RunDir, check_run_id
 from msbench.trial import PROVIDERS, run_trial
@@ -61,8 +65,33 @@ class Study:
         return load_dataset(self.params)
 
     def run_one(self, planned: schedule.PlannedTrial) -> dict:
+        def on_phase(name: str) -> None:
+            progress.write_phase(self.run.path, planned.backend, planned.trial, name)
+
         return run_trial(self.run, self.backend(planned.backend), planned.trial, planned.seq, self.params,
-                         self.data, self.provider, self.user)
+                         self.data, self.provider, self.user, on_phase=on_phase)
+
+    def next_round(self) -> tuple[list[schedule.PlannedTrial], str]:
+        """Once every planned trial has run: under an until-precise rule, the rule's decision (kept in
+        the manifest's ``stopping``) and, unless it says stop, one more round appended to the planned
+        order (``schedule.next_round``); no rule, no round. Returns the new trials and a line saying why."""
+        rule = precision.rule_of(self.manifest)
+        if rule is None:
+            return [], ""
+        self.run.rebuild_tables()
+        decision = precision.record(self.manifest, precision.check(
+            pd.read_parquet(self.run.path / "results.parquet"), _trials_table(self.run.path), self.manifest))
+        new = [] if decision["reason"] else schedule.next_round(self.manifest["backends"], self.order,
+                                                                self.manifest["order_seed"])
+        self.order = [*self.order, *new]
+        self.manifest["order"] = schedule.as_records(self.order)
+        self.run.write_manifest(self.manifest)
+        return new, precision.progress_line(decision, rule)
+
+
+def _trials_table(run_path: Path) -> pd.DataFrame:
+    path = run_path / "trials.csv"
+    return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame(columns=["status"])
 
 
 BASELINE_STORE = "minio"   # the store the published study replaces: every comparison reads "X vs MinIO"
@@ -97,11 +126,15 @@ def _parse_list(value: str | Iterable[str] | None) -> list[str]:
 def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profile: str = "smoke",
             overrides: dict[str, Any] | None = None, provider: str = "native", run_id: str | None = None,
             results_root: str | Path = DEFAULT_RESULTS, seed: int | None = None,
-            config: str | Path | None = None, controls: bool = False) -> Study:
+            config: str | Path | None = None, controls: bool = False, until_precise: float | None = None,
+            max_trials: int | None = None, max_minutes: float | None = None) -> Study:
     """Check everything (parameters, msbench.yaml, the backends under ``provider``, the dataset's
     contents), then write the manifest and plan the order: bad input leaves no run folder, and
     nothing is installed. ``backends=None`` = all available here; ``controls`` adds the
-    baseline's A/A and handicapped twins (see control_definitions)."""
+    baseline's A/A and handicapped twins (see control_definitions). ``until_precise`` (a target
+    interval half-width as a fraction of the mean), ``max_trials`` and ``max_minutes``: after the
+    ``trials`` planned rounds, add rounds until precise (precision.py). Resuming with a rule given
+    replaces the recorded one (a run can be extended); without one, the recorded rule holds."""
     user = load_user_config(config)
     registry = backend_registry.load_backends(user)
     if provider not in PROVIDERS:
@@ -110,6 +143,7 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
+    rule = precision.make_rule(until_precise, max_trials, max_minutes, trials)
     params = make_params(profile, overrides)
     run_id = check_run_id(run_id or dt.datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile}"))
     lacking = [need for need, ok in (("provider native", provider == "native"), ("root", os.geteuid() == 0)) if not ok]
@@ -153,6 +187,11 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
                               f"use a new run_id, or the same inputs to resume it")
         resumed = open_run(results_root, run_id, config)
         resumed.data = data
+        if rule is not None and precision.rule_of(resumed.manifest) != rule:
+            resumed.manifest["until_precise"] = rule.as_dict()
+            if resumed.manifest.get("stopping"):   # a new rule has not decided yet
+                resumed.manifest["stopping"]["reason"] = None
+            run.write_manifest(resumed.manifest)
         return resumed
     order = schedule.plan([b.name for b in chosen], trials, order_seed)
     skipped = {name: backend_registry.unavailable_reason(b, user, provider=provider)
@@ -163,6 +202,7 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         "stores": {b.name: b.kind for b in chosen}, "baseline": baseline,
         "handicaps": {b.name: b.handicap for b in chosen if b.handicap},
         "controls": control_defs, "trials": trials, "provider": provider,
+        "until_precise": rule.as_dict() if rule else None,
         "order_seed": order_seed, "order": schedule.as_records(order),
         "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
         "host": environment.host_facts(results_root), "packages": environment.package_versions(),
@@ -189,14 +229,27 @@ def open_run(results_root: str | Path, run_id: str, config: str | Path | None = 
     return Study(run, params, chosen, manifest["provider"], user, order, manifest)
 
 
-def run_all(study: Study, progress: bool = True) -> list[dict]:
-    """Run every pending trial in the planned order; a failed trial never stops the others."""
-    from tqdm.auto import tqdm
-
-    pending = study.pending()
+def execute(study: Study, run_one: Callable[[schedule.PlannedTrial], dict], show: bool = True) -> list[dict]:
+    """Every pending trial in the planned order, then, under an until-precise rule, one more round
+    at a time until the rule says stop (Study.next_round); a failed trial never stops the others.
+    ``run_one`` runs a trial and returns its trial.json (here, or in a notebook kernel of its own).
+    Shows a bar over the trials and a line per finished trial and per decision of the rule."""
+    todo = study.pending()
     outcomes = []
-    with tqdm(pending, desc=f"run {study.run.run_id}", unit="trial", disable=not progress) as bar:
-        for planned in bar:
-            bar.set_postfix_str(f"{planned.backend} #{planned.trial}")
-            outcomes.append(study.run_one(planned))
-    return outcomes
+    with progress.TrialBar(study.run.path, study.run.run_id, len(todo), enabled=show) as bar:
+        while True:
+            for planned in todo:
+                bar.start(planned)
+                outcomes.append(run_one(planned))
+                bar.finish(planned, outcomes[-1])
+            todo, why = study.next_round()
+            if why:
+                bar.say(why)
+            if not todo:
+                return outcomes
+            bar.add(len(todo))
+
+
+def run_all(study: Study, progress: bool = True) -> list[dict]:
+    """Run the study's trials in this process (``msbench run``)."""
+    return execute(study, study.run_one, progress)

@@ -51,9 +51,11 @@ def _now() -> str:
 
 
 def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Params, data: Dataset,
-              provider: str = "native", user: UserConfig | None = None, phases=PHASES) -> dict:
+              provider: str = "native", user: UserConfig | None = None, phases=PHASES,
+              on_phase: Callable[[str], None] = lambda name: None) -> dict:
     """Run one trial and write its folder; returns its trial.json content (never raises for a
-    failure inside the trial, only for bad arguments)."""
+    failure inside the trial, only for bad arguments). ``on_phase`` hears the name of each step as it
+    begins (provision, each phase, teardown): how the progress bar knows (progress.py)."""
     if provider not in PROVIDERS:
         raise ValueError(f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}")
     meta = {"run": run.run_id, "backend": backend.name, "store": backend.kind, "provider": provider,
@@ -70,6 +72,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
         capture = stack = dog = state = None
         clues: list[str] = []
         try:
+            on_phase("provision")
             stack = PROVIDERS[provider](backend, params, log_dir, user, run.run_id, trial)
             with stack, Watchdog(stack.watched, params.unresponsive_s) as dog:
                 meta["stack_ready_s"] = round(time.monotonic() - began, 3)
@@ -80,6 +83,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                 try:
                     for phase in phases:
                         meta["failed_phase"] = phase.__name__
+                        on_phase(phase.__name__)
                         if getattr(phase, "uncaptured", False) and capture is not None:
                             # the store on its own is not Milvus's traffic; it runs at Milvus's concurrency
                             tables.update(_account(capture, stack.bucket, windows, meta))
@@ -104,6 +108,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                 latencies = state.latencies_ms
                 meta.update(cold_load=state.notes.get("cold_load"), handicap=stack.handicap_facts())
                 meta["failed_phase"] = "teardown"   # ok only once the stack is gone
+                on_phase("teardown")
             meta.update(status="ok", failed_phase="")
         except (Exception, ComponentFailed) as err:  # recorded, never lost: the run goes on
             meta["error"] = "; ".join([f"{type(err).__name__}: {err}", *clues])

@@ -1,4 +1,6 @@
+import json
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -68,3 +70,30 @@ def test_text_overrides_go_through_the_same_checks(tmp_path):
     with pytest.raises(ConfigError, match="unknown parameter 'n_vector'"):
         pipeline.prepare(backends="seaweedfs", overrides='{"n_vector": 5}', results_root=str(tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
+
+
+def _run_folder(root: Path, name: str, created: str, done: int, planned: int = 2) -> None:
+    order = [{"seq": i, "round": i + 1, "backend": "minio", "trial": i + 1} for i in range(planned)]
+    (root / name).mkdir(parents=True)
+    (root / name / "manifest.json").write_text(json.dumps({"run": name, "created": created, "order": order}))
+    for t in order[:done]:
+        trial = root / name / "trials" / "minio" / f"trial-{t['trial']:02d}"
+        trial.mkdir(parents=True)
+        (trial / "trial.json").write_text(json.dumps({"status": "failed" if t["trial"] == 2 else "ok"}))
+
+
+def test_analysis_without_a_run_id_takes_the_newest_complete_run(tmp_path, capsys):
+    """analysis.ipynb opened as it is (run_id ""): the newest run whose planned trials all have a trial.json."""
+    root = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="no complete run under"):
+        pipeline.choose_run(root, "")
+    _run_folder(root, "old", "2026-11-01T10:00:00+00:00", done=2)
+    _run_folder(root, "newer", "2026-11-20T10:00:00+00:00", done=2)   # a failed trial is still a finished one
+    _run_folder(root, "newest-unfinished", "2026-11-27T10:00:00+00:00", done=1)
+    (root / "broken").mkdir()
+    (root / "broken" / "manifest.json").write_text("{")
+    (root / "run_all-20261127.ipynb").write_text("{}")
+    assert pipeline.choose_run(root, "") == "newer"
+    said = capsys.readouterr().out
+    assert said.startswith("run_id not given: analysing newer, the newest complete run under") and "2 of 3 runs" in said
+    assert pipeline.choose_run(root, "old") == "old" and capsys.readouterr().out == ""

@@ -1,0 +1,202 @@
+"""Trials until precise: add randomized rounds until every headline interval is narrow enough.
+
+A run with a rule (``msbench run --until-precise 0.05``, or ``until_precise`` in run_all.ipynb)
+first runs its planned rounds (``trials``), then, after each complete round, applies the rule:
+
+- precise: for every backend of the run and every compared headline metric (``report.compared``:
+  the metrics the report compares, diagnostics left out) that any completed trial recorded, the
+  95% Student t interval of the mean (``stats.summarize``, the report's own) has a half-width of
+  at most ``target`` times the mean's magnitude; a backend with fewer than 2 completed trials of
+  a metric is not precise;
+- max_trials: every backend has ``max_trials`` trials (rounds), completed or failed;
+- max_time: the trials have taken ``max_minutes``, counted as the sum of their durations
+  (``duration_s`` in trials.csv), so the time a resumed run spent stopped does not count.
+
+The first that holds, in that order, stops the run; otherwise one more round is planned (see
+``schedule.next_round``) and run. The rule is kept in the manifest (``until_precise``) and each
+decision in ``stopping``: its reason (None while rounds are still being added), the rounds run,
+the time taken, the widest interval and every check made; ``describe`` turns that into the
+report's sentence. Resuming runs what is pending, then applies the rule again.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from msbench import stats
+from msbench.config import DEFAULT_MAX_TRIALS, MAX_TRIALS, ConfigError
+
+CONFIDENCE = 0.95
+REASONS = ("precise", "max_trials", "max_time")
+WIDTH_COLUMNS = ["backend", "metric", "n", "mean", "half_width", "relative"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    target: float              # largest interval half-width, as a fraction of the mean (0.05 = ±5%)
+    max_trials: int            # per backend
+    max_minutes: float | None = None   # of trial time; None = no limit
+    confidence: float = CONFIDENCE
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_rule(target: Any, max_trials: Any = None, max_minutes: Any = None, trials: int = 1) -> Rule | None:
+    """The rule from the user's values, checked (ConfigError naming the bad one); None without a target."""
+    if target is None:
+        given = [name for name, value in (("max_trials", max_trials), ("max_minutes", max_minutes)) if value is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} only apply with until_precise (a target interval half-width, "
+                              f"e.g. 0.05 for ±5% of the mean)")
+        return None
+    target = _number(target, "until_precise")
+    if not 0 < target < 10:
+        raise ConfigError(f"until_precise is the largest interval half-width as a fraction of the mean "
+                          f"(0.05 = ±5%), between 0 and 10; got {target!r}")
+    if max_trials is None:
+        max_trials = max(DEFAULT_MAX_TRIALS, trials)
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or not trials <= max_trials <= MAX_TRIALS:
+        raise ConfigError(f"max_trials must be an integer from trials ({trials}, the rounds run before the rule "
+                          f"applies) to {MAX_TRIALS}; got {max_trials!r}")
+    if max_minutes is not None:
+        max_minutes = _number(max_minutes, "max_minutes")
+        if max_minutes <= 0:
+            raise ConfigError(f"max_minutes must be positive, got {max_minutes!r}")
+    return Rule(target, max_trials, max_minutes)
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not np.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def rule_of(manifest: dict[str, Any]) -> Rule | None:
+    recorded = manifest.get("until_precise")
+    return Rule(**recorded) if recorded else None
+
+
+def widths(results: pd.DataFrame, trials: pd.DataFrame, manifest: dict[str, Any],
+           confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per backend of the run and compared headline metric recorded by any completed trial: n, mean,
+    the interval's half-width and that as a fraction of |mean| (NaN below 2 trials)."""
+    from msbench import report   # the report's own list of metrics (imported on use: matplotlib)
+
+    ok = trials.loc[trials["status"] == "ok", ["backend", "trial"]] if "status" in trials else trials.iloc[0:0]
+    data = results.merge(ok, on=["backend", "trial"]) if len(results) and len(ok) else results.iloc[0:0]
+    frames = [data[(data["phase"] == m.phase) & (data["metric"] == m.metric)].assign(metric=m.name)
+              for m in report.compared({"manifest": manifest})]
+    tidy = pd.concat([f for f in frames if len(f)] or [data.iloc[0:0]], ignore_index=True)
+    tidy = tidy[np.isfinite(pd.to_numeric(tidy["value"], errors="coerce"))]
+    if tidy.empty:
+        return pd.DataFrame(columns=WIDTH_COLUMNS)
+    summary = stats.summarize(tidy, confidence=confidence).set_index(["backend", "metric"])
+    rows = []
+    for backend in manifest.get("backends", sorted(set(tidy["backend"]))):
+        for metric in dict.fromkeys(tidy["metric"]):
+            s = summary.loc[(backend, metric)] if (backend, metric) in summary.index else None
+            n = int(s["n"]) if s is not None else 0
+            mean = float(s["mean"]) if s is not None else np.nan
+            half = (float(s["ci_high"]) - float(s["ci_low"])) / 2 if n >= 2 else np.nan
+            relative = np.nan if np.isnan(half) else 0.0 if half == 0 else half / abs(mean) if mean else np.inf
+            rows.append([backend, metric, n, mean, half, relative])
+    return pd.DataFrame(rows, columns=WIDTH_COLUMNS)
+
+
+def decide(table: pd.DataFrame, rule: Rule, rounds: int, elapsed_s: float) -> dict[str, Any]:
+    """The rule applied after ``rounds`` complete rounds that took ``elapsed_s`` of trial time: the
+    reason to stop (None: run another round), and the widest interval with what is still too wide."""
+    wide = table[~(table["relative"] <= rule.target)]   # NaN (too few trials) is not precise
+    worst = table.assign(key=table["relative"].fillna(np.inf)).sort_values("key", ascending=False)
+    widest = None
+    if len(worst):
+        row = worst.iloc[0]
+        widest = {"backend": row["backend"], "metric": row["metric"], "n": int(row["n"]),
+                  "relative_half_width": None if np.isnan(row["relative"]) else float(row["relative"])}
+    if len(table) and wide.empty:
+        reason = "precise"
+    elif rounds >= rule.max_trials:
+        reason = "max_trials"
+    elif rule.max_minutes is not None and elapsed_s >= rule.max_minutes * 60:
+        reason = "max_time"
+    else:
+        reason = None
+    return {"reason": reason, "rounds": rounds, "trials_per_backend": rounds, "elapsed_s": round(float(elapsed_s), 1),
+            "pairs": len(table), "too_wide": len(wide), "widest": widest}
+
+
+def check(results: pd.DataFrame, trials: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
+    """decide() on a run's tables; the rounds are those of its planned order (all run when this is asked)."""
+    rule = rule_of(manifest)
+    rounds = max((t["round"] for t in manifest.get("order", [])), default=0)
+    elapsed = float(pd.to_numeric(trials.get("duration_s", pd.Series(dtype=float)), errors="coerce").fillna(0).sum())
+    return decide(widths(results, trials, manifest, rule.confidence), rule, rounds, elapsed)
+
+
+def record(manifest: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    """The decision as the manifest's ``stopping``, with every earlier check kept (one per round count)."""
+    previous = (manifest.get("stopping") or {}).get("checks", [])
+    entry = {k: decision[k] for k in ("rounds", "elapsed_s", "too_wide", "pairs", "reason")}
+    entry["widest"] = (decision["widest"] or {}).get("relative_half_width")
+    checks = [c for c in previous if c["rounds"] != decision["rounds"]] + [entry]
+    manifest["stopping"] = {**decision, "checks": checks}
+    return manifest["stopping"]
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"±{100 * x:.3g}%"
+
+
+def _widest(decision: dict[str, Any]) -> str:
+    w = decision.get("widest")
+    if not w:
+        return "no headline metric was recorded"
+    if w["relative_half_width"] is None:
+        return f"{w['metric']} of {w['backend']} had {w['n']} completed trial(s), too few for an interval"
+    return f"the widest interval was {w['metric']} of {w['backend']} at {_pct(w['relative_half_width'])} of its mean"
+
+
+def progress_line(decision: dict[str, Any], rule: Rule) -> str:
+    """One line after each check: what the rule saw and what happens next."""
+    seen = (f"round {decision['rounds']}: {decision['too_wide']} of {decision['pairs']} intervals wider than "
+            f"{_pct(rule.target)}; {_widest(decision)}")
+    reason = decision["reason"]
+    if reason == "precise":
+        nxt = f"stop: every interval within {_pct(rule.target)}"
+    elif reason == "max_trials":
+        nxt = f"stop: {rule.max_trials} trials per backend reached"
+    elif reason == "max_time":
+        nxt = f"stop: {decision['elapsed_s'] / 60:.1f} min of trials reached the limit of {rule.max_minutes:g} min"
+    else:
+        nxt = "one more round"
+    return f"{seen} -> {nxt}"
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """The report's sentence: how many trials ran and why that many."""
+    rule = rule_of(manifest)
+    if rule is None:
+        return f"Trials: a fixed number, {manifest.get('trials', '?')} per backend, planned before the run."
+    limit = f" or {rule.max_minutes:g} minutes of trials" if rule.max_minutes is not None else ""
+    head = (f"Trials until precise: after the {manifest.get('trials', '?')} planned rounds, one more round was added "
+            f"at a time until every compared headline metric's {rule.confidence:.0%} interval was within "
+            f"{_pct(rule.target)} of its mean for every backend, up to {rule.max_trials} trials per backend{limit}.")
+    d = manifest.get("stopping") or {}
+    reason = d.get("reason")
+    if reason is None:
+        return f"{head} The rule has not stopped this run: it was interrupted or is still running."
+    took = f"{d['rounds']} rounds ({d['trials_per_backend']} trials per backend, {d['elapsed_s'] / 60:.1f} min of trials)"
+    if reason == "precise":
+        return f"{head} Stopped because every interval was that narrow after {took}; {_widest(d)}."
+    short = f"{d['too_wide']} of {d['pairs']} intervals were still wider; {_widest(d)}"
+    if reason == "max_trials":
+        return f"{head} Stopped at the maximum number of trials, after {took}, before reaching it: {short}."
+    return f"{head} Stopped at the time limit, after {took}, before reaching it: {short}."

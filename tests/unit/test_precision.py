@@ -1,0 +1,156 @@
+"""Trials until precise: the stop rule, its record and the report's sentence, and a run that adds
+rounds and resumes (trials simulated: no server is started)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msbench import precision, schedule, study
+from msbench.config import ConfigError
+from msbench.results import TIDY_COLUMNS
+
+CONFIG = ('backends:\n  fake: {launcher: process, binary: "true", command: ["${binary}"], '
+          'ready_url: "http://127.0.0.1:1/"}\n  fake-b: {alias_of: fake}\n')
+MANIFEST = {"backends": ["a", "b"], "params": {"top_k": 10, "concurrency": []}, "trials": 2}
+
+
+def _results(values: dict[str, list[float]], metric=("flush", "flush_s")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, trials = [], []
+    for backend, xs in values.items():
+        for i, x in enumerate(xs, 1):
+            rows.append({"run": "r", "backend": backend, "provider": "native", "trial": i, "seq": 0,
+                         "phase": metric[0], "metric": metric[1], "value": x, "unit": "s"})
+            trials.append({"backend": backend, "trial": i, "status": "ok", "duration_s": 60.0})
+    return pd.DataFrame(rows, columns=TIDY_COLUMNS), pd.DataFrame(trials)
+
+
+def test_rule_is_checked_in_one_line():
+    assert precision.make_rule(None) is None
+    assert precision.make_rule(0.05, trials=3) == precision.Rule(0.05, 10, None)
+    assert precision.make_rule("0.1", 4, 30, trials=2) == precision.Rule(0.1, 4, 30.0)
+    for kwargs, message in [({"target": None, "max_trials": 5}, "max_trials only apply with until_precise"),
+                            ({"target": 0}, "between 0 and 10"), ({"target": "x"}, "must be a number"),
+                            ({"target": float("nan")}, "finite"), ({"target": 0.05, "max_trials": 2, "trials": 3},
+                                                                   "max_trials must be an integer from trials"),
+                            ({"target": 0.05, "max_trials": 100}, "to 99"),
+                            ({"target": 0.05, "max_minutes": -1}, "max_minutes must be positive")]:
+        with pytest.raises(ConfigError, match=message):
+            precision.make_rule(**kwargs)
+
+
+def test_widths_are_the_reports_t_intervals_over_completed_trials():
+    results, trials = _results({"a": [1.0, 1.3, 1.1], "b": [2.0, 2.0]})
+    trials.loc[2, "status"] = "failed"   # a's third trial: not counted
+    table = precision.widths(results, trials, MANIFEST).set_index("backend")
+    half = 12.706 * np.std([1.0, 1.3], ddof=1) / np.sqrt(2)
+    assert table.loc["a", "n"] == 2 and table.loc["a", "half_width"] == pytest.approx(half, rel=1e-3)
+    assert table.loc["a", "relative"] == pytest.approx(half / 1.15, rel=1e-3)
+    assert table.loc["b", "relative"] == 0.0   # no spread: as precise as it gets
+    one, trials = _results({"a": [1.0], "b": [1.0, 1.0]})
+    assert np.isnan(precision.widths(one, trials, MANIFEST).set_index("backend").loc["a", "relative"])
+    # a backend with no completed trial is listed (and never precise); diagnostics are not rules
+    results, trials = _results({"a": [1.0, 1.0]}, metric=("load_noop", "store_bytes_served_during_load"))
+    assert precision.widths(results, trials, MANIFEST).empty
+    results, trials = _results({"a": [1.0, 1.0]})
+    assert precision.widths(results, trials, MANIFEST).set_index("backend").loc["b", "n"] == 0
+
+
+@pytest.mark.parametrize("values, rounds, elapsed, reason", [
+    ({"a": [1.0, 1.3, 1.1], "b": [2.0, 2.1, 2.0]}, 3, 600, "precise"),
+    ({"a": [1.0, 5.0, 1.0], "b": [2.0, 2.1, 2.0]}, 3, 600, None),
+    ({"a": [1.0, 5.0, 1.0, 5.0], "b": [2.0, 2.1, 2.0, 2.0]}, 4, 600, "max_trials"),
+    ({"a": [1.0, 5.0, 1.0], "b": [2.0, 2.1, 2.0]}, 3, 1800, "max_time"),
+    ({"a": [1.0, 1.3, 1.1, 1.2], "b": [2.0, 2.1, 2.0, 2.0]}, 4, 1800, "precise"),   # precise wins over the limits
+])
+def test_stop_rule(values, rounds, elapsed, reason):
+    results, trials = _results(values)
+    decision = precision.decide(precision.widths(results, trials, MANIFEST), precision.Rule(0.5, 4, 30), rounds, elapsed)
+    assert decision["reason"] == reason
+    assert decision["widest"]["backend"] == "a" and decision["pairs"] == 2
+    assert decision["too_wide"] == (0 if reason == "precise" else 1)
+
+
+def test_stopping_is_recorded_and_said():
+    manifest = {**MANIFEST, "until_precise": precision.Rule(0.05, 6, 20.0).as_dict()}
+    assert "has not stopped" in precision.describe(manifest)
+    for rounds, reason in ((3, None), (4, None), (4, "max_trials")):   # a resumed check replaces its round's entry
+        precision.record(manifest, {"reason": reason, "rounds": rounds, "trials_per_backend": rounds, "elapsed_s": 900.0,
+                                    "pairs": 40, "too_wide": 3, "widest": {"backend": "b", "metric": "flush_s", "n": rounds,
+                                                                           "relative_half_width": 0.123}})
+    assert [c["rounds"] for c in manifest["stopping"]["checks"]] == [3, 4]
+    text = precision.describe(manifest)
+    assert "within ±5% of its mean" in text and "up to 6 trials per backend or 20 minutes" in text
+    assert "Stopped at the maximum number of trials, after 4 rounds" in text
+    assert "3 of 40 intervals were still wider; the widest interval was flush_s of b at ±12.3% of its mean" in text
+    manifest["stopping"]["reason"] = "precise"
+    assert "Stopped because every interval was that narrow after 4 rounds" in precision.describe(manifest)
+    manifest["stopping"]["reason"] = "max_time"
+    assert "Stopped at the time limit" in precision.describe(manifest)
+    assert precision.describe({"trials": 3}) == "Trials: a fixed number, 3 per backend, planned before the run."
+    line = precision.progress_line({**manifest["stopping"], "reason": None}, precision.rule_of(manifest))
+    assert line == ("round 4: 3 of 40 intervals wider than ±5%; the widest interval was flush_s of b at ±12.3% of its "
+                    "mean -> one more round")
+
+
+def test_next_round_is_the_plan_of_one_more_round():
+    order = schedule.plan(["a", "b", "c"], 2, seed=5)
+    nxt = schedule.next_round(["a", "b", "c"], order, seed=5)
+    assert order + nxt == schedule.plan(["a", "b", "c"], 3, seed=5)
+    assert [t.seq for t in nxt] == [6, 7, 8] and {t.trial for t in nxt} == {3} and {t.round for t in nxt} == {3}
+
+
+def _prepare(tmp_path, monkeypatch, **kwargs):
+    monkeypatch.setenv("MSBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "msbench.yaml").write_text(CONFIG)
+    return study.prepare(backends="fake,fake-b", run_id="precise", results_root=tmp_path / "runs",
+                         config=tmp_path / "msbench.yaml", **{"trials": 2, "until_precise": 0.5, "max_trials": 5,
+                                                              **kwargs})
+
+
+def _simulated(s, flush: dict[int, float], stop_at=None):
+    """run_one that records a trial of the planned flush time, without a stack."""
+    def run_one(planned):
+        if stop_at and (planned.round, planned.backend) == stop_at:
+            raise KeyboardInterrupt
+        meta = {"run": s.run.run_id, "backend": planned.backend, "provider": "native", "trial": planned.trial,
+                "seq": planned.seq, "status": "ok", "failed_phase": "", "error": "", "duration_s": 50.0}
+        row = {**{k: meta[k] for k in ("run", "backend", "provider", "trial", "seq")}, "phase": "flush",
+               "metric": "flush_s", "value": flush[planned.trial], "unit": "s"}
+        s.run.write_trial(planned.backend, planned.trial, meta, pd.DataFrame([row], columns=TIDY_COLUMNS), None, None, [])
+        return meta
+    return run_one
+
+
+def test_a_run_adds_rounds_until_precise_and_resumes(tmp_path, monkeypatch):
+    s = _prepare(tmp_path, monkeypatch)
+    assert s.manifest["until_precise"] == {"target": 0.5, "max_trials": 5, "max_minutes": None, "confidence": 0.95}
+    flush = {1: 1.0, 2: 1.3, 3: 1.1, 4: 1.2}   # ±166% of the mean at n=2, ±34% at n=3
+    with pytest.raises(KeyboardInterrupt):   # interrupted in the added round
+        study.execute(s, _simulated(s, flush, stop_at=(3, "fake-b")), show=False)
+    manifest = json.loads((s.run.path / "manifest.json").read_text())
+    assert len(manifest["order"]) == 6 and manifest["stopping"]["reason"] is None
+    resumed = _prepare(tmp_path, monkeypatch)   # the same command resumes
+    assert [t.backend for t in resumed.pending()] == ["fake-b"]
+    outcomes = study.execute(resumed, _simulated(resumed, flush), show=False)
+    assert [o["trial"] for o in outcomes] == [3]
+    manifest = json.loads((s.run.path / "manifest.json").read_text())
+    assert manifest["order"] == schedule.as_records(schedule.plan(["fake", "fake-b"], 3, manifest["order_seed"]))
+    assert manifest["stopping"]["reason"] == "precise" and manifest["stopping"]["rounds"] == 3
+    assert [c["rounds"] for c in manifest["stopping"]["checks"]] == [2, 3]
+    assert "after 3 rounds" in precision.describe(manifest)
+    again = _prepare(tmp_path, monkeypatch)   # a stopped run stays stopped
+    assert study.execute(again, _simulated(again, flush), show=False) == []
+    # a tighter rule given on resume replaces the recorded one and extends the run, up to its maximum
+    tighter = _prepare(tmp_path, monkeypatch, until_precise=0.01, max_trials=4)
+    assert [o["trial"] for o in study.execute(tighter, _simulated(tighter, flush), show=False)] == [4, 4]
+    manifest = json.loads((s.run.path / "manifest.json").read_text())
+    assert manifest["stopping"]["reason"] == "max_trials" and manifest["until_precise"]["target"] == 0.01
+
+
+def test_max_minutes_counts_trial_time(tmp_path, monkeypatch, capsys):
+    s = _prepare(tmp_path, monkeypatch, max_minutes=1.5)   # two rounds of 50 s trials: 200 s
+    study.execute(s, _simulated(s, {1: 1.0, 2: 3.0}), show=False)
+    assert s.manifest["stopping"]["reason"] == "max_time" and len(s.order) == 4
+    out = capsys.readouterr().out
+    assert "fake trial 1 (round 1, #" in out and "-> stop: 3.3 min of trials reached the limit of 1.5 min" in out
