@@ -43,9 +43,22 @@ def _factor_words(row: pd.Series) -> tuple[str, str]:
     if not (finite(r) and r > 0):
         return f"different from {base} (ratio undefined: baseline mean 0)", ""
     up = r >= 1
-    return (f"{num(r if up else 1 / r)}x {larger if up else smaller} than {base}",
-            f" (95% CI {num(lo if up else 1 / hi)}–{num(hi if up else 1 / lo)}x)"
-            if finite(lo) and finite(hi) and lo > 0 else "")
+    factor, low, high = (r, lo, hi) if up else (1 / r, 1 / hi if hi else np.inf, 1 / lo if lo else np.inf)
+    bounded = finite(lo) and finite(hi) and lo > 0
+    if factor < SMALL_FACTOR:   # 1.003x would print as "1x": a small factor reads as a percentage
+        return (f"{_percent(factor)} {larger if up else smaller} than {base}",
+                f" (95% CI {_percent(low)}–{_percent(high)})" if bounded else "")
+    return (f"{num(factor)}x {larger if up else smaller} than {base}",
+            f" (95% CI {num(low)}–{num(high)}x)" if bounded else "")
+
+
+SMALL_FACTOR = 1.1
+
+
+def _percent(factor: float) -> str:
+    """A factor near 1 as the difference in percent (1.003 -> "0.3%", 1.0101 -> "1.0%")."""
+    diff = 100 * (factor - 1)
+    return f"{diff:.1f}%" if abs(diff) >= 0.1 else f"{diff:.2g}%"
 
 
 def ratio_words(row: pd.Series) -> str:

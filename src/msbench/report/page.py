@@ -61,14 +61,10 @@ def show(table: pd.DataFrame):
     """The table with its note as caption and no index: what the code-free HTML report shows.
 
     ``table.attrs`` may also ask for: "beneath", columns shown under another's values (:func:`beneath`);
-    "nowrap", columns whose cells are not broken across lines (a value with its interval); "bold",
-    {column: prefix}, cells set in bold where their text starts with the prefix (a claimed difference)."""
+    "bold", {column: prefix}, cells set in bold where their text starts with the prefix (a claimed difference)."""
     under = table.attrs.get("beneath")
     table = beneath(table, under) if under else table
     styler = table.style.hide(axis="index").set_properties(**{"text-align": "left"})
-    nowrap = [c for c in table.attrs.get("nowrap", ()) if c in table.columns]
-    if nowrap:
-        styler = styler.set_properties(subset=nowrap, **{"white-space": "nowrap"})
     for column, prefix in table.attrs.get("bold", {}).items():
         if column in table.columns:
             styler = styler.map(lambda v, p=prefix: "font-weight: bold" if str(v).startswith(p) else "",

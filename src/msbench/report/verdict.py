@@ -82,7 +82,7 @@ def _standing(status: str, row: pd.Series | None, detectable: str) -> str:
 def _ratio_cell(best: str, row: pd.Series | None, baseline: str) -> str:
     if row is None:
         return "–"
-    ratio = with_ci(row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"], "needs n ≥ 2 each")
+    ratio = _unbroken(with_ci(row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"], "needs n ≥ 2 each"))
     return ratio if best != baseline else f"next best, {row.name}: {ratio}"
 
 
@@ -98,8 +98,14 @@ def _header(backend: str, baseline: str, n: int) -> str:
     return f"{backend} (baseline, n={n})" if backend == baseline else f"{backend} (n={n})"
 
 
+def _unbroken(text: str) -> str:
+    """An interval kept on one line ("[1.2,\u00a03.4]"): a narrow column breaks a cell only between its
+    value and its interval, so four stores and the verdict columns fit a screen."""
+    return text.replace(", ", ",\u00a0")
+
+
 def _cell(s: pd.Series, n_trials: int) -> str:
-    text = with_ci(s["mean"], s["ci_low"], s["ci_high"], "needs n ≥ 2")
+    text = _unbroken(with_ci(s["mean"], s["ci_low"], s["ci_high"], "needs n ≥ 2"))
     return text if s["n"] == n_trials else f"{text} (n={s['n']})"
 
 
@@ -181,6 +187,5 @@ def verdict(run: Run, baseline: str | None = None) -> Verdict:
             f"{baseline} when every other store is claimed worse); otherwise none is shown better at this n. "
             f"Ratio of means to {baseline} with its Fieller 95% CI; claimed when the Holm-adjusted p < {ALPHA} "
             f"and the CI excludes 1, else the smallest difference detectable at {POWER:.0%} power (see Power).")
-    table.attrs.update(beneath={"what it measures": "metric"}, bold={"difference": "claimed"},
-                       nowrap=[_header(b, baseline, n[b]) for b in stores])
+    table.attrs.update(beneath={"what it measures": "metric"}, bold={"difference": "claimed"})
     return Verdict("\n".join(f"- {line}" for line in lines), noted(table, note))
