@@ -43,7 +43,15 @@ def docker_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserC
     return docker.docker_stack(backend, params, log_dir, user, run, trial)
 
 
-PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": docker_stack}
+def deployment_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str,
+                     trial: int) -> Stack:
+    """An existing deployment (msbench.yaml deployments:): a collection of the trial's own, nothing provisioned."""
+    from msbench.providers.deployment import DeploymentStack
+
+    return DeploymentStack(backend, params, log_dir, user, run=run, trial=trial)
+
+
+PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": docker_stack, "deployment": deployment_stack}
 
 
 def _now() -> str:
