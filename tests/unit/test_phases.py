@@ -147,7 +147,7 @@ def trial(monkeypatch, tmp_path):
     (tmp_path / "store").mkdir()
     (tmp_path / "store" / "blob").write_bytes(b"x" * 5000)
     stack = SimpleNamespace(store=SimpleNamespace(port=9000), bucket="b", listing=lambda: dict(server.listing),
-                            data_paths=lambda: [tmp_path / "store"])
+                            data_paths=lambda: [tmp_path / "store"], capture_target=lambda: ("lo", 9000))
     s = phases.TrialState(stack, params=SimpleNamespace(index_params=lambda: {}, n_vectors=100, dim=4),
                           data=SimpleNamespace(train=range(100)), collection=server)
     return s, server
@@ -241,6 +241,14 @@ def test_bytes_served_count_what_the_store_sent_during_the_load(trial, monkeypat
     monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: next(readings))
     assert _values(phases._timed_load(s, "load_warm"))["store_bytes_served_during_load"] == 6000
     assert "bytes_served_note" not in s.notes
+
+
+def test_bytes_served_are_nan_when_milvus_does_not_reach_the_store_through_this_host(trial, monkeypatch):
+    s, _server = trial
+    monkeypatch.setattr(s.stack, "capture_target", lambda: "the store is elsewhere")
+    monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: pytest.fail("counters read for an unseen store"))
+    served = _values(phases._timed_load(s, "load_warm"))["store_bytes_served_during_load"]
+    assert served != served and s.notes["bytes_served_note"] == "store_bytes_served_during_load is NaN: the store is elsewhere"
 
 
 def test_footprint_as_found_and_after_compaction_and_gc(trial, monkeypatch):
