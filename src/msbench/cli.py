@@ -12,8 +12,8 @@ from pathlib import Path
 from msbench import backends as backend_registry
 from msbench.config import DEFAULT_MAX_TRIALS, PROFILES, ConfigError, load_user_config
 
-WORKS = ("capture", "watchdog", "search", "insert")
-PROVIDERS = ("native", "docker", "deployment")   # trial.PROVIDERS, named here without importing pymilvus   # msbench overhead: what to measure (overhead.measure)
+WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
+PROVIDERS = ("native", "docker", "deployment")   # trial.PROVIDERS, named here without importing pymilvus
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:

@@ -216,7 +216,8 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         "order_seed": order_seed, "order": schedule.as_records(order),
         "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
         "host": environment.host_facts(results_root), "packages": environment.package_versions(),
-        "milvus": EXISTING_MILVUS if provider == DEPLOYMENT else environment.milvus_facts(), "timing": phases.timing_facts(params), "tools": environment.tool_facts(),
+        "milvus": EXISTING_MILVUS if provider == DEPLOYMENT else environment.milvus_facts(),
+        "timing": phases.timing_facts(params), "tools": environment.tool_facts(),
         "components": {b.name: environment.component_facts(b, user) for b in chosen},
         "config_file": str(user.path) if user.path else None,
     }
