@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Mapping
@@ -202,6 +204,35 @@ def to_html(executed: Path, target: Path) -> Path:
     return target
 
 
+FIRST_SCREEN = (1280, 900)   # the window a reader first sees: the screenshot kept beside the report
+
+
+def chromium(*args: str, profile: Path, timeout: float = 120) -> subprocess.CompletedProcess | None:
+    """Headless Chromium offline (no network, sync or updates, its own profile folder) with ``args``;
+    None when Chromium is not installed (scripts/setup installs Debian's as root)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not binary:
+        return None
+    flags = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
+    return subprocess.run([*flags, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def screenshot(report: Path, target: Path, size: tuple[int, int] = FIRST_SCREEN) -> Path | None:
+    """The report's first screen as a PNG (what a reader sees before scrolling), or None without Chromium."""
+    with tempfile.TemporaryDirectory(prefix="msbench-chromium-") as profile:
+        done = chromium(f"--screenshot={target}", f"--window-size={size[0]},{size[1]}", report.as_uri(),
+                        profile=Path(profile))
+    if done is None:
+        print("report screenshot skipped: Chromium is not installed (scripts/setup installs it as root)")
+        return None
+    if not target.exists():
+        print(f"report screenshot failed: {' '.join(done.stderr.split()[-30:])}")
+        return None
+    return target
+
+
 def publish_report(study: study_mod.Study, baseline: str | None = None, report_dir: str = "report",
                    figures_dir: str = "figures", kernel: str = "python3") -> Path:
     """Execute analysis.ipynb on the run, convert it to report/index.html, keep a copy in the run."""
@@ -213,4 +244,6 @@ def publish_report(study: study_mod.Study, baseline: str | None = None, report_d
         "figures_dir": str(resolve(figures_dir))})
     report = to_html(executed, resolve(report_dir) / "index.html")
     shutil.copy(report, study.run.path / "report.html")
+    if screenshot(report, study.run.path / "first-screen.png"):
+        print(f"the report's first screen: {study.run.path / 'first-screen.png'}")
     return report

@@ -121,8 +121,11 @@ class TrialBar:
         self.bar.refresh()
 
     def say(self, line: str) -> None:
-        """A line above the bar (on stdout, the bar stays on its stream)."""
-        if self.enabled:
-            self.bar.write(line, file=sys.stdout)
-        else:
+        """A line above the bar (on stdout, the bar stays on its stream). The line is flushed before the
+        bar is drawn again: in a kernel, stdout and stderr reach the terminal as separate messages, and
+        an unflushed line arrived after the redrawn bar, on its line."""
+        if not self.enabled:
             print(line, flush=True)
+            return
+        with self.bar.external_write_mode(file=sys.stdout):
+            print(line, file=sys.stdout, flush=True)

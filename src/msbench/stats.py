@@ -159,8 +159,8 @@ def summarize(df: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
         mean, sd = _mean(x), _sd(x)
         cv = _ratio(sd, mean)
         low, high = _mean_interval(x, confidence)
-        method = MEAN_METHOD + (f" (coverage unverified: CV above {VERIFIED_MAX_CV:.0%})"
-                                if abs(cv) > VERIFIED_MAX_CV else "")
+        method = (MEAN_METHOD + (f", computed at {confidence:.1%}" if confidence != 0.95 else "")
+                  + (f" (coverage unverified: CV above {VERIFIED_MAX_CV:.0%})" if abs(cv) > VERIFIED_MAX_CV else ""))
         rows.append({
             "backend": backend, "metric": metric, "unit": unit, "n": x.size,
             "mean": mean, "median": _median(x), "sd": sd, "cv": cv,

@@ -42,7 +42,7 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
     rounds = len(trials)
     assert trials.status.tolist() == ["ok"] * rounds and rounds in (2, 3)
     assert manifest["until_precise"] == {"target": TARGET, "max_trials": MAX_TRIALS, "max_minutes": None,
-                                         "confidence": 0.95}
+                                         "confidence": precision.calibrated_level(2, MAX_TRIALS, TARGET)}
     assert stop["rounds"] == rounds == max(t["round"] for t in manifest["order"])
     assert [c["rounds"] for c in stop["checks"]] == list(range(2, rounds + 1))
     # The recorded reason is the one the run's own figures give.

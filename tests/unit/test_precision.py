@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msbench import precision, schedule, study
+from msbench import precision, schedule, stats, study
 from msbench.config import ConfigError
 from msbench.results import TIDY_COLUMNS
 
@@ -27,8 +27,9 @@ def _results(values: dict[str, list[float]], metric=("flush", "flush_s")) -> tup
 
 def test_rule_is_checked_in_one_line():
     assert precision.make_rule(None) is None
-    assert precision.make_rule(0.05, trials=3) == precision.Rule(0.05, 10, None)
-    assert precision.make_rule("0.1", 4, 30, trials=2) == precision.Rule(0.1, 4, 30.0)
+    assert precision.make_rule(0.05, trials=3) == precision.Rule(0.05, 10, None, precision.calibrated_level(3, 10, 0.05))
+    assert precision.make_rule("0.1", 4, 30, trials=2) == precision.Rule(0.1, 4, 30.0,
+                                                                         precision.calibrated_level(2, 4, 0.1))
     for kwargs, message in [({"target": None, "max_trials": 5}, "max_trials only apply with until_precise"),
                             ({"target": 0}, "between 0 and 10"), ({"target": "x"}, "must be a number"),
                             ({"target": float("nan")}, "finite"), ({"target": 0.05, "max_trials": 2, "trials": 3},
@@ -37,6 +38,53 @@ def test_rule_is_checked_in_one_line():
                             ({"target": 0.05, "max_minutes": -1}, "max_minutes must be positive")]:
         with pytest.raises(ConfigError, match=message):
             precision.make_rule(**kwargs)
+
+
+def test_stopping_on_narrow_intervals_makes_95_percent_intervals_cover_less():
+    """Why the level is calibrated: at 95% the interval at the stop covers about 91% (one metric
+    deciding, 3 rounds then up to 10, ±5%, CV 8%); a fixed n covers 95%."""
+    assert precision.stopped_coverage(0.95, 3, 10, 0.05, cv=0.08, runs=20_000, seed=1) < 0.93
+    assert precision.stopped_coverage(0.95, 10, 10, 0.05, cv=0.08, runs=20_000, seed=1) > 0.945
+
+
+def _two_backends_stopped(level: float, first: int, most: int, target: float, cv: float, runs: int, seed: int):
+    """Coverage of the report's mean interval and its ratio (Fieller, the narrower of paired and
+    independent) at the round where two backends' intervals, both at ``level``, are within ``target``."""
+    x = 1 + cv * np.random.default_rng(seed).standard_normal((runs, 2, most))
+    stop = np.full(runs, most)
+    for n in range(most, first - 1, -1):
+        low, high = stats._mean_interval(x[..., :n], level)
+        stop[((high - low) / 2 <= target * np.abs(x[..., :n].mean(axis=-1))).all(axis=1)] = n
+    mean_hits = ratio_hits = 0
+    for n in np.unique(stop):
+        a, b = x[stop == n, 0, :n], x[stop == n, 1, :n]
+        low, high = stats._mean_interval(a, level)
+        mean_hits += int(np.sum((low <= 1) & (1 <= high)))
+        ratio = stats._chosen_ratio(a, b, level, (a, b))
+        ratio_hits += int(np.sum((ratio["ratio_mean_low"] <= 1) & (1 <= ratio["ratio_mean_high"])))
+    return mean_hits / runs, ratio_hits / runs
+
+
+@pytest.mark.parametrize("first, most, target", [(3, 10, 0.05), (2, 10, 0.05), (3, 20, 0.1)])
+def test_the_calibrated_level_covers_95_percent_under_the_rule(first, most, target):
+    """Checked on fresh draws (another seed, a finer grid of noise levels, 3 standard errors of
+    slack): the mean's interval when it alone decides, and the mean's and the ratio's when two
+    backends decide together."""
+    level = precision.calibrated_level(first, most, target)
+    assert 0.95 < level < 0.995
+    slack = 3 * np.sqrt(0.95 * 0.05 / 20_000)
+    for cv in target * np.geomspace(0.25, 8, 11):
+        assert precision.stopped_coverage(level, first, most, target, cv, runs=20_000, seed=7) >= 0.95 - slack, cv
+        mean, ratio = _two_backends_stopped(level, first, most, target, cv, runs=8_000, seed=8)
+        assert min(mean, ratio) >= 0.95 - 3 * np.sqrt(0.95 * 0.05 / 8_000), (cv, mean, ratio)
+
+
+def test_a_run_stopped_by_the_rule_is_analysed_at_its_calibrated_level():
+    rule = precision.make_rule(0.05, trials=3)
+    assert precision.level({"until_precise": rule.as_dict()}) == rule.confidence > 0.95
+    assert precision.level({"trials": 3}) == 0.95
+    assert f"computed at the {100 * rule.confidence:.3g}% level" in precision.describe(
+        {"trials": 3, "until_precise": rule.as_dict()})
 
 
 def test_widths_are_the_reports_t_intervals_over_completed_trials():
@@ -124,8 +172,9 @@ def _simulated(s, flush: dict[int, float], stop_at=None):
 
 def test_a_run_adds_rounds_until_precise_and_resumes(tmp_path, monkeypatch):
     s = _prepare(tmp_path, monkeypatch)
-    assert s.manifest["until_precise"] == {"target": 0.5, "max_trials": 5, "max_minutes": None, "confidence": 0.95}
-    flush = {1: 1.0, 2: 1.3, 3: 1.1, 4: 1.2}   # ±166% of the mean at n=2, ±34% at n=3
+    assert s.manifest["until_precise"] == {"target": 0.5, "max_trials": 5, "max_minutes": None,
+                                         "confidence": precision.calibrated_level(2, 5, 0.5)}
+    flush = {1: 1.0, 2: 1.2, 3: 1.1, 4: 1.2}   # at the calibrated 98%: ±579% of the mean at n=2, ±37% at n=3
     with pytest.raises(KeyboardInterrupt):   # interrupted in the added round
         study.execute(s, _simulated(s, flush, stop_at=(3, "fake-b")), show=False)
     manifest = json.loads((s.run.path / "manifest.json").read_text())

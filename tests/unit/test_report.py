@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import seaborn as sns
 
-from msbench import report, schedule
+from msbench import precision, report, schedule
+from msbench.report import comparisons, metrics
 from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, load_run
 
 REFERENCE = "data/reference/published-milvus-rustfs-vs-minio.csv"
@@ -400,3 +401,23 @@ def test_figures_list_the_baseline_then_the_stores_then_the_controls(controlled)
 def test_labels_that_would_overlap_go_to_another_row():
     assert report.figures.label_levels([0.0, 1.0, 10.0, 2.4], [4.0, 4.0, 4.0, 1.0]) == [0, 1, 0, 2]
     assert report.figures.label_levels([0.0, 5.0], [4.0, 4.0]) == [0, 0]
+
+
+def test_a_run_stopped_by_the_until_precise_rule_is_analysed_at_its_calibrated_level(full):
+    """Every interval of such a run (means and ratios) is computed at the rule's level, and says so."""
+    rule = precision.make_rule(0.05, trials=3)
+    stopped = {**full, "manifest": {**full["manifest"], "until_precise": rule.as_dict()}}
+    tidy = metrics.trial_values(stopped, report.compared(stopped))
+    assert metrics.confidence_of(tidy) == rule.confidence > 0.95
+    assert metrics.confidence_of(metrics.trial_values(full, report.compared(full))) == 0.95
+    methods = set(report.summary_table(stopped)["CI method"]) - {"–"}
+    assert methods and all(f"computed at {rule.confidence:.1%}" in m for m in methods)
+    plain, wider = (comparisons.compare(metrics.trial_values(r, report.compared(r)), "minio",
+                                               report.compared(r)) for r in (full, stopped))
+    both = plain.merge(wider, on=["backend", "metric"])
+    finite = np.isfinite(both["ratio_mean_low_x"]) & np.isfinite(both["ratio_mean_low_y"])
+    low_x, low_y, high_x, high_y = (both[c][finite] for c in ("ratio_mean_low_x", "ratio_mean_low_y",
+                                                               "ratio_mean_high_x", "ratio_mean_high_y"))
+    assert (low_y <= low_x + 1e-6).all() and (high_y >= high_x - 1e-6).all()   # (a constant ratio: float noise)
+    shown, before = (report.summary_table(r)["95% CI of mean"] for r in (stopped, full))
+    assert (shown != before).any()

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from msbench import stats
-from msbench.report.metrics import (TIME_UNITS, Metric, Run, compared, default_baseline, direction, headline,
-                                    trial_values, without_controls)
+from msbench.report.metrics import (TIME_UNITS, Metric, Run, compared, confidence_of, default_baseline, direction,
+                                    headline, trial_values, without_controls)
 from msbench.report.page import finite, interval, noted, num, p_value, pct, with_ci
 
 # Resamples of the Brunner-Munzel permutation test (stats' default); module-level so tests can lower it.
@@ -27,7 +27,8 @@ def _directions(metrics: list[Metric]) -> dict[str, str]:
 
 def compare(tidy: pd.DataFrame, baseline: str, metrics: list[Metric]) -> pd.DataFrame:
     """stats.compare over the headline family (Holm runs over it), rows in headline order."""
-    raw = stats.compare(tidy, baseline, _directions(metrics), alpha=ALPHA, n_resamples=N_RESAMPLES, seed=SEED)
+    raw = stats.compare(tidy, baseline, _directions(metrics), confidence=confidence_of(tidy), alpha=ALPHA,
+                        n_resamples=N_RESAMPLES, seed=SEED)
     order = raw["metric"].map({m.name: i for i, m in enumerate(metrics)})
     return raw.assign(order=order).sort_values(["backend", "order"], ignore_index=True).drop(columns="order")
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from msbench import precision
+
 Run = dict[str, Any]
 
 BYTE_UNITS = (("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("bytes", 1.0))
@@ -130,7 +132,8 @@ def trial_values(run: Run, metrics: list[Metric], byte_unit: str | None = None) 
     """Completed trials' values of ``metrics``, keyed by Metric.name, bytes rescaled for display.
 
     ``byte_unit`` forces one unit on every byte metric (a stacked bar needs a common scale);
-    otherwise each byte metric gets the unit that suits its own values.
+    otherwise each byte metric gets the unit that suits its own values. The frame carries the level
+    its intervals are computed at (``confidence_of``), so every table of the run uses the same.
     """
     data = completed_rows(run, "results")
     factors = dict(BYTE_UNITS)
@@ -143,7 +146,15 @@ def trial_values(run: Run, metrics: list[Metric], byte_unit: str | None = None) 
         if unit == "bytes":
             unit = byte_unit or fitting_byte_unit(sel["value"].abs().max())
         frames.append(sel.assign(metric=m.name, value=sel["value"] / factors.get(unit, 1.0), unit=unit))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*data.columns])
+    tidy = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*data.columns])
+    tidy.attrs["confidence"] = precision.level(run["manifest"])
+    return tidy
+
+
+def confidence_of(tidy: pd.DataFrame) -> float:
+    """The level at which intervals of these values are computed so that they cover 95%: 95%, or
+    higher in a run stopped by the until-precise rule (see precision.calibrated_level)."""
+    return tidy.attrs.get("confidence", precision.CONFIDENCE)
 
 
 def all_backends(run: Run) -> list[str]:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from msbench import stats
 from msbench.report.comparisons import compare, no_ratio_ci
-from msbench.report.metrics import Run, completed_rows, control_names, headline, trial_values
+from msbench.report.metrics import Run, completed_rows, confidence_of, control_names, headline, trial_values
 from msbench.report.page import noted, num, with_ci
 
 # Published claim -> our measurements of it (the like-for-like one first) and what to keep in mind.
@@ -77,7 +77,7 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
     raw = (compare(tidy[tidy["backend"].isin(pair.values())], pair["minio"], metrics)
            .set_index("metric") if None not in pair.values() else pd.DataFrame())
     ours = trial_values(run, [by_metric[m] for claims in CLAIMS.values() for m, _ in claims], byte_unit="GB")
-    summary = stats.summarize(ours) if len(ours) else pd.DataFrame(
+    summary = stats.summarize(ours, confidence=confidence_of(ours)) if len(ours) else pd.DataFrame(
         columns=stats.SUMMARY_COLUMNS)
     setup = "; ".join(f"{what} {here} here vs {there} published" for what, here, there in setup_differences(run))
     context = _caveat_context(run)

@@ -6,7 +6,7 @@ import pandas as pd
 
 from msbench import stats
 from msbench.report.comparisons import SEED
-from msbench.report.metrics import Run, completed_rows, headline, trial_values
+from msbench.report.metrics import Run, completed_rows, confidence_of, headline, trial_values
 from msbench.report.page import first_line, interval, noted, num, pct, with_ci
 
 CI_NOTE = ("95% CI of the mean: Student t interval over trials (simulated coverage 94-95.5% on normal and lognormal "
@@ -23,7 +23,7 @@ def summary_table(run: Run) -> pd.DataFrame:
                "CV (sd/mean)", "95% CI of mean", "CI method"]
     rows = []
     if len(tidy):
-        summary = stats.summarize(tidy).set_index(["metric", "backend"])
+        summary = stats.summarize(tidy, confidence=confidence_of(tidy)).set_index(["metric", "backend"])
         for m in metrics:
             for backend in sorted(summary.loc[m.name].index) if m.name in summary.index else []:
                 s = summary.loc[(m.name, backend)]

@@ -14,7 +14,8 @@ import pandas as pd
 from msbench import stats
 from msbench.report.comparisons import (ALPHA, POWER, compare, detectable_text, handicap_of, ratio_words,
                                         store_dependence)
-from msbench.report.metrics import Metric, Run, compared, control_names, default_baseline, direction, trial_values
+from msbench.report.metrics import (Metric, Run, compared, confidence_of, control_names, default_baseline, direction,
+                                    trial_values)
 from msbench.report.page import noted, p_value, with_ci
 
 CLAIMED = ("better", "worse")
@@ -104,7 +105,7 @@ def _cell(s: pd.Series, n_trials: int) -> str:
 
 def _table(run: Run, metrics: list[Metric], tidy: pd.DataFrame, raw: pd.DataFrame, baseline: str,
            stores: list[str]) -> pd.DataFrame:
-    summary = stats.summarize(tidy).set_index(["metric", "backend"])
+    summary = stats.summarize(tidy, confidence=confidence_of(tidy)).set_index(["metric", "backend"])
     detectable = detectable_text(tidy, metrics, ranges=False)
     n_trials = tidy.groupby("backend")["trial"].nunique()
     rows = []
