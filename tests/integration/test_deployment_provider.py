@@ -147,7 +147,7 @@ def _measure_the_stand_in(standin: NativeStack, desk: RestartDesk, scratch: Path
     assert set(cold.backend) == {"standin-hooks"} and (cold.value > 0).all()
     for b in ("standin-hooks", "standin-plain"):   # every other phase measured, the footprint the collection's own
         mine = results[results.backend == b]
-        assert {"insert", "flush", "index_build", "load_first", "load_warm", "search"} <= set(mine.phase), b
+        assert {"insert", "flush", "index", "load_first", "load_warm", "search", "footprint"} <= set(mine.phase), b
         assert mine[(mine.phase == "footprint") & (mine.metric == "bucket_bytes")].value.iloc[0] > 0
     manifest = json.loads((run / "manifest.json").read_text())
     assert "STANDIN_S3_AK" in json.dumps(manifest) and standin.store.access_key not in json.dumps(manifest)
