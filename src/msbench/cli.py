@@ -13,6 +13,7 @@ from msbench import backends as backend_registry
 from msbench.config import DEFAULT_MAX_TRIALS, PROFILES, ConfigError, load_user_config
 
 WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
+PROVIDERS = ("native", "docker", "deployment")   # trial.PROVIDERS, named here without importing pymilvus
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -73,7 +74,11 @@ def cmd_run(args) -> int:
     s = study.prepare(backends=args.backends, trials=args.trials, profile=args.profile,
                       overrides=_overrides(args.set), provider=args.provider, run_id=args.run_id,
                       results_root=args.results, seed=args.seed, config=args.config, controls=args.controls,
-                      until_precise=args.until_precise, max_trials=args.max_trials, max_minutes=args.max_minutes)
+                      until_precise=args.until_precise, max_trials=args.max_trials, max_minutes=args.max_minutes,
+                      dry_run=args.dry_run)
+    if args.dry_run:
+        print(s)
+        return 0
     done = len(s.order) - len(s.pending())
     print(f"run {s.run.run_id}: {len(s.order)} trials planned, {done} already complete -> {s.run.path}")
     outcomes = study.run_all(s, progress=not args.no_progress)
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="msbench.yaml with backend overrides (default: $MSBENCH_CONFIG or ./msbench.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     lister = sub.add_parser("backends", help="list backends: available here or not, why, how to enable")
-    lister.add_argument("--provider", default="native", choices=["native", "docker"])
+    lister.add_argument("--provider", default="native", choices=PROVIDERS)
     lister.set_defaults(func=cmd_backends)
     sub.add_parser("doctor", help="check this machine before a run").set_defaults(func=cmd_doctor)
     run = sub.add_parser("run", help="run trials; rerun with the same --run-id to complete a run")
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--trials", type=int, default=3, help="trials per backend (default 3)")
     run.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
-    run.add_argument("--provider", default="native", choices=["native", "docker"])
+    run.add_argument("--provider", default="native", choices=PROVIDERS)
     run.add_argument("--run-id", help="name of the run (default: timestamp-profile); reuse to resume")
     run.add_argument("--results", default="data/runs", help="results root (default data/runs)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
@@ -244,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--max-minutes", type=float, metavar="M",
                      help="with --until-precise: stop once the trials have taken M minutes (default: no limit)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (a line per trial is still printed)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check everything and print the plan (trial order, collections, phases, hooks); "
+                          "contact nothing, write nothing")
     run.set_defaults(func=cmd_run)
     ovh = sub.add_parser("overhead", help="harness overhead: our phases vs a bare pymilvus loop, same stack")
     ovh.add_argument("--backend", default="seaweedfs")

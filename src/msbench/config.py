@@ -5,9 +5,11 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
 import yaml
 
@@ -197,14 +199,135 @@ def validate(p: Params) -> None:
             raise ConfigError(f"dataset file not found: {p.dataset}")
 
 
+# A cold restart of a deployment runs the user's hooks in this order: the store, the page caches,
+# then Milvus (which comes up last, on cold caches, as the native stack's restart does).
+HOOKS = ("restart_store", "drop_page_cache", "restart_milvus")
+DEFAULT_HOOK_TIMEOUT_S = 600.0
+_SECTIONS = {"milvus": ("uri", "token_env"),
+             "s3": ("endpoint", "bucket", "root_path", "region", "access_key_env", "secret_key_env"),
+             "hooks": (*HOOKS, "timeout_s")}
+_REQUIRED = {"milvus": ("uri",), "s3": ("endpoint", "bucket", "access_key_env", "secret_key_env")}
+_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")   # it becomes part of collection names
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """An existing Milvus and the bucket it persists into (msbench.yaml ``deployments:``): nothing is
+    provisioned. Credentials are named by environment variable, never held: they are read when used."""
+
+    name: str
+    milvus_uri: str
+    s3_endpoint: str
+    bucket: str
+    access_key_env: str
+    secret_key_env: str
+    milvus_token_env: str = ""       # empty: a Milvus without authentication
+    root_path: str = "files"         # Milvus's minio.rootPath: every key it writes starts with it
+    region: str = "us-east-1"
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    hooks: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)   # HOOKS -> commands
+    hook_timeout_s: float = DEFAULT_HOOK_TIMEOUT_S   # for each command
+
+    @property
+    def credential_envs(self) -> dict[str, str]:
+        """Which environment variable holds which credential (the names only)."""
+        named = {"Milvus token": self.milvus_token_env, "S3 access key": self.access_key_env,
+                 "S3 secret key": self.secret_key_env}
+        return {what: env for what, env in named.items() if env}
+
+
+def _is_url(value: Any) -> bool:
+    """http(s)://HOST[:PORT] and nothing else: no user or password in it, no path."""
+    try:
+        url = urlparse(value) if isinstance(value, str) else None
+        return (url is not None and url.scheme in ("http", "https") and bool(url.hostname) and url.port != 0
+                and url.username is None and url.password is None and url.path in ("", "/")
+                and not url.query and not url.fragment)
+    except ValueError:   # a port that is not a number
+        return False
+
+
+def _is_command(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value) and all(isinstance(w, str) and w for w in value))
+
+
+# Each field's check and what is valid, by section ("" = the deployment's own fields).
+_DEPLOYMENT_CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
+    ("", "description"): (lambda v: isinstance(v, str), "a string"),
+    ("", "labels"): (lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str)
+                                                            for k, x in v.items()),
+                     "a mapping of names to strings such as {store: MinIO, layout: 4-node EC} (quote numbers)"),
+    ("milvus", "uri"): (_is_url, "an http:// or https:// URL such as http://milvus.example:19530 (no user or "
+                                 "password in it: name the variable holding a token in token_env)"),
+    ("s3", "endpoint"): (_is_url, "an http:// or https:// URL such as http://minio.example:9000 (no user, "
+                                  "password or path in it)"),
+    ("s3", "bucket"): (lambda v: isinstance(v, str) and bool(_BUCKET.match(v)),
+                       "an S3 bucket name (3-63 lowercase letters, digits, '.' or '-')"),
+    ("s3", "root_path"): (lambda v: isinstance(v, str) and ".." not in v.split("/"),
+                          "Milvus's minio.rootPath, a key prefix such as files ('' for none)"),
+    ("s3", "region"): (lambda v: isinstance(v, str) and bool(v), "a region name such as us-east-1"),
+    **{(section, key): (lambda v: isinstance(v, str) and bool(_ENV_NAME.match(v)),
+                        "the name of an environment variable such as MILVUS_TOKEN (its value is read when used)")
+       for section, key in (("milvus", "token_env"), ("s3", "access_key_env"), ("s3", "secret_key_env"))},
+    **{("hooks", hook): (lambda v: isinstance(v, list) and all(_is_command(c) for c in v),
+                         "a list of commands, each a list of words, such as "
+                         "[[kubectl, rollout, restart, deployment/milvus-querynode]]") for hook in HOOKS},
+    ("hooks", "timeout_s"): (lambda v: _is(v, float) and 0 < v <= 3600,
+                             "a number of seconds above 0, at most 3600 (for each command)"),
+}
+
+
+def _mapping(value: Any, where: str, valid: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping with keys {', '.join(valid)}, got {value!r}")
+    unknown = sorted(set(value) - set(valid))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; valid: {', '.join(valid)}")
+    return value
+
+
+def parse_deployment(name: Any, raw: Any, source: str) -> Deployment:
+    """One ``deployments:`` entry checked field by field; a ConfigError names the field and what is valid."""
+    at = f"{source}: deployments.{name}"
+    if not isinstance(name, str) or not _DEPLOYMENT_NAME.match(name):
+        raise ConfigError(f"{source}: deployment name {name!r} must start with a letter and hold at most 64 "
+                          f"letters, digits, '_' or '-' (it becomes part of each trial's collection name)")
+    sections = {"": _mapping(raw, at, ("description", "labels", *_SECTIONS))}
+    for section, keys in _SECTIONS.items():
+        sections[section] = _mapping(raw.get(section) or {}, f"{at}.{section}", keys)
+        missing = [k for k in _REQUIRED.get(section, ()) if k not in sections[section]]
+        if missing:
+            raise ConfigError(f"{at}.{section} needs {', '.join(missing)}")
+    for (section, key), (ok, valid) in _DEPLOYMENT_CHECKS.items():
+        if key in sections[section] and not ok(sections[section][key]):
+            dotted = f"{section}.{key}" if section else key
+            raise ConfigError(f"{at}.{dotted} must be {valid}, got {sections[section][key]!r}")
+    milvus, s3, hooks = sections["milvus"], sections["s3"], sections["hooks"]
+    return Deployment(
+        name=name, milvus_uri=milvus["uri"].rstrip("/"), milvus_token_env=milvus.get("token_env", ""),
+        s3_endpoint=s3["endpoint"].rstrip("/"), bucket=s3["bucket"], root_path=s3.get("root_path", "files").strip("/"),
+        region=s3.get("region", "us-east-1"), access_key_env=s3["access_key_env"], secret_key_env=s3["secret_key_env"],
+        description=raw.get("description", ""), labels=dict(raw.get("labels") or {}),
+        hooks={hook: tuple(tuple(c) for c in hooks[hook]) for hook in HOOKS if hooks.get(hook)},
+        hook_timeout_s=float(hooks.get("timeout_s", DEFAULT_HOOK_TIMEOUT_S)))
+
+
 @dataclass
 class UserConfig:
-    """The optional msbench.yaml: backend overrides/additions, binary paths, work directory."""
+    """The optional msbench.yaml: backend overrides/additions, existing deployments, binary paths,
+    work directory."""
 
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     binaries: dict[str, str] = field(default_factory=dict)
     work_dir: str | None = None
     path: Path | None = None
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+
+
+_USER_KEYS = ("backends", "deployments", "binaries", "work_dir")
 
 
 def load_user_config(path: str | os.PathLike | None = None) -> UserConfig:
@@ -220,13 +343,20 @@ def load_user_config(path: str | os.PathLike | None = None) -> UserConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{cfg_path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{cfg_path} must hold a mapping with keys backends, binaries, work_dir")
-    unknown = set(raw) - {"backends", "binaries", "work_dir"}
+        raise ConfigError(f"{cfg_path} must hold a mapping with keys {', '.join(_USER_KEYS)}")
+    unknown = set(raw) - set(_USER_KEYS)
     if unknown:
-        raise ConfigError(f"{cfg_path}: unknown keys {sorted(unknown)}; valid: backends, binaries, work_dir")
+        raise ConfigError(f"{cfg_path}: unknown keys {sorted(unknown)}; valid: {', '.join(_USER_KEYS)}")
     backends = raw.get("backends") or {}
     if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
         raise ConfigError(f"{cfg_path}: 'backends' must map backend names to mappings of fields")
+    deployments = raw.get("deployments") or {}
+    if not isinstance(deployments, dict):
+        raise ConfigError(f"{cfg_path}: 'deployments' must map deployment names to mappings (milvus, s3, hooks, "
+                          f"description, labels)")
+    clash = sorted(set(deployments) & set(backends))
+    if clash:
+        raise ConfigError(f"{cfg_path}: {', '.join(clash)} named both a backend and a deployment; rename one")
     binaries = raw.get("binaries") or {}
     if not isinstance(binaries, dict) or not all(isinstance(v, str) and v for v in binaries.values()):
         raise ConfigError(f"{cfg_path}: 'binaries' must map names (weed, minio, rustfs, milvus) to paths, "
@@ -234,4 +364,5 @@ def load_user_config(path: str | os.PathLike | None = None) -> UserConfig:
     work_dir = raw.get("work_dir")
     if work_dir is not None and not (isinstance(work_dir, str) and work_dir):
         raise ConfigError(f"{cfg_path}: 'work_dir' must be a directory path, got {work_dir!r}")
-    return UserConfig(backends=backends, binaries=binaries, work_dir=work_dir, path=cfg_path)
+    return UserConfig(backends=backends, binaries=binaries, work_dir=work_dir, path=cfg_path,
+                      deployments={name: parse_deployment(name, spec, str(cfg_path)) for name, spec in deployments.items()})

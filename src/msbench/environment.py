@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from msbench.backends import BackendDef, find_binary
+from msbench.backends import DEPLOYMENT, BackendDef, find_binary
 from msbench.config import UserConfig
 from msbench.providers import builds
 
@@ -60,7 +60,7 @@ def package_versions() -> dict:
 
 
 def component_facts(backend: BackendDef, user: UserConfig | None = None) -> dict:
-    """Version and sha256 of the store's server binary (or of ceph's daemons)."""
+    """Version and sha256 of the store's server binary (or of ceph's daemons); a deployment's description."""
     if backend.launcher == "process":
         binary = find_binary(backend, user)
         if not binary:
@@ -75,6 +75,10 @@ def component_facts(backend: BackendDef, user: UserConfig | None = None) -> dict
         binary = shutil.which("radosgw")
         return {"binary": binary, "sha256": sha256_file(binary) if binary else None,
                 "version": _first_line(["ceph-mon", "--version"])}
+    if backend.launcher == DEPLOYMENT:
+        from msbench.providers.deployment import describe
+
+        return describe(user.deployments[backend.name])
     return {"endpoint": backend.endpoint}
 
 

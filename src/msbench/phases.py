@@ -23,7 +23,8 @@ What a metric means is decided here, so the rules are written next to the code:
 - load_cold: release, restart Milvus and the store, drop the page cache, then load; the
   first successful search after it is timed separately.
 - search: serial single-query latency over held-out queries, warm-up queries discarded.
-- footprint: the bucket (and the store's disk) as found at the end of the trial, then again
+- footprint: the trial's objects in the bucket (``Stack.listing``: on a stack of its own, the whole
+  bucket; on a deployment, its collection's own) and the store's disk, as found at the end of the trial, then again
   after a forced compaction, the re-index of its segments and Milvus's GC (run every 5 s
   throughout the trial by ``GC_CONFIG``: a few LIST requests to the store each time) have
   left the listing unchanged for a whole GC interval.
@@ -31,6 +32,7 @@ What a metric means is decided here, so the rules are written next to the code:
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import threading
 import time
@@ -46,7 +48,7 @@ from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connec
 from pymilvus.client.types import LoadState, State
 
 from msbench.config import Params
-from msbench.providers import Stack
+from msbench.providers import COLLECTION, Stack
 from msbench.providers.milvus_native import GC_CONFIG
 from msbench.resources import bytes_sent_between, tcp_bytes_sent
 from msbench.traffic import S3_PREFIXES
@@ -55,7 +57,6 @@ from msbench.workload import Dataset, recall_at_k
 # pymilvus 2.6 flags its ORM as deprecated; only the ORM inserts numpy columns without rows.
 warnings.filterwarnings("ignore", message=".*ORM-style PyMilvus API.*")
 
-COLLECTION = "msbench"
 VECTOR_FIELD = "vector"
 
 Row = tuple[str, str, float, str]   # phase, metric, value, unit
@@ -139,7 +140,8 @@ class TrialState:
     params: Params
     data: Dataset
     alias: str = "msbench"
-    name: str = COLLECTION
+    name: str = COLLECTION        # the stack's (Stack.collection)
+    description: str = ""         # the stack's (Stack.collection_description)
     collection: Collection | None = None
     latencies_ms: np.ndarray | None = None
     notes: dict[str, object] = field(default_factory=dict)
@@ -148,7 +150,7 @@ class TrialState:
     def connect(self) -> None:
         if connections.has_connection(self.alias):
             connections.disconnect(self.alias)
-        connections.connect(alias=self.alias, uri=self.stack.uri, timeout=60)
+        connections.connect(alias=self.alias, uri=self.stack.uri, token=self.stack.milvus_token(), timeout=60)
         if utility.has_collection(self.name, using=self.alias):
             self.collection = Collection(self.name, using=self.alias)
 
@@ -166,7 +168,7 @@ def insert(s: TrialState) -> list[Row]:
     schema = CollectionSchema([
         FieldSchema("id", DataType.INT64, is_primary=True, auto_id=False),
         FieldSchema(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=s.data.train.shape[1]),
-    ])
+    ], description=s.description)
     s.collection = Collection(s.name, schema, using=s.alias)
     ids, vectors, size = s.data.ids, s.data.train, s.params.batch_size
     began = time.perf_counter()
@@ -222,10 +224,13 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
     are kept, not thrown away: their number, the time they took with the pauses, and each error
     in ``notes["load_failures"]``, since a load that needed them is not like one that did not."""
     port, limit = s.stack.store.port, timeouts(s.params)["load"]
+    # Counters of a store Milvus does not reach through this host would read other traffic (a port-forward's)
+    unseen_here = s.stack.capture_target()
+    count = (lambda: None) if isinstance(unseen_here, str) else (lambda: tcp_bytes_sent(port))
     failed_s = 0.0
     for attempt in range(1, attempts + 1):
         tried = time.perf_counter()
-        sent_before = tcp_bytes_sent(port)
+        sent_before = count()
         began = time.perf_counter()
         try:
             s.collection.load(timeout=limit, _async=True)   # returns once accepted
@@ -240,7 +245,8 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
             time.sleep(LOAD_RETRY_PAUSE_S)
             failed_s += time.perf_counter() - tried
             continue
-        served, unseen = bytes_sent_between(sent_before, tcp_bytes_sent(port), port)
+        served, unseen = ((math.nan, unseen_here) if isinstance(unseen_here, str)
+                          else bytes_sent_between(sent_before, count(), port))
         if unseen:   # the same cause in every load of a trial: said once
             s.notes.setdefault("bytes_served_note", f"store_bytes_served_during_load is NaN: {unseen}")
         return _timed(phase, phase, waited) + [
@@ -361,12 +367,6 @@ def _disk_bytes(paths: list[Path]) -> tuple[int, int]:
     return allocated, apparent
 
 
-def _listing(s: TrialState) -> dict[str, int]:
-    """Every object in the bucket: key -> size."""
-    pages = s.stack.s3().get_paginator("list_objects_v2").paginate(Bucket=s.stack.bucket)
-    return {obj["Key"]: obj["Size"] for page in pages for obj in page.get("Contents", [])}
-
-
 def _footprint_rows(s: TrialState, listing: dict[str, int], suffix: str) -> list[Row]:
     """Bucket bytes by Milvus prefix and the store's bytes on disk, metrics named with ``suffix``."""
     by_prefix: dict[str, float] = defaultdict(float)
@@ -411,7 +411,7 @@ def footprint(s: TrialState) -> list[Row]:
     a defined point: after a forced compaction (it rewrites every segment), the re-index of the
     new segments, and GC having left the listing unchanged for a whole GC interval. If that
     point is not reached in time, the second listing is taken anyway and ``gc_settled`` says 0."""
-    rows = _footprint_rows(s, _listing(s), "")
+    rows = _footprint_rows(s, s.stack.listing(), "")
     bound = 60.0 + 3 * float(s.notes.get("index_build_s", 60.0))   # the compaction re-indexes everything
     began = time.perf_counter()
     s.collection.compact()
@@ -422,7 +422,7 @@ def footprint(s: TrialState) -> list[Row]:
     except TimeoutError:
         compacted = False
     compaction_s = time.perf_counter() - began
-    listing, gc_wait, settled = settle(lambda: _listing(s), GC_QUIET_S, GC_SETTLE_TIMEOUT_S if compacted else 0.0)
+    listing, gc_wait, settled = settle(s.stack.listing, GC_QUIET_S, GC_SETTLE_TIMEOUT_S if compacted else 0.0)
     rows += [("footprint", "compaction_s", compaction_s, "s"), ("footprint", "gc_wait_s", gc_wait, "s"),
              ("footprint", "gc_settled", float(compacted and settled), "bool")]
     return rows + _footprint_rows(s, listing, "_after_gc")
@@ -444,7 +444,7 @@ def store_alone(s: TrialState) -> list[Row]:
     if s.params.warp_seconds <= 0 or binary is None:
         s.notes["store_alone"] = "warp_seconds is 0" if binary else "warp is not built (msbench stores install warp)"
         return []
-    size = ceiling.plan_object_size(list(_listing(s).values()))
+    size = ceiling.plan_object_size(list(s.stack.listing().values()))
     measured = s.notes.get("milvus_s3_concurrency")
     concurrency = int(measured) if measured else WARP_DEFAULT_CONCURRENCY
     store = s.stack.store

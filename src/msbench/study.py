@@ -19,12 +19,15 @@ import pandas as pd
 
 from msbench import backends as backend_registry
 from msbench import environment, phases, precision, progress, schedule
+from msbench.backends import DEPLOYMENT
 from msbench.config import ConfigError, Params, UserConfig, load_user_config, make_params
+from msbench.providers import COLLECTION, deployment
 from msbench.results import RunDir, check_run_id
 from msbench.trial import PROVIDERS, run_trial
 from msbench.workload import load_dataset
 
 DEFAULT_RESULTS = Path("data") / "runs"
+EXISTING_MILVUS = {"mode": "existing deployments, each described under components"}   # no Milvus of ours
 
 
 def available_backends(user: UserConfig | None = None, provider: str = "native") -> list[str]:
@@ -127,14 +130,16 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
             overrides: dict[str, Any] | None = None, provider: str = "native", run_id: str | None = None,
             results_root: str | Path = DEFAULT_RESULTS, seed: int | None = None,
             config: str | Path | None = None, controls: bool = False, until_precise: float | None = None,
-            max_trials: int | None = None, max_minutes: float | None = None) -> Study:
+            max_trials: int | None = None, max_minutes: float | None = None, dry_run: bool = False) -> Study | str:
     """Check everything (parameters, msbench.yaml, the backends under ``provider``, the dataset's
     contents), then write the manifest and plan the order: bad input leaves no run folder, and
     nothing is installed. ``backends=None`` = all available here; ``controls`` adds the
     baseline's A/A and handicapped twins (see control_definitions). ``until_precise`` (a target
     interval half-width as a fraction of the mean), ``max_trials`` and ``max_minutes``: after the
     ``trials`` planned rounds, add rounds until precise (precision.py). Resuming with a rule given
-    replaces the recorded one (a run can be extended); without one, the recorded rule holds."""
+    replaces the recorded one (a run can be extended); without one, the recorded rule holds.
+    ``dry_run``: stop after the checks and return the plan as text (``plan_text``): no dataset is
+    made, no file written, nothing contacted."""
     user = load_user_config(config)
     registry = backend_registry.load_backends(user)
     if provider not in PROVIDERS:
@@ -157,6 +162,9 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     if not names:
         raise ConfigError(f"no backend is available on this machine with provider {provider}: `msbench backends` "
                           f"says why and how to enable one")
+    if controls and provider == DEPLOYMENT:
+        raise ConfigError("controls need stores msbench runs (the handicapped twin is a CPU quota on its store); "
+                          "with provider deployment, run without controls")
     baseline = baseline_of(names)
     control_defs = control_definitions(baseline) if controls else {}
     clash = sorted(set(control_defs) & (set(registry) | set(names)))
@@ -173,10 +181,12 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     if problems:
         raise ConfigError(f"unavailable backend(s) with provider {provider}: "
                           + "; ".join(f"{n}: {why}" for n, why in problems.items()))
+    order_seed = params.seed if seed is None else seed
+    if dry_run:
+        return plan_text(run_id, provider, params, trials, schedule.plan(names, trials, order_seed), chosen, user)
     data = load_dataset(params)   # its contents checked, its hash taken
     params = replace(params, dim=int(data.train.shape[1]))   # a file's vectors have their own dim
     run = RunDir(results_root, run_id)
-    order_seed = params.seed if seed is None else seed
     previous = run.read_manifest()
     if previous:
         same = (previous["params"] == params.as_dict() and previous["backends"] == [b.name for b in chosen]
@@ -206,7 +216,8 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         "order_seed": order_seed, "order": schedule.as_records(order),
         "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
         "host": environment.host_facts(results_root), "packages": environment.package_versions(),
-        "milvus": environment.milvus_facts(), "timing": phases.timing_facts(params), "tools": environment.tool_facts(),
+        "milvus": EXISTING_MILVUS if provider == DEPLOYMENT else environment.milvus_facts(),
+        "timing": phases.timing_facts(params), "tools": environment.tool_facts(),
         "components": {b.name: environment.component_facts(b, user) for b in chosen},
         "config_file": str(user.path) if user.path else None,
     }
@@ -214,6 +225,27 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     prepared = Study(run, params, chosen, provider, user, order, manifest)
     prepared.data = data
     return prepared
+
+
+def plan_text(run_id: str, provider: str, params: Params, trials: int, order: list[schedule.PlannedTrial],
+              backends: list[backend_registry.BackendDef], user: UserConfig) -> str:
+    """What a run would do: each deployment (where, hooks, what is skipped), the phases, and the trials
+    in order with their collections. Made from the checked inputs alone."""
+    lines = ["dry run: nothing was contacted, no file was written",
+             f"run {run_id} (pass --run-id {run_id} to run this plan), provider {provider}, profile {params.profile}, "
+             f"{trials} trial(s) per backend, {len(order)} trials"]
+    for b in backends:
+        if provider == DEPLOYMENT:
+            lines += [f"deployment {b.name}:", *(f"  {k}: {v}" for k, v in deployment.describe(user.deployments[b.name]).items())]
+        else:
+            lines.append(f"backend {b.name}: {b.description}")
+    lines.append("phases of each trial: " + ", ".join(p.__name__ for p in phases.PHASES))
+    lines.append("trials, in this order:")
+    for t in order:
+        collection = (f"collection {deployment.collection_name(run_id, t.backend, t.trial)}, created and dropped"
+                      if provider == DEPLOYMENT else f"collection {COLLECTION} on a fresh stack")
+        lines.append(f"  #{t.seq + 1} (round {t.round}) {t.backend} trial {t.trial}: {collection}")
+    return "\n".join(lines)
 
 
 def open_run(results_root: str | Path, run_id: str, config: str | Path | None = None) -> Study:

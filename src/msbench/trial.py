@@ -43,7 +43,15 @@ def docker_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserC
     return docker.docker_stack(backend, params, log_dir, user, run, trial)
 
 
-PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": docker_stack}
+def deployment_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str,
+                     trial: int) -> Stack:
+    """An existing deployment (msbench.yaml deployments:): a collection of the trial's own, nothing provisioned."""
+    from msbench.providers.deployment import DeploymentStack
+
+    return DeploymentStack(backend, params, log_dir, user, run=run, trial=trial)
+
+
+PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": docker_stack, "deployment": deployment_stack}
 
 
 def _now() -> str:
@@ -77,11 +85,14 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             with stack, Watchdog(stack.watched, params.unresponsive_s) as dog:
                 meta["stack_ready_s"] = round(time.monotonic() - began, 3)
                 meta["image_digests"] = stack.image_digests()
-                state = TrialState(stack, params, data, unwatched=dog.paused)
+                state = TrialState(stack, params, data, name=stack.collection,
+                                   description=stack.collection_description, unwatched=dog.paused)
+                skipped = stack.skipped_phases()
+                meta["skipped_phases"] = "; ".join(f"{name}: {why}" for name, why in skipped.items())
                 capture, meta["s3_capture"] = _start_capture(stack, params, scratch / "s3.pcap")
                 state.connect()
                 try:
-                    for phase in phases:
+                    for phase in (p for p in phases if p.__name__ not in skipped):
                         meta["failed_phase"] = phase.__name__
                         on_phase(phase.__name__)
                         if getattr(phase, "uncaptured", False) and capture is not None:
@@ -128,8 +139,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             tables["phase_windows.csv"] = pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)
             meta["s3_capture_note"] = _capture_note(meta.get("s3_capture") or {})
             meta.update(finished=_now(), duration_s=round(time.monotonic() - began, 3))
-            store = getattr(stack, "store", None)
-            secrets = [getattr(store, "access_key", ""), getattr(store, "secret_key", "")]
+            secrets = stack.secrets() if stack is not None else []
             for key in ("error", "traceback", "store_alone_note", "load_failures"):
                 meta[key] = redact(meta.get(key, ""), secrets)
             ident = {"run": run.run_id, "backend": backend.name, "provider": provider, "trial": trial, "seq": seq}

@@ -80,7 +80,7 @@ def test_index_and_search_params():
 def test_user_config_rejects_unknown_keys(tmp_path):
     cfg = tmp_path / "msbench.yaml"
     cfg.write_text("backend: {}\n")
-    with pytest.raises(ConfigError, match="unknown keys.*backends, binaries, work_dir"):
+    with pytest.raises(ConfigError, match="unknown keys.*backends, deployments, binaries, work_dir"):
         load_user_config(cfg)
     with pytest.raises(ConfigError, match="config file not found"):
         load_user_config(tmp_path / "missing.yaml")

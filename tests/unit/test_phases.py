@@ -146,10 +146,8 @@ def trial(monkeypatch, tmp_path):
     monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: {"c": 1000})
     (tmp_path / "store").mkdir()
     (tmp_path / "store" / "blob").write_bytes(b"x" * 5000)
-    bucket = SimpleNamespace(get_paginator=lambda op: SimpleNamespace(
-        paginate=lambda Bucket: [{"Contents": [{"Key": k, "Size": v} for k, v in server.listing.items()]}]))
-    stack = SimpleNamespace(store=SimpleNamespace(port=9000), bucket="b", s3=lambda: bucket,
-                            data_paths=lambda: [tmp_path / "store"])
+    stack = SimpleNamespace(store=SimpleNamespace(port=9000), bucket="b", listing=lambda: dict(server.listing),
+                            data_paths=lambda: [tmp_path / "store"], capture_target=lambda: ("lo", 9000))
     s = phases.TrialState(stack, params=SimpleNamespace(index_params=lambda: {}, n_vectors=100, dim=4),
                           data=SimpleNamespace(train=range(100)), collection=server)
     return s, server
@@ -245,22 +243,30 @@ def test_bytes_served_count_what_the_store_sent_during_the_load(trial, monkeypat
     assert "bytes_served_note" not in s.notes
 
 
+def test_bytes_served_are_nan_when_milvus_does_not_reach_the_store_through_this_host(trial, monkeypatch):
+    s, _server = trial
+    monkeypatch.setattr(s.stack, "capture_target", lambda: "the store is elsewhere")
+    monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: pytest.fail("counters read for an unseen store"))
+    served = _values(phases._timed_load(s, "load_warm"))["store_bytes_served_during_load"]
+    assert served != served and s.notes["bytes_served_note"] == "store_bytes_served_during_load is NaN: the store is elsewhere"
+
+
 def test_footprint_as_found_and_after_compaction_and_gc(trial, monkeypatch):
     s, server = trial
     s.notes["index_build_s"] = 1.0
     monkeypatch.setattr(phases, "GC_QUIET_S", 0.3)
     monkeypatch.setattr(phases, "GC_SETTLE_TIMEOUT_S", 5.0)
     calls = {"n": 0}
-    real_listing = phases._listing
+    real_listing = s.stack.listing
 
-    def listing(state):   # GC removes the old segment's binlog a little after the compaction
+    def listing():   # GC removes the old segment's binlog a little after the compaction
         calls["n"] += 1
         if calls["n"] == 3:
             server.listing = {k: v for k, v in server.listing.items() if "insert_log/1/2/3/100" not in k}
             server.listing["files/insert_log/1/2/3/200/1"] = 900
-        return real_listing(state)
+        return real_listing()
 
-    monkeypatch.setattr(phases, "_listing", listing)
+    monkeypatch.setattr(s.stack, "listing", listing)
     got = _values(phases.footprint(s))
     assert got["bucket_bytes"] == 1500 and got["bucket_insert_log_bytes"] == 1000
     assert got["bucket_bytes_after_gc"] == 1400 and got["bucket_insert_log_bytes_after_gc"] == 900

@@ -7,6 +7,7 @@ import pytest
 from msbench.backends import BackendDef, fill_template
 from msbench.config import ConfigError
 from msbench.providers import ServerProcess, Stack, StoreEndpoint
+from msbench.providers.deployment import DeploymentStack, DeploymentStore
 from msbench.providers.docker import ContainerProcess, DockerStack, DockerStore
 from msbench.providers.native import NativeStack
 from msbench.providers.process import ManagedProcess
@@ -62,11 +63,11 @@ def _lacks(cls: type, protocol: type) -> set[str]:
 
 
 @pytest.mark.parametrize("protocol, implementations", [
-    (Stack, (NativeStack, DockerStack)),
-    (StoreEndpoint, (ObjectStore, DockerStore)),
+    (Stack, (NativeStack, DockerStack, DeploymentStack)),
+    (StoreEndpoint, (ObjectStore, DockerStore, DeploymentStore)),
     (ServerProcess, (ManagedProcess, ContainerProcess)),
 ])
-def test_both_providers_keep_the_stack_contract(protocol, implementations):
-    assert {"uri", "s3", "restart", "data_paths", "store", "bucket"} <= _members(Stack)
+def test_every_provider_keeps_the_stack_contract(protocol, implementations):
+    assert {"uri", "s3", "restart", "data_paths", "store", "bucket", "collection", "listing"} <= _members(Stack)
     for cls in implementations:
         assert not _lacks(cls, protocol), f"{cls.__name__} lacks {sorted(_lacks(cls, protocol))} of {protocol.__name__}"

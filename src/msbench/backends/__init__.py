@@ -4,6 +4,8 @@ A definition says how to start the store (``launcher``: a plain ``process`` from
 template, the ``ceph`` bootstrap, or ``external`` for an endpoint someone else runs), which
 ports it needs, which files to write, and how to tell it is ready.  Adding a backend that is
 a single server process means adding one YAML file here or one entry in msbench.yaml.
+msbench.yaml's ``deployments:`` (config.Deployment) join them as backends of launcher ``deployment``:
+an existing Milvus and its bucket, which only the deployment provider runs.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from urllib.parse import urlparse
 
 import yaml
 
-from msbench.config import ConfigError, UserConfig
+from msbench.config import ConfigError, Deployment, UserConfig
 from msbench.providers import builds, handicap
 
-LAUNCHERS = ("process", "ceph", "external")
+LAUNCHERS = ("process", "ceph", "external")   # of a backend definition; "deployment" comes from deployments:
+DEPLOYMENT = "deployment"    # the launcher of msbench.yaml's deployments, and the provider that runs them
 _HERE = Path(__file__).parent
 
 
@@ -190,7 +193,16 @@ def load_backends(user: UserConfig | None = None) -> dict[str, BackendDef]:
         else:
             raw[name] = entry
         source[name] = where
-    return {name: _from_mapping(name, spec, source[name]) for name, spec in raw.items()}
+    defs = {name: _from_mapping(name, spec, source[name]) for name, spec in raw.items()}
+    deployments = user.deployments if user else {}
+    clash = sorted(set(deployments) & set(defs))
+    if clash:
+        raise ConfigError(f"deployment(s) {', '.join(clash)} ({user.path or 'msbench.yaml'}) have the name of a "
+                          f"built-in backend; rename them")
+    return {**defs, **{name: BackendDef(name=name, launcher=DEPLOYMENT, endpoint=d.s3_endpoint,
+                                        description=d.description or f"existing deployment at {d.milvus_uri}",
+                                        access_key_env=d.access_key_env, secret_key_env=d.secret_key_env)
+                       for name, d in deployments.items()}}
 
 
 def find_binary(backend: BackendDef, user: UserConfig | None = None) -> str | None:
@@ -216,7 +228,14 @@ def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, inst
     """None when this machine can run the backend under ``provider``; otherwise why not and how to
     enable it. Nothing is installed unless ``install`` (Ceph's packages: set-up, never a run's check).
     Under docker the store runs from its image, so no binary is needed; the engine itself is
-    checked once by the caller (providers.docker.docker_unavailable_reason)."""
+    checked once by the caller (providers.docker.docker_unavailable_reason). A deployment runs under
+    the deployment provider only, and a store msbench starts never does."""
+    if (backend.launcher == DEPLOYMENT) != (provider == DEPLOYMENT):
+        return ("an existing deployment (msbench.yaml deployments:): run it with --provider deployment"
+                if backend.launcher == DEPLOYMENT else "a store msbench starts itself; the deployment provider runs "
+                                                       "the existing deployments named in msbench.yaml")
+    if backend.launcher == DEPLOYMENT:
+        return _deployment_unavailable(user.deployments[backend.name])
     if backend.launcher == "external":
         if not backend.endpoint:
             return f"no endpoint configured. To enable: {backend.enable_hint}"
@@ -248,6 +267,19 @@ def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, inst
     from msbench.providers import ceph
     reason = ceph.ensure_ceph_installed() if install else ceph.ceph_unavailable_reason()
     return f"{reason}. To enable: {backend.enable_hint}" if reason else None
+
+
+def _deployment_unavailable(deployment: Deployment) -> str | None:
+    """What is missing here for a deployment: a credential's variable, a hook's program. Checks
+    the environment and PATH only: nothing is contacted."""
+    missing = [env for env in deployment.credential_envs.values() if not os.environ.get(env)]
+    if missing:
+        return (f"credentials missing: environment variables {', '.join(missing)} are not set (export them; "
+                f"their values are read when used, never stored)")
+    programs = sorted({cmd[0] for cmds in deployment.hooks.values() for cmd in cmds if not shutil.which(cmd[0])})
+    if programs:
+        return f"hook program(s) {', '.join(programs)} not found on PATH"
+    return None
 
 
 def select(names: list[str], registry: dict[str, BackendDef]) -> list[BackendDef]:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:   # for the annotations only: msbench.backends imports this pa
     from msbench.config import Params, UserConfig
     from msbench.watchdog import Watched
 
+COLLECTION = "msbench"   # the trial's collection on a stack of its own (a deployment names one per trial)
+
 
 class S3Endpoint(Protocol):
     """Where a store answers S3 and with which keys (a stack's store, a warp target)."""
@@ -51,6 +53,8 @@ class Stack(Protocol):
     provider: str
     bucket: str               # the bucket Milvus persists into
     store: StoreEndpoint | None
+    collection: str           # the name of the trial's collection
+    collection_description: str   # what it is created with (a deployment's marks it as the study's)
 
     def __enter__(self) -> Stack: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -60,8 +64,24 @@ class Stack(Protocol):
         """Milvus's gRPC address, for pymilvus."""
         ...
 
+    def milvus_token(self) -> str:
+        """Milvus's token for pymilvus ("" when it has no authentication)."""
+        ...
+
+    def secrets(self) -> list[str]:
+        """Every credential the stack holds, for redaction from logs and errors."""
+        ...
+
     def s3(self) -> Any:
         """A boto3 S3 client for the store (providers.s3.s3_client)."""
+        ...
+
+    def listing(self) -> dict[str, int]:
+        """The trial's objects in the bucket, key -> size: what its footprint is made of."""
+        ...
+
+    def skipped_phases(self) -> dict[str, str]:
+        """Phases that do not run on this stack, and why (recorded with the trial, never faked)."""
         ...
 
     def restart(self) -> dict[str, object]:
@@ -104,6 +124,8 @@ class StackBase:
     log_dir: Path                    # the trial's server logs
     user: UserConfig | None = None
     bucket: str = "milvus-bucket"    # where Milvus persists (an external store gets one of its own)
+    collection: str = COLLECTION
+    collection_description: str = ""
 
     def start(self) -> object:
         raise NotImplementedError
@@ -124,6 +146,23 @@ class StackBase:
 
     def image_digests(self) -> dict[str, str]:
         """Container images and their digests, for the record; none for a native stack."""
+        return {}
+
+    def milvus_token(self) -> str:
+        """The Milvus msbench starts has no authentication."""
+        return ""
+
+    def secrets(self) -> list[str]:
+        store = getattr(self, "store", None)
+        return [getattr(store, "access_key", ""), getattr(store, "secret_key", ""), self.milvus_token()]
+
+    def listing(self) -> dict[str, int]:
+        """Every object in the bucket: the stack's own, so all of it is the trial's."""
+        pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        return {obj["Key"]: obj["Size"] for page in pages for obj in page.get("Contents", [])}
+
+    def skipped_phases(self) -> dict[str, str]:
+        """A stack of its own runs every phase."""
         return {}
 
     def capture_target(self) -> tuple[str, int] | str:
