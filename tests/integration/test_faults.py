@@ -76,8 +76,14 @@ def _inject(phase, act, delay: float | None = 0.3):
 
     def fire(state):
         with lock:
-            if not fired:
+            if fired:
+                return
+            sent = time.time()
+            try:
                 fired.append(act(state))
+            finally:   # fired from the phase's own thread, act may be cut short by the watchdog's report of it
+                if not fired:
+                    fired.append(sent)
 
     def wrapped(state):
         if delay is None:
