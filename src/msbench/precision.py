@@ -136,9 +136,11 @@ def rule_of(manifest: dict[str, Any]) -> Rule | None:
 
 
 def widths(results: pd.DataFrame, trials: pd.DataFrame, manifest: dict[str, Any],
-           confidence: float = CONFIDENCE) -> pd.DataFrame:
+           confidence: float | None = None) -> pd.DataFrame:
     """Per backend of the run and compared headline metric recorded by any completed trial: n, mean,
-    the interval's half-width and that as a fraction of |mean| (NaN below 2 trials)."""
+    the interval's half-width and that as a fraction of |mean| (NaN below 2 trials). The interval is
+    at ``confidence``, by default the run's own level (``level``: its stop rule's calibrated one)."""
+    confidence = confidence or level(manifest)
     from msbench import report   # the report's own list of metrics (imported on use: matplotlib)
 
     ok = trials.loc[trials["status"] == "ok", ["backend", "trial"]] if "status" in trials else trials.iloc[0:0]
