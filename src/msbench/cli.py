@@ -11,9 +11,9 @@ from pathlib import Path
 
 from msbench import backends as backend_registry
 from msbench.config import DEFAULT_MAX_TRIALS, PROFILES, ConfigError, load_user_config
+from msbench.providers.catalog import PROVIDERS, provider_unavailable_reason, unavailable_reason
 
 WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
-PROVIDERS = ("native", "docker", "deployment")   # trial.PROVIDERS, named here without importing pymilvus
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -44,14 +44,12 @@ def _choices(text: str, valid: tuple[str, ...], flag: str) -> tuple[str, ...]:
 
 
 def cmd_backends(args) -> int:
-    from msbench.study import provider_unavailable_reason
-
     user = load_user_config(args.config)
     engine = provider_unavailable_reason(args.provider)
     if engine:
         print(f"provider {args.provider} cannot run here: {engine}")
     for name, backend in sorted(backend_registry.load_backends(user).items()):
-        reason = backend_registry.unavailable_reason(backend, user, provider=args.provider)
+        reason = unavailable_reason(backend, user, provider=args.provider)
         alias = f" (alias of {backend.alias_of})" if backend.alias_of else ""
         status = "available" if reason is None else "unavailable"
         print(f"{name:<12} {status:<11} {backend.description}{alias}")
@@ -68,7 +66,7 @@ def _interrupt(signum, frame):
 
 
 def cmd_run(args) -> int:
-    from msbench import precision, study
+    from msbench.run import stopping, study
 
     signal.signal(signal.SIGTERM, _interrupt)
     s = study.prepare(backends=args.backends, trials=args.trials, profile=args.profile,
@@ -86,7 +84,7 @@ def cmd_run(args) -> int:
     for o in failed:
         print(f"FAILED {o['backend']} trial {o['trial']} in {o['failed_phase']}: {o['error']}", file=sys.stderr)
     if s.manifest.get("until_precise"):
-        print(precision.describe(s.manifest))
+        print(stopping.describe(s.manifest))
     print(f"results: {s.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
     return 1 if failed else 0
 
@@ -111,14 +109,12 @@ def cmd_doctor(args) -> int:
     free = shutil.disk_usage(".").free
     checks.append(("disk space", free > 5 << 30, f"{free / 2**30:.1f} GiB free here"))
     checks.append(("loopback port", process.free_port() > 0, "127.0.0.1 can bind"))
-    from msbench.providers.docker import docker_unavailable_reason
-
-    docker_reason = docker_unavailable_reason()
+    docker_reason = provider_unavailable_reason("docker")
     checks.append(("Docker engine (provider docker)", docker_reason is None, docker_reason or "answers"))
     user = load_user_config(args.config)
     for name, backend in sorted(backend_registry.load_backends(user).items()):
         for provider in ("native", "docker") if docker_reason is None else ("native",):
-            reason = backend_registry.unavailable_reason(backend, user, provider=provider)
+            reason = unavailable_reason(backend, user, provider=provider)
             checks.append((f"backend {name} ({provider})", reason is None, reason or "available"))
     for what, ok, detail in checks:
         print(f"[{'ok' if ok else '--'}] {what}: {detail}")
@@ -170,7 +166,7 @@ def cmd_images_build_local(args) -> int:
 def cmd_stores_install(args) -> int:
     """Build the pinned store servers that come as source (MinIO with go, Garage with cargo) and
     the warp client."""
-    from msbench.providers import builds
+    from msbench.backends import builds
 
     user = load_user_config(args.config)
     registry = backend_registry.load_backends(user)
@@ -197,15 +193,15 @@ def cmd_stores_install(args) -> int:
 
 def cmd_overhead(args) -> int:
     """Our phase code against a bare pymilvus loop on one stack: what the harness itself costs."""
-    from msbench import overhead
+    from msbench.run import overhead
     from msbench.config import make_params
-    from msbench.workload import load_dataset
+    from msbench.run.workload import load_dataset
 
     user = load_user_config(args.config)
     params = make_params(args.profile, _overrides(args.set))
     works = _choices(args.works, WORKS, "--works")
     backend = backend_registry.select([args.backend], backend_registry.load_backends(user))[0]
-    reason = backend_registry.unavailable_reason(backend, user)
+    reason = unavailable_reason(backend, user)
     if reason:
         raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
     data = load_dataset(params)

@@ -27,7 +27,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from msbench.traffic import REQUEST_COLUMNS, SUMMARY_COLUMNS
+from msbench.files import atomic_write_text
+from msbench.measure.traffic import REQUEST_COLUMNS, SUMMARY_COLUMNS
 
 IDENT = ["run", "backend", "provider", "trial", "seq"]
 TIDY_COLUMNS = [*IDENT, "phase", "metric", "value", "unit"]
@@ -43,14 +44,6 @@ def check_run_id(run_id: str) -> str:
     if not _RUN_ID.match(run_id or ""):
         raise ValueError(f"run_id {run_id!r} is not valid: use letters, digits, '.', '_' or '-' (at most 81 characters)")
     return run_id
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _atomic_frame(df: pd.DataFrame, path: Path) -> None:

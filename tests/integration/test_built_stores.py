@@ -8,11 +8,12 @@ import re
 import pandas as pd
 import pytest
 
-from msbench.backends import load_backends, unavailable_reason
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.config import make_params
 from msbench.results import RunDir
-from msbench.trial import run_trial
-from msbench.workload import load_dataset
+from msbench.run.trial import run_trial
+from msbench.run.workload import load_dataset
 
 from .expect import check_trial
 

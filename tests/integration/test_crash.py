@@ -14,13 +14,14 @@ import pandas as pd
 import psutil
 import pytest
 
-from msbench import study
-from msbench.backends import load_backends, unavailable_reason
+from msbench.run import study
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.providers import registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-RUN = ("from msbench import pipeline, study\n"
+RUN = ("from msbench import pipeline\nfrom msbench.run import study\n"
        "s = study.open_run({root!r}, 'crash')\n"
        "pipeline.run_benchmarks(s, progress=False)\n")
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from msbench import study
-from msbench.backends import load_backends, unavailable_reason
+from msbench.run import study
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.config import make_params
 from msbench.providers.deployment import collection_name
 from msbench.providers.native import NativeStack

@@ -13,16 +13,17 @@ import sys
 import pandas as pd
 import pytest
 
-from msbench.backends import load_backends, unavailable_reason
-from msbench.providers import builds
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
+from msbench.backends import builds
 from msbench.config import make_params
-from msbench.phases import PHASES, flush, insert
+from msbench.run.phases import PHASES, flush, insert
 from msbench.providers import docker as dk
 from msbench.providers.docker.local_images import build_local
 from msbench.providers.process import port_is_open
 from msbench.results import RunDir
-from msbench.trial import run_trial
-from msbench.workload import load_dataset
+from msbench.run.trial import run_trial
+from msbench.run.workload import load_dataset
 
 from .expect import check_trial
 

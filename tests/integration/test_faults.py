@@ -20,9 +20,10 @@ from contextlib import contextmanager
 import pandas as pd
 import pytest
 
-from msbench import phases, study
-from msbench.backends import load_backends, unavailable_reason
-from msbench.trial import run_trial
+from msbench.run import phases, study
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
+from msbench.run.trial import run_trial
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 

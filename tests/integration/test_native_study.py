@@ -8,13 +8,14 @@ import sys
 import pandas as pd
 import pytest
 
-from msbench.backends import load_backends, unavailable_reason
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.config import make_params
-from msbench.phases import insert
+from msbench.run.phases import insert
 from msbench.providers.process import port_is_open
 from msbench.results import RunDir
-from msbench.trial import run_trial
-from msbench.workload import load_dataset
+from msbench.run.trial import run_trial
+from msbench.run.workload import load_dataset
 
 from .expect import check_trial
 

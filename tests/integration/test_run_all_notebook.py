@@ -17,8 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from msbench import pipeline, report, study
-from msbench.backends import load_backends, unavailable_reason
+from msbench import pipeline, report
+from msbench.run import study
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.results import load_run
 from tests.conftest import milvus_pid_alive, processes_mentioning
 

@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from msbench import traffic
-from msbench.backends import load_backends, unavailable_reason
+from msbench.measure import traffic
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.config import make_params
-from msbench.phases import TrialState, flush, index_build, insert, load_first
+from msbench.run.phases import TrialState, flush, index_build, insert, load_first
 from msbench.providers.native import NativeStack
-from msbench.workload import load_dataset
+from msbench.run.workload import load_dataset
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from msbench import execute, pipeline, precision
-from msbench.backends import load_backends, unavailable_reason
-from msbench.phases import PHASES
+from msbench import execute, pipeline
+from msbench.run import stopping
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
+from msbench.run.phases import PHASES
 
 # 2 to 3 smoke trials of about a minute each, then the analysis notebook.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -42,11 +44,11 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
     rounds = len(trials)
     assert trials.status.tolist() == ["ok"] * rounds and rounds in (2, 3)
     assert manifest["until_precise"] == {"target": TARGET, "max_trials": MAX_TRIALS, "max_minutes": None,
-                                         "confidence": precision.calibrated_level(2, MAX_TRIALS, TARGET)}
+                                         "confidence": stopping.calibrated_level(2, MAX_TRIALS, TARGET)}
     assert stop["rounds"] == rounds == max(t["round"] for t in manifest["order"])
     assert [c["rounds"] for c in stop["checks"]] == list(range(2, rounds + 1))
     # The recorded reason is the one the run's own figures give.
-    table = precision.widths(pd.read_parquet(run / "results.parquet"), trials, manifest)
+    table = stopping.widths(pd.read_parquet(run / "results.parquet"), trials, manifest)
     assert len(table) >= 15 and (table.n == rounds).all()
     precise = bool((table.relative <= TARGET).all())
     assert stop["reason"] == ("precise" if precise else "max_trials"), table.to_string()
@@ -56,7 +58,7 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
     for n in range(1, rounds + 1):
         assert re.search(rf"^minio trial {n} \(round {n}, #{n}\): ok in \d", done.stdout, re.M), done.stdout
     assert re.search(r"^round 2: \d+ of \d+ intervals wider than ±50%", done.stdout, re.M), done.stdout
-    assert precision.describe(manifest) in done.stdout
+    assert stopping.describe(manifest) in done.stdout
     names = "|".join(["provision", "teardown", *(p.__name__ for p in PHASES)])
     assert re.search(rf"minio #\d \(round \d\): ({names}) \d", done.stderr), done.stderr[-3000:]
     assert "trials |" in done.stderr and "elapsed" in done.stderr
@@ -71,4 +73,4 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
                      cwd=notebook.parent)
     text = json.dumps([c.get("outputs", []) for c in nbformat.read(executed, as_version=4).cells])
     assert "run_id not given: analysing precise, the newest complete run" in text
-    assert json.dumps(precision.describe(manifest))[1:-1] in text
+    assert json.dumps(stopping.describe(manifest))[1:-1] in text

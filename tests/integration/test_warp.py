@@ -11,8 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from msbench.backends import load_backends, unavailable_reason
-from msbench.ceiling import WarpTarget, run_warp, warp_binary
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
+from msbench.measure.warp import WarpTarget, run_warp, warp_binary
 from msbench.providers.s3 import s3_client
 from msbench.providers.stores import make_store
 

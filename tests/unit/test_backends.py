@@ -1,6 +1,7 @@
 import pytest
 
-from msbench.backends import find_binary, load_backends, select, unavailable_reason
+from msbench.backends import find_binary, load_backends, select
+from msbench.providers.catalog import unavailable_reason
 from msbench.config import ConfigError, UserConfig
 from msbench.providers.stores import ExternalStore, ProcessStore
 

@@ -6,7 +6,7 @@ import pytest
 
 from msbench.backends import find_binary, load_backends
 from msbench.config import ConfigError, UserConfig
-from msbench.providers import builds
+from msbench.backends import builds
 from msbench.providers.stores import ProcessStore
 
 

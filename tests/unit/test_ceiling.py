@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from msbench.ceiling import MAX_SIZE, MIN_SIZE, WarpTarget, plan_object_size, rows_from_analysis, run_warp
+from msbench.measure.warp import MAX_SIZE, MIN_SIZE, WarpTarget, plan_object_size, rows_from_analysis, run_warp
 
 DATA = Path(__file__).parent / "data"
 MiB = 1 << 20

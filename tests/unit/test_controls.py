@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from msbench import study
-from msbench.backends import load_backends, unavailable_reason
+from msbench.run import study
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.config import ConfigError, UserConfig, make_params
 from msbench.providers import handicap
 from msbench.providers.docker import StackIdentity, plan_stack

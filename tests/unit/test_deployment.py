@@ -7,8 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from msbench import cli, environment, study
-from msbench.backends import load_backends, unavailable_reason
+from msbench import cli
+from msbench.measure import provenance
+from msbench.run import study
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.config import ConfigError, Params, load_user_config
 from msbench.providers.deployment import (MARKER, NO_STORE_ALONE, NOT_CONTROLLABLE, DeploymentStack, Refused, claim,
                                           collection_name, collection_objects, marked_by, marker, run_hook)
@@ -220,7 +223,7 @@ def test_without_restart_hooks_the_cold_load_is_not_controllable_and_warp_never_
 
 def test_credentials_stay_out_of_the_description_the_stack_and_its_repr(tmp_path, creds):
     user = load_user_config(_config(tmp_path, prod=GOOD))
-    facts = environment.component_facts(load_backends(user)["prod"], user)
+    facts = provenance.component_facts(load_backends(user)["prod"], user)
     assert facts["credentials from"] == "Milvus token $T_MILVUS, S3 access key $T_AK, S3 secret key $T_SK"
     assert facts["milvus"] == "http://milvus.example:19530" and facts["hook restart_milvus"] == "true; then sh -c 'echo ready'"
     stack = _stack(tmp_path, user)

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msbench import traffic
+from msbench.measure import traffic
 from msbench.report import explain
 from msbench.results import IDENT, RunDir, load_run
 

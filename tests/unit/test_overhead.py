@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from msbench import overhead
+from msbench.run import overhead
 
 
 def _raw(bare, ours, work="search", monitor=0.001):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from pymilvus.client.types import LoadState, State
 
-from msbench import phases
+from msbench.run import phases
 from msbench.config import make_params
 
 

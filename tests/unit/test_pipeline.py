@@ -20,8 +20,8 @@ def test_project_root_is_found_from_anywhere(monkeypatch, tmp_path):
 
 def test_provider_choice():
     assert pipeline.choose_provider("auto") == "native"
-    with pytest.raises(ConfigError, match="valid: auto, native"):
-        pipeline.choose_provider("kubernetes")
+    with pytest.raises(ConfigError, match="provider 'kubernetes' is not supported; valid: native, docker, deployment"):
+        pipeline.prepare(provider="kubernetes")
 
 
 def test_html_report_has_no_code_and_fetches_nothing(tmp_path):

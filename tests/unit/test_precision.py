@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msbench import precision, schedule, stats, study
+from msbench.run import stopping, schedule, study
+from msbench.analysis import stats
 from msbench.config import ConfigError
 from msbench.results import TIDY_COLUMNS
 
@@ -26,10 +27,10 @@ def _results(values: dict[str, list[float]], metric=("flush", "flush_s")) -> tup
 
 
 def test_rule_is_checked_in_one_line():
-    assert precision.make_rule(None) is None
-    assert precision.make_rule(0.05, trials=3) == precision.Rule(0.05, 10, None, precision.calibrated_level(3, 10, 0.05))
-    assert precision.make_rule("0.1", 4, 30, trials=2) == precision.Rule(0.1, 4, 30.0,
-                                                                         precision.calibrated_level(2, 4, 0.1))
+    assert stopping.make_rule(None) is None
+    assert stopping.make_rule(0.05, trials=3) == stopping.Rule(0.05, 10, None, stopping.calibrated_level(3, 10, 0.05))
+    assert stopping.make_rule("0.1", 4, 30, trials=2) == stopping.Rule(0.1, 4, 30.0,
+                                                                         stopping.calibrated_level(2, 4, 0.1))
     for kwargs, message in [({"target": None, "max_trials": 5}, "max_trials only apply with until_precise"),
                             ({"target": 0}, "between 0 and 10"), ({"target": "x"}, "must be a number"),
                             ({"target": float("nan")}, "finite"), ({"target": 0.05, "max_trials": 2, "trials": 3},
@@ -37,14 +38,14 @@ def test_rule_is_checked_in_one_line():
                             ({"target": 0.05, "max_trials": 100}, "to 99"),
                             ({"target": 0.05, "max_minutes": -1}, "max_minutes must be positive")]:
         with pytest.raises(ConfigError, match=message):
-            precision.make_rule(**kwargs)
+            stopping.make_rule(**kwargs)
 
 
 def test_stopping_on_narrow_intervals_makes_95_percent_intervals_cover_less():
     """Why the level is calibrated: at 95% the interval at the stop covers about 91% (one metric
     deciding, 3 rounds then up to 10, ±5%, CV 8%); a fixed n covers 95%."""
-    assert precision.stopped_coverage(0.95, 3, 10, 0.05, cv=0.08, runs=20_000, seed=1) < 0.93
-    assert precision.stopped_coverage(0.95, 10, 10, 0.05, cv=0.08, runs=20_000, seed=1) > 0.945
+    assert stopping.stopped_coverage(0.95, 3, 10, 0.05, cv=0.08, runs=20_000, seed=1) < 0.93
+    assert stopping.stopped_coverage(0.95, 10, 10, 0.05, cv=0.08, runs=20_000, seed=1) > 0.945
 
 
 def _two_backends_stopped(level: float, first: int, most: int, target: float, cv: float, runs: int, seed: int):
@@ -70,38 +71,38 @@ def test_the_calibrated_level_covers_95_percent_under_the_rule(first, most, targ
     """Checked on fresh draws (another seed, a finer grid of noise levels, 3 standard errors of
     slack): the mean's interval when it alone decides, and the mean's and the ratio's when two
     backends decide together."""
-    level = precision.calibrated_level(first, most, target)
+    level = stopping.calibrated_level(first, most, target)
     assert 0.95 < level < 0.995
     slack = 3 * np.sqrt(0.95 * 0.05 / 20_000)
     for cv in target * np.geomspace(0.25, 8, 11):
-        assert precision.stopped_coverage(level, first, most, target, cv, runs=20_000, seed=7) >= 0.95 - slack, cv
+        assert stopping.stopped_coverage(level, first, most, target, cv, runs=20_000, seed=7) >= 0.95 - slack, cv
         mean, ratio = _two_backends_stopped(level, first, most, target, cv, runs=8_000, seed=8)
         assert min(mean, ratio) >= 0.95 - 3 * np.sqrt(0.95 * 0.05 / 8_000), (cv, mean, ratio)
 
 
 def test_a_run_stopped_by_the_rule_is_analysed_at_its_calibrated_level():
-    rule = precision.make_rule(0.05, trials=3)
-    assert precision.level({"until_precise": rule.as_dict()}) == rule.confidence > 0.95
-    assert precision.level({"trials": 3}) == 0.95
-    assert f"computed at the {100 * rule.confidence:.3g}% level" in precision.describe(
+    rule = stopping.make_rule(0.05, trials=3)
+    assert stopping.level({"until_precise": rule.as_dict()}) == rule.confidence > 0.95
+    assert stopping.level({"trials": 3}) == 0.95
+    assert f"computed at the {100 * rule.confidence:.3g}% level" in stopping.describe(
         {"trials": 3, "until_precise": rule.as_dict()})
 
 
 def test_widths_are_the_reports_t_intervals_over_completed_trials():
     results, trials = _results({"a": [1.0, 1.3, 1.1], "b": [2.0, 2.0]})
     trials.loc[2, "status"] = "failed"   # a's third trial: not counted
-    table = precision.widths(results, trials, MANIFEST).set_index("backend")
+    table = stopping.widths(results, trials, MANIFEST).set_index("backend")
     half = 12.706 * np.std([1.0, 1.3], ddof=1) / np.sqrt(2)
     assert table.loc["a", "n"] == 2 and table.loc["a", "half_width"] == pytest.approx(half, rel=1e-3)
     assert table.loc["a", "relative"] == pytest.approx(half / 1.15, rel=1e-3)
     assert table.loc["b", "relative"] == 0.0   # no spread: as precise as it gets
     one, trials = _results({"a": [1.0], "b": [1.0, 1.0]})
-    assert np.isnan(precision.widths(one, trials, MANIFEST).set_index("backend").loc["a", "relative"])
+    assert np.isnan(stopping.widths(one, trials, MANIFEST).set_index("backend").loc["a", "relative"])
     # a backend with no completed trial is listed (and never precise); diagnostics are not rules
     results, trials = _results({"a": [1.0, 1.0]}, metric=("load_noop", "store_bytes_served_during_load"))
-    assert precision.widths(results, trials, MANIFEST).empty
+    assert stopping.widths(results, trials, MANIFEST).empty
     results, trials = _results({"a": [1.0, 1.0]})
-    assert precision.widths(results, trials, MANIFEST).set_index("backend").loc["b", "n"] == 0
+    assert stopping.widths(results, trials, MANIFEST).set_index("backend").loc["b", "n"] == 0
 
 
 @pytest.mark.parametrize("values, rounds, elapsed, reason", [
@@ -113,30 +114,30 @@ def test_widths_are_the_reports_t_intervals_over_completed_trials():
 ])
 def test_stop_rule(values, rounds, elapsed, reason):
     results, trials = _results(values)
-    decision = precision.decide(precision.widths(results, trials, MANIFEST), precision.Rule(0.5, 4, 30), rounds, elapsed)
+    decision = stopping.decide(stopping.widths(results, trials, MANIFEST), stopping.Rule(0.5, 4, 30), rounds, elapsed)
     assert decision["reason"] == reason
     assert decision["widest"]["backend"] == "a" and decision["pairs"] == 2
     assert decision["too_wide"] == (0 if reason == "precise" else 1)
 
 
 def test_stopping_is_recorded_and_said():
-    manifest = {**MANIFEST, "until_precise": precision.Rule(0.05, 6, 20.0).as_dict()}
-    assert "has not stopped" in precision.describe(manifest)
+    manifest = {**MANIFEST, "until_precise": stopping.Rule(0.05, 6, 20.0).as_dict()}
+    assert "has not stopped" in stopping.describe(manifest)
     for rounds, reason in ((3, None), (4, None), (4, "max_trials")):   # a resumed check replaces its round's entry
-        precision.record(manifest, {"reason": reason, "rounds": rounds, "trials_per_backend": rounds, "elapsed_s": 900.0,
+        stopping.record(manifest, {"reason": reason, "rounds": rounds, "trials_per_backend": rounds, "elapsed_s": 900.0,
                                     "pairs": 40, "too_wide": 3, "widest": {"backend": "b", "metric": "flush_s", "n": rounds,
                                                                            "relative_half_width": 0.123}})
     assert [c["rounds"] for c in manifest["stopping"]["checks"]] == [3, 4]
-    text = precision.describe(manifest)
+    text = stopping.describe(manifest)
     assert "within ±5% of its mean" in text and "up to 6 trials per backend or 20 minutes" in text
     assert "Stopped at the maximum number of trials, after 4 rounds" in text
     assert "3 of 40 intervals were still wider; the widest interval was flush_s of b at ±12.3% of its mean" in text
     manifest["stopping"]["reason"] = "precise"
-    assert "Stopped because every interval was that narrow after 4 rounds" in precision.describe(manifest)
+    assert "Stopped because every interval was that narrow after 4 rounds" in stopping.describe(manifest)
     manifest["stopping"]["reason"] = "max_time"
-    assert "Stopped at the time limit" in precision.describe(manifest)
-    assert precision.describe({"trials": 3}) == "Trials: a fixed number, 3 per backend, planned before the run."
-    line = precision.progress_line({**manifest["stopping"], "reason": None}, precision.rule_of(manifest))
+    assert "Stopped at the time limit" in stopping.describe(manifest)
+    assert stopping.describe({"trials": 3}) == "Trials: a fixed number, 3 per backend, planned before the run."
+    line = stopping.progress_line({**manifest["stopping"], "reason": None}, stopping.rule_of(manifest))
     assert line == ("round 4: 3 of 40 intervals wider than ±5%; the widest interval was flush_s of b at ±12.3% of its "
                     "mean -> one more round")
 
@@ -173,7 +174,7 @@ def _simulated(s, flush: dict[int, float], stop_at=None):
 def test_a_run_adds_rounds_until_precise_and_resumes(tmp_path, monkeypatch):
     s = _prepare(tmp_path, monkeypatch)
     assert s.manifest["until_precise"] == {"target": 0.5, "max_trials": 5, "max_minutes": None,
-                                         "confidence": precision.calibrated_level(2, 5, 0.5)}
+                                         "confidence": stopping.calibrated_level(2, 5, 0.5)}
     flush = {1: 1.0, 2: 1.2, 3: 1.1, 4: 1.2}   # at the calibrated 98%: ±579% of the mean at n=2, ±37% at n=3
     with pytest.raises(KeyboardInterrupt):   # interrupted in the added round
         study.execute(s, _simulated(s, flush, stop_at=(3, "fake-b")), show=False)
@@ -187,7 +188,7 @@ def test_a_run_adds_rounds_until_precise_and_resumes(tmp_path, monkeypatch):
     assert manifest["order"] == schedule.as_records(schedule.plan(["fake", "fake-b"], 3, manifest["order_seed"]))
     assert manifest["stopping"]["reason"] == "precise" and manifest["stopping"]["rounds"] == 3
     assert [c["rounds"] for c in manifest["stopping"]["checks"]] == [2, 3]
-    assert "after 3 rounds" in precision.describe(manifest)
+    assert "after 3 rounds" in stopping.describe(manifest)
     again = _prepare(tmp_path, monkeypatch)   # a stopped run stays stopped
     assert study.execute(again, _simulated(again, flush), show=False) == []
     # a tighter rule given on resume replaces the recorded one and extends the run, up to its maximum

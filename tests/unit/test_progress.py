@@ -2,8 +2,8 @@
 import io
 import time
 
-from msbench import progress
-from msbench.schedule import PlannedTrial
+from msbench.run import progress
+from msbench.run.schedule import PlannedTrial
 
 PLANNED = PlannedTrial(seq=4, round=2, backend="minio", trial=2)
 

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import seaborn as sns
 
-from msbench import precision, report, schedule
-from msbench.report import comparisons, metrics
+from msbench import report
+from msbench.run import stopping, schedule
+from msbench.report import comparisons
+from msbench.report import values as metrics
 from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, load_run
 
 REFERENCE = "data/reference/published-milvus-rustfs-vs-minio.csv"
@@ -405,7 +407,7 @@ def test_labels_that_would_overlap_go_to_another_row():
 
 def test_a_run_stopped_by_the_until_precise_rule_is_analysed_at_its_calibrated_level(full):
     """Every interval of such a run (means and ratios) is computed at the rule's level, and says so."""
-    rule = precision.make_rule(0.05, trials=3)
+    rule = stopping.make_rule(0.05, trials=3)
     stopped = {**full, "manifest": {**full["manifest"], "until_precise": rule.as_dict()}}
     tidy = metrics.trial_values(stopped, report.compared(stopped))
     assert metrics.confidence_of(tidy) == rule.confidence > 0.95

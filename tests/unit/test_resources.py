@@ -9,9 +9,9 @@ import time
 import psutil
 import pytest
 
-from msbench import resources
+from msbench.measure import resources
 from msbench.providers.process import ManagedProcess, free_port
-from msbench.resources import (PhaseMonitor, bytes_sent_between, parse_ss, peak_rss, reset_peak_rss,
+from msbench.measure.resources import (PhaseMonitor, bytes_sent_between, parse_ss, peak_rss, reset_peak_rss,
                                tcp_bytes_sent)
 
 

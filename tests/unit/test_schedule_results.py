@@ -4,7 +4,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from msbench import schedule
+from msbench.run import schedule
 from msbench.results import RunDir, check_run_id, redact
 
 

@@ -1,4 +1,4 @@
-"""msbench.stats against scipy, numpy and textbook values."""
+"""msbench.analysis.stats against scipy, numpy and textbook values."""
 
 import time
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from msbench import stats as mstats
+from msbench.analysis import stats as mstats
 
 
 def results(samples: dict[tuple[str, str], list[float] | np.ndarray], unit: str = "s") -> pd.DataFrame:

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from msbench import study
+from msbench.run import study
 from msbench.config import ConfigError
 from msbench.providers.docker import docker_unavailable_reason
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msbench import traffic
+from msbench.measure import traffic
 
 PORT = 9000
 BUCKET = "milvus-bucket"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from msbench.watchdog import ComponentFailed, Watchdog, Watched
+from msbench.measure.watchdog import ComponentFailed, Watchdog, Watched
 
 
 class Server:

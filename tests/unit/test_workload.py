@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from msbench.config import ConfigError, make_params
-from msbench.workload import exact_neighbors, load_dataset, read_fvecs, recall_at_k
+from msbench.run.workload import exact_neighbors, load_dataset, read_fvecs, recall_at_k
 
 
 @pytest.fixture(autouse=True)

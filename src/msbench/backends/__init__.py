@@ -16,17 +16,18 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from string import Template
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 import yaml
 
-from msbench.config import ConfigError, Deployment, UserConfig
-from msbench.providers import builds, handicap
+from msbench.config import ConfigError, UserConfig
+from msbench.backends import builds
 
 LAUNCHERS = ("process", "ceph", "external")   # of a backend definition; "deployment" comes from deployments:
 DEPLOYMENT = "deployment"    # the launcher of msbench.yaml's deployments, and the provider that runs them
 _HERE = Path(__file__).parent
+HANDICAP_KEYS = ("cpu",)   # a known slowdown (providers.handicap applies it): the share of one CPU
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _from_mapping(name: str, raw: dict[str, Any], source: str) -> BackendDef:
     data["bootstrap"] = tuple(data.get("bootstrap") or ())
     if data["launcher"] == "process" and not (data.get("command") and data.get("ready_url")):
         raise ConfigError(f"backend {name!r} ({source}): a process backend needs 'command' and 'ready_url'")
-    data["handicap"] = handicap.validate(name, data.get("handicap"))
+    data["handicap"] = _handicap(name, data.get("handicap"))
     data["install"] = builds.validate(name, data.get("install"))
     if data["handicap"] and data["launcher"] == "external":
         raise ConfigError(f"backend {name!r} ({source}): a handicap needs a store we run; an external endpoint has none")
@@ -164,6 +165,23 @@ def _from_mapping(name: str, raw: dict[str, Any], source: str) -> BackendDef:
     if "s3" not in data.get("ports", ("s3",)):
         raise ConfigError(f"backend {name!r} ({source}): 'ports' must include 's3'")
     return BackendDef(**data)
+
+
+def _handicap(name: str, raw: Any) -> dict[str, float]:
+    """A handicap mapping checked before anything runs: ``{cpu: fraction of one CPU}``."""
+    if raw in (None, {}):
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"backend {name!r}: handicap must be a mapping such as {{cpu: 0.25}}, got {raw!r}")
+    unknown = set(raw) - set(HANDICAP_KEYS)
+    if unknown:
+        raise ConfigError(f"backend {name!r}: unknown handicap keys {sorted(unknown)}; valid: {', '.join(HANDICAP_KEYS)} "
+                          "(cpu: the share of one CPU the store's processes may use, e.g. 0.25)")
+    cpu = raw.get("cpu")
+    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not 0.01 <= cpu <= os.cpu_count():
+        raise ConfigError(f"backend {name!r}: handicap cpu must be a number from 0.01 to {os.cpu_count()} "
+                          f"(CPUs the store may use), got {cpu!r}")
+    return {"cpu": float(cpu)}
 
 
 def builtin_definitions() -> dict[str, dict[str, Any]]:
@@ -221,65 +239,6 @@ def find_binary(backend: BackendDef, user: UserConfig | None = None) -> str | No
         return found
     beside = Path(sys.executable).parent / backend.binary
     return str(beside) if os.access(beside, os.X_OK) else None
-
-
-def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, install: bool = False,
-                       provider: str = "native") -> str | None:
-    """None when this machine can run the backend under ``provider``; otherwise why not and how to
-    enable it. Nothing is installed unless ``install`` (Ceph's packages: set-up, never a run's check).
-    Under docker the store runs from its image, so no binary is needed; the engine itself is
-    checked once by the caller (providers.docker.docker_unavailable_reason). A deployment runs under
-    the deployment provider only, and a store msbench starts never does."""
-    if (backend.launcher == DEPLOYMENT) != (provider == DEPLOYMENT):
-        return ("an existing deployment (msbench.yaml deployments:): run it with --provider deployment"
-                if backend.launcher == DEPLOYMENT else "a store msbench starts itself; the deployment provider runs "
-                                                       "the existing deployments named in msbench.yaml")
-    if backend.launcher == DEPLOYMENT:
-        return _deployment_unavailable(user.deployments[backend.name])
-    if backend.launcher == "external":
-        if not backend.endpoint:
-            return f"no endpoint configured. To enable: {backend.enable_hint}"
-        missing = [v for v in (backend.access_key_env, backend.secret_key_env) if not os.environ.get(v)]
-        if missing:
-            return (f"credentials missing: environment variables {', '.join(missing)} are not set. "
-                    f"To enable: {backend.enable_hint}")
-        return None
-    if provider == "docker":
-        from msbench.providers.docker import resolve_definitions   # imported on use: it imports this module
-
-        try:
-            resolve_definitions(backend)
-        except ConfigError as err:
-            return str(err)
-        return None
-    no_quota = handicap.unavailable_reason() if backend.handicap else None
-    if no_quota:
-        return f"its handicap {backend.handicap} cannot be applied: {no_quota}"
-    if backend.launcher == "process":
-        if find_binary(backend, user) is None:
-            named = os.environ.get(backend.binary_env) if backend.binary_env else None
-            what = f"{backend.binary_env}={named} is not an executable file" if named else \
-                f"no '{backend.binary}' binary found"
-            if backend.install and not named:
-                what += f" (not built: {builds.missing_tool(backend.install) or 'no build yet'})"
-            return f"{what}. To enable: {backend.enable_hint}"
-        return None
-    from msbench.providers import ceph
-    reason = ceph.ensure_ceph_installed() if install else ceph.ceph_unavailable_reason()
-    return f"{reason}. To enable: {backend.enable_hint}" if reason else None
-
-
-def _deployment_unavailable(deployment: Deployment) -> str | None:
-    """What is missing here for a deployment: a credential's variable, a hook's program. Checks
-    the environment and PATH only: nothing is contacted."""
-    missing = [env for env in deployment.credential_envs.values() if not os.environ.get(env)]
-    if missing:
-        return (f"credentials missing: environment variables {', '.join(missing)} are not set (export them; "
-                f"their values are read when used, never stored)")
-    programs = sorted({cmd[0] for cmds in deployment.hooks.values() for cmd in cmds if not shutil.which(cmd[0])})
-    if programs:
-        return f"hook program(s) {', '.join(programs)} not found on PATH"
-    return None
 
 
 def select(names: list[str], registry: dict[str, BackendDef]) -> list[BackendDef]:

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Callable, Protocol
 
-if TYPE_CHECKING:   # for the annotations only: msbench.backends imports this package
-    from msbench.backends import BackendDef
-    from msbench.config import Params, UserConfig
-    from msbench.watchdog import Watched
+from msbench.backends import BackendDef
+from msbench.config import Params, UserConfig
 
 COLLECTION = "msbench"   # the trial's collection on a stack of its own (a deployment names one per trial)
+PROBE_TIMEOUT_S = 5.0    # a health check that takes longer counts as no answer
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A server the watchdog (measure.watchdog) keeps an eye on while a phase runs."""
+
+    name: str                                   # e.g. "store minio (PID 1234)"
+    exit_status: Callable[[], str | None]       # None while it runs (or after we stopped it), else how it ended
+    answers: Callable[[], bool] | None = None   # its health check, if it has one
+    pids: tuple[int, ...] = ()                  # for the diagnosis of a silence
 
 
 class S3Endpoint(Protocol):

@@ -23,9 +23,8 @@ from typing import Iterable
 from urllib.parse import urlparse
 
 from msbench.config import HOOKS, ConfigError, Deployment
-from msbench.providers import StackBase
+from msbench.providers import PROBE_TIMEOUT_S, StackBase, Watched
 from msbench.providers.s3 import s3_client
-from msbench.watchdog import PROBE_TIMEOUT_S, Watched
 
 PROVIDER = "deployment"
 REMOTE_TIMEOUT_S = 30.0      # every call msbench makes to the deployment itself (the phases' waits have their own)

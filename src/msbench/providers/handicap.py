@@ -22,24 +22,6 @@ from msbench.providers import registry
 
 CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
 PERIOD_US = 100_000
-KEYS = ("cpu",)
-
-
-def validate(name: str, raw: Any) -> dict[str, float]:
-    """A handicap mapping checked before anything runs: ``{cpu: fraction of one CPU}``."""
-    if raw in (None, {}):
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"backend {name!r}: handicap must be a mapping such as {{cpu: 0.25}}, got {raw!r}")
-    unknown = set(raw) - set(KEYS)
-    if unknown:
-        raise ConfigError(f"backend {name!r}: unknown handicap keys {sorted(unknown)}; valid: {', '.join(KEYS)} "
-                          "(cpu: the share of one CPU the store's processes may use, e.g. 0.25)")
-    cpu = raw.get("cpu")
-    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not 0.01 <= cpu <= os.cpu_count():
-        raise ConfigError(f"backend {name!r}: handicap cpu must be a number from 0.01 to {os.cpu_count()} "
-                          f"(CPUs the store may use), got {cpu!r}")
-    return {"cpu": float(cpu)}
 
 
 def unavailable_reason() -> str | None:

@@ -7,7 +7,6 @@ role bound to 127.0.0.1.
 """
 from __future__ import annotations
 
-import hashlib
 import lzma
 import os
 import re
@@ -20,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from msbench.files import cache_dir, sha256_file
 from msbench.providers import registry
 from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_ok
 
@@ -47,10 +47,6 @@ def milvus_version() -> str:
     return metadata.version("milvus")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("MSBENCH_CACHE", Path.home() / ".cache" / "msbench"))
-
-
 def unpack_binaries() -> Path:
     """Decompress the wheel's binaries once into the cache; returns the bin directory."""
     target = cache_dir() / f"milvus-{milvus_version()}" / "bin"
@@ -71,11 +67,7 @@ def unpack_binaries() -> Path:
 
 
 def binary_sha256() -> str:
-    digest = hashlib.sha256()
-    with open(unpack_binaries() / "milvus", "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(unpack_binaries() / "milvus")
 
 
 def render_config(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -11,13 +11,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msbench.providers import StackBase, registry
+from msbench.providers import PROBE_TIMEOUT_S, StackBase, Watched, registry
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.milvus_native import MilvusNative, S3Target
 from msbench.providers.process import ManagedProcess, http_ok, run_checked
 from msbench.providers.s3 import s3_client
 from msbench.providers.stores import ObjectStore, make_store
-from msbench.watchdog import PROBE_TIMEOUT_S, Watched
 
 PROVIDER = "native"
 

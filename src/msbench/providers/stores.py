@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse
 
-from msbench.backends import BackendDef, fill_template, find_binary, unavailable_reason
+from msbench.backends import BackendDef, fill_template, find_binary
 from msbench.config import ConfigError, UserConfig
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.process import LOOPBACK, ManagedProcess, ReadinessTimeout, free_port, http_ok, run_checked
@@ -219,12 +219,13 @@ class ExternalStore(ObjectStore):
 
 def make_store(backend: BackendDef, root: Path, log_dir: Path, user: UserConfig | None = None,
                quota: CpuQuota | None = None) -> ObjectStore:
-    """The right store for a definition; raises with the reason when it cannot run here."""
-    reason = unavailable_reason(backend, user)
-    if reason:
-        raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
+    """The right store for a definition (whether it can run here was checked before: providers.catalog)."""
     if backend.launcher == "process":
-        return ProcessStore(backend, root, log_dir, quota=quota, binary=find_binary(backend, user) or "")
+        binary = find_binary(backend, user)
+        if binary is None:
+            raise ConfigError(f"backend {backend.name!r}: no '{backend.binary}' binary found. To enable: "
+                              f"{backend.enable_hint}")
+        return ProcessStore(backend, root, log_dir, quota=quota, binary=binary)
     if backend.launcher == "ceph":
         return CephStore(backend, root, log_dir, quota=quota)
     return ExternalStore(backend, root, log_dir)

@@ -2,7 +2,7 @@
 
 The report is read as HTML without its code, so every table says in its own columns what each
 number measures, its unit, n and its 95% interval, and carries a note (``table.attrs["note"]``)
-that :func:`show` renders as its caption. The statistics are :mod:`msbench.stats`; only completed
+that :func:`show` renders as its caption. The statistics are :mod:`msbench.analysis.stats`; only completed
 trials (status "ok") are analysed, because a failed trial stopped at a broken stack; failed trials
 are listed by :func:`trials_table` and :func:`deviations` instead.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from msbench.report.comparisons import aa_table, comparison_table, controls_table, power_table, variance_table
 from msbench.report.figures import fig_drift, fig_footprint, fig_forest, fig_latency_ecdf, fig_recall, fig_trials
-from msbench.report.metrics import HEADLINE, Metric, Run, compared, default_baseline, direction, headline
+from msbench.report.values import HEADLINE, Metric, Run, compared, default_baseline, direction, headline
 from msbench.report.page import folded, show
 from msbench.report.published import CLAIMS, PUBLISHED_SETUP, published_verdicts, published_vs_reproduced
 from msbench.report.run_deviations import deviations

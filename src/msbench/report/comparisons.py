@@ -1,7 +1,7 @@
 """Is one store better than another, and could this run have seen it? Each store against the
 baseline, the A/A pairs, the controls (the baseline under a second name and held to a CPU quota),
 differences in spread, and the power of the claim rule at this run's n. The statistics are
-:mod:`msbench.stats`."""
+:mod:`msbench.analysis.stats`."""
 from __future__ import annotations
 
 from itertools import combinations
@@ -9,8 +9,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from msbench import stats
-from msbench.report.metrics import (TIME_UNITS, Metric, Run, compared, confidence_of, default_baseline, direction,
+from msbench.analysis import stats
+from msbench.report.values import (TIME_UNITS, Metric, Run, compared, confidence_of, default_baseline, direction,
                                     headline, trial_values, without_controls)
 from msbench.report.page import finite, interval, noted, num, p_value, pct, with_ci
 

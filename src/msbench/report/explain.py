@@ -14,10 +14,10 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from msbench import stats
+from msbench.analysis import stats
 from msbench.report.comparisons import comparison_table
 from msbench.report.figures import backend_colors, backend_order, label_levels, no_data, save_figure, styled
-from msbench.report.metrics import Run, completed_rows, control_names, default_baseline
+from msbench.report.values import Run, completed_rows, control_names, default_baseline
 from msbench.report.page import noted, num, with_ci
 from msbench.report.tables import CI_NOTE
 

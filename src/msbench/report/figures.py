@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 
-from msbench import stats
+from msbench.analysis import stats
 from msbench.report.comparisons import ALPHA, compare, handicap_of
-from msbench.report.metrics import (FOOTPRINT_PREFIXES, Metric, Run, all_backends, completed_rows, compared,
+from msbench.report.values import (FOOTPRINT_PREFIXES, Metric, Run, all_backends, completed_rows, compared,
                                     control_names, default_baseline, direction, fitting_byte_unit, headline,
                                     trial_values, without_controls)
 

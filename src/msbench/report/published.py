@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from msbench import stats
+from msbench.analysis import stats
 from msbench.report.comparisons import compare, no_ratio_ci
-from msbench.report.metrics import Run, completed_rows, confidence_of, control_names, headline, trial_values
+from msbench.report.values import Run, completed_rows, confidence_of, control_names, headline, trial_values
 from msbench.report.page import noted, num, with_ci
 
 # Published claim -> our measurements of it (the like-for-like one first) and what to keep in mind.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msbench.report.metrics import Run, all_backends, completed_rows
+from msbench.report.values import Run, all_backends, completed_rows
 from msbench.report.page import finite, first_line
 from msbench.report.published import setup_differences
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msbench import stats
+from msbench.analysis import stats
 from msbench.report.comparisons import SEED
-from msbench.report.metrics import Run, completed_rows, confidence_of, headline, trial_values
+from msbench.report.values import Run, completed_rows, confidence_of, headline, trial_values
 from msbench.report.page import first_line, interval, noted, num, pct, with_ci
 
 CI_NOTE = ("95% CI of the mean: Student t interval over trials (simulated coverage 94-95.5% on normal and lognormal "

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from msbench import stats
+from msbench.analysis import stats
 from msbench.report.comparisons import (ALPHA, POWER, compare, detectable_text, handicap_of, ratio_words,
                                         store_dependence)
-from msbench.report.metrics import (Metric, Run, compared, confidence_of, control_names, default_baseline, direction,
+from msbench.report.values import (Metric, Run, compared, confidence_of, control_names, default_baseline, direction,
                                     trial_values)
 from msbench.report.page import noted, p_value, with_ci
 

@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable
 
+from msbench.files import cache_dir
 from msbench.providers.process import apt_install
 
 LOCAL_PREFIX = "msbench-local"
@@ -51,7 +52,6 @@ class ImageBuildError(RuntimeError):
 
 
 def _cache() -> Path:
-    from msbench.providers.milvus_native import cache_dir
 
     path = cache_dir() / "docker"
     path.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,7 @@ def _built_store_context(name: str, base: str) -> Context:
     """A store server built here by ``msbench stores install`` (providers.builds), on ``base``:
     ``scratch`` for a static binary (MinIO, built with CGO_ENABLED=0), the Debian image otherwise."""
     from msbench.backends import load_backends
-    from msbench.providers import builds
+    from msbench.backends import builds
 
     backend = load_backends()[name]
     binary = builds.installed(backend.binary, backend.install)
@@ -362,7 +362,7 @@ def local_images() -> dict[str, LocalImage]:
                    _ceph_context, depends=("debian",)),
     ]
     from msbench.backends import load_backends
-    from msbench.providers import builds
+    from msbench.backends import builds
 
     registry = load_backends()
     for name, (base, depends) in BUILT_STORES.items():   # only those built here: no source, no image

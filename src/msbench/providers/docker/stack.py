@@ -16,7 +16,7 @@ from typing import Any
 
 from msbench.backends import BackendDef, fill_template
 from msbench.config import ConfigError, Params, UserConfig
-from msbench.providers import StackBase
+from msbench.providers import PROBE_TIMEOUT_S, StackBase, Watched
 from msbench.providers.docker.cleanup import cleanup
 from msbench.providers.docker.engine import (ContainerNotReady, ContainerProcess, container_exit, docker_client,
                                              drop_page_cache_via_container, ensure_image, tar_of, use_local_images,
@@ -24,7 +24,6 @@ from msbench.providers.docker.engine import (ContainerNotReady, ContainerProcess
 from msbench.providers.docker.specs import ROLE_LABEL, StackIdentity, StackPlan, plan_stack, resolve_definitions
 from msbench.providers.process import LOOPBACK, http_ok
 from msbench.providers.s3 import s3_client
-from msbench.watchdog import PROBE_TIMEOUT_S, Watched
 
 PROVIDER = "docker"
 

@@ -17,14 +17,14 @@ import contextlib
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import psutil
 
+from msbench.providers import PROBE_TIMEOUT_S, Watched
+
 EXIT_POLL_S = 0.5
 PROBE_EVERY_S = 5.0
-PROBE_TIMEOUT_S = 5.0
 SLOW_ANSWER_S = 2.0   # a health answer this late is recorded as a stall (a lower bound of its length)
 _SIGNAL = signal.SIGUSR2   # simulated only (interrupt_main): no signal is sent to any process
 
@@ -33,16 +33,6 @@ class ComponentFailed(BaseException):
     """A server of the stack died or stopped answering while a phase ran. Not an ``Exception``,
     like KeyboardInterrupt: it arrives asynchronously, and the retry loops it interrupts (ours,
     pymilvus's) must not swallow it."""
-
-
-@dataclass(frozen=True)
-class Watched:
-    """A server the watchdog keeps an eye on."""
-
-    name: str                                   # e.g. "store minio (PID 1234)"
-    exit_status: Callable[[], str | None]       # None while it runs, else how it ended
-    answers: Callable[[], bool] | None = None   # its health check, if it has one
-    pids: tuple[int, ...] = ()                  # for the diagnosis of a silence
 
 
 def _first_exit(components: list[Watched]) -> str | None:

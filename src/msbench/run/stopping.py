@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as distributions
 
-from msbench import stats
+from msbench.analysis import stats
 from msbench.config import DEFAULT_MAX_TRIALS, MAX_TRIALS, ConfigError
 
 CONFIDENCE = 0.95   # what every interval of the report covers

@@ -3,7 +3,7 @@
 The CLI and the notebooks both go through ``prepare``: every input is checked, and every
 backend's availability too, before anything is provisioned, and both run the trials through
 ``execute`` (a progress bar, a line per finished trial, and the until-precise rule of
-precision.py when the run has one). Rerunning with the same run_id runs only the trials that
+stopping.py when the run has one). Rerunning with the same run_id runs only the trials that
 have not completed, then applies the rule again.
 """
 from __future__ import annotations
@@ -18,32 +18,19 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from msbench import backends as backend_registry
-from msbench import environment, phases, precision, progress, schedule
+from msbench.measure import provenance
+from msbench.run import phases, stopping, progress, schedule
 from msbench.backends import DEPLOYMENT
 from msbench.config import ConfigError, Params, UserConfig, load_user_config, make_params
 from msbench.providers import COLLECTION, deployment
+from msbench.providers.catalog import (available_backends, check_provider, provider_unavailable_reason,
+                                       unavailable_reason)
 from msbench.results import RunDir, check_run_id
-from msbench.trial import PROVIDERS, run_trial
-from msbench.workload import load_dataset
+from msbench.run.trial import run_trial
+from msbench.run.workload import load_dataset
 
 DEFAULT_RESULTS = Path("data") / "runs"
 EXISTING_MILVUS = {"mode": "existing deployments, each described under components"}   # no Milvus of ours
-
-
-def available_backends(user: UserConfig | None = None, provider: str = "native") -> list[str]:
-    """Backends that can run here now under ``provider`` (no installs attempted), in a stable order."""
-    registry = backend_registry.load_backends(user)
-    return [name for name, b in sorted(registry.items())
-            if backend_registry.unavailable_reason(b, user, provider=provider) is None]
-
-
-def provider_unavailable_reason(provider: str) -> str | None:
-    """Docker needs an engine that answers, known before any trial is planned; native needs nothing more."""
-    if provider != "docker":
-        return None
-    from msbench.providers.docker import docker_unavailable_reason   # imported on use: the docker SDK
-
-    return docker_unavailable_reason()
 
 
 @dataclass
@@ -78,18 +65,18 @@ class Study:
         """Once every planned trial has run: under an until-precise rule, the rule's decision (kept in
         the manifest's ``stopping``) and, unless it says stop, one more round appended to the planned
         order (``schedule.next_round``); no rule, no round. Returns the new trials and a line saying why."""
-        rule = precision.rule_of(self.manifest)
+        rule = stopping.rule_of(self.manifest)
         if rule is None:
             return [], ""
         self.run.rebuild_tables()
-        decision = precision.record(self.manifest, precision.check(
+        decision = stopping.record(self.manifest, stopping.check(
             pd.read_parquet(self.run.path / "results.parquet"), _trials_table(self.run.path), self.manifest))
         new = [] if decision["reason"] else schedule.next_round(self.manifest["backends"], self.order,
                                                                 self.manifest["order_seed"])
         self.order = [*self.order, *new]
         self.manifest["order"] = schedule.as_records(self.order)
         self.run.write_manifest(self.manifest)
-        return new, precision.progress_line(decision, rule)
+        return new, stopping.progress_line(decision, rule)
 
 
 def _trials_table(run_path: Path) -> pd.DataFrame:
@@ -136,19 +123,18 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     nothing is installed. ``backends=None`` = all available here; ``controls`` adds the
     baseline's A/A and handicapped twins (see control_definitions). ``until_precise`` (a target
     interval half-width as a fraction of the mean), ``max_trials`` and ``max_minutes``: after the
-    ``trials`` planned rounds, add rounds until precise (precision.py). Resuming with a rule given
+    ``trials`` planned rounds, add rounds until precise (stopping.py). Resuming with a rule given
     replaces the recorded one (a run can be extended); without one, the recorded rule holds.
     ``dry_run``: stop after the checks and return the plan as text (``plan_text``): no dataset is
     made, no file written, nothing contacted."""
     user = load_user_config(config)
     registry = backend_registry.load_backends(user)
-    if provider not in PROVIDERS:
-        raise ConfigError(f"provider {provider!r} is not supported here; valid: {', '.join(PROVIDERS)}")
+    check_provider(provider)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
-    rule = precision.make_rule(until_precise, max_trials, max_minutes, trials)
+    rule = stopping.make_rule(until_precise, max_trials, max_minutes, trials)
     params = make_params(profile, overrides)
     run_id = check_run_id(run_id or dt.datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile}"))
     lacking = [need for need, ok in (("provider native", provider == "native"), ("root", os.geteuid() == 0)) if not ok]
@@ -176,7 +162,7 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         registry = backend_registry.load_backends(user)
         names = [*names, *control_defs]
     chosen = backend_registry.select(names, registry)
-    problems = {b.name: backend_registry.unavailable_reason(b, user, provider=provider) for b in chosen}
+    problems = {b.name: unavailable_reason(b, user, provider=provider) for b in chosen}
     problems = {name: why for name, why in problems.items() if why}
     if problems:
         raise ConfigError(f"unavailable backend(s) with provider {provider}: "
@@ -197,14 +183,14 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
                               f"use a new run_id, or the same inputs to resume it")
         resumed = open_run(results_root, run_id, config)
         resumed.data = data
-        if rule is not None and precision.rule_of(resumed.manifest) != rule:
+        if rule is not None and stopping.rule_of(resumed.manifest) != rule:
             resumed.manifest["until_precise"] = rule.as_dict()
             if resumed.manifest.get("stopping"):   # a new rule has not decided yet
                 resumed.manifest["stopping"]["reason"] = None
             run.write_manifest(resumed.manifest)
         return resumed
     order = schedule.plan([b.name for b in chosen], trials, order_seed)
-    skipped = {name: backend_registry.unavailable_reason(b, user, provider=provider)
+    skipped = {name: unavailable_reason(b, user, provider=provider)
                for name, b in sorted(registry.items()) if name not in names}
     manifest = {
         "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -215,10 +201,10 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         "until_precise": rule.as_dict() if rule else None,
         "order_seed": order_seed, "order": schedule.as_records(order),
         "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
-        "host": environment.host_facts(results_root), "packages": environment.package_versions(),
-        "milvus": EXISTING_MILVUS if provider == DEPLOYMENT else environment.milvus_facts(),
-        "timing": phases.timing_facts(params), "tools": environment.tool_facts(),
-        "components": {b.name: environment.component_facts(b, user) for b in chosen},
+        "host": provenance.host_facts(results_root), "packages": provenance.package_versions(),
+        "milvus": EXISTING_MILVUS if provider == DEPLOYMENT else provenance.milvus_facts(),
+        "timing": phases.timing_facts(params), "tools": provenance.tool_facts(),
+        "components": {b.name: provenance.component_facts(b, user) for b in chosen},
         "config_file": str(user.path) if user.path else None,
     }
     run.write_manifest(manifest)

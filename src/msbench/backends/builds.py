@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from msbench.config import ConfigError
+from msbench.files import cache_dir, sha256_file
 
 TOOLS = ("go", "cargo")
 BUILD_TIMEOUT_S = 3 * 3600
@@ -31,8 +32,6 @@ CLIENTS = {"warp": {"go": "github.com/minio/warp", "version": "v1.3.1",
 
 
 def _cache_root() -> Path:
-    from msbench.providers.milvus_native import cache_dir
-
     return cache_dir() / "stores"
 
 
@@ -109,13 +108,12 @@ def _cargo_build(spec: Mapping[str, str], out: Path, log: Path) -> str:
     """``cargo install CRATE --version V --locked`` (root = out); returns the .crate's SHA-256,
     the checksum crates.io's index holds for it."""
     with tempfile.TemporaryDirectory(prefix="msbench-cargo-") as root:
-        # a kept target directory: a rebuild (--force, another pin) reuses the compiled dependencies
+        # a kept target directory per crate: a rebuild (--force, another pin) reuses the compiled
+        # dependencies, and two crates build side by side without waiting for each other's lock
         _run(["cargo", "install", spec["cargo"], "--version", spec["version"], "--locked", "--root", root], log,
-             env={"CARGO_TARGET_DIR": str(_cache_root() / "cargo-target")})
+             env={"CARGO_TARGET_DIR": str(_cache_root() / "cargo-target" / spec["cargo"])})
         for built in (Path(root) / "bin").iterdir():
             shutil.move(str(built), out / built.name)
-    from msbench.environment import sha256_file   # not at the top: environment imports the backends
-
     home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     crates = sorted(home.glob(f"registry/cache/*/{spec['cargo']}-{spec['version']}.crate"))
     return f"sha256:{sha256_file(crates[0])}" if crates else ""
@@ -136,8 +134,6 @@ def install(binary: str, spec: Mapping[str, str], log=print, force: bool = False
     build_log = folder / "build.log"
     tool = _tool(spec)
     log(f"{binary}: building {spec[tool]}@{spec['version']} with {tool} (log: {build_log})")
-    from msbench.environment import sha256_file
-
     began = time.monotonic()
     checksum = (_go_build(spec, folder, build_log, binary) if tool == "go" else
                 _cargo_build(spec, folder, build_log))

@@ -21,12 +21,12 @@ from scipy import stats
 
 from msbench.backends import BackendDef
 from msbench.config import Params
-from msbench import traffic
-from msbench.phases import VECTOR_FIELD, TrialState, flush, index_build, insert, load_first, load_warm, search
+from msbench.measure import traffic
+from msbench.run.phases import VECTOR_FIELD, TrialState, flush, index_build, insert, load_first, load_warm, search
 from msbench.providers.native import NativeStack
-from msbench.resources import PhaseMonitor
-from msbench.watchdog import Watchdog
-from msbench.workload import Dataset
+from msbench.measure.resources import PhaseMonitor
+from msbench.measure.watchdog import Watchdog
+from msbench.run.workload import Dataset
 
 
 def _ours(state: TrialState, phase) -> tuple[float, float]:

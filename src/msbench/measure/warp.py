@@ -52,7 +52,7 @@ def warp_binary() -> Path | None:
     """$MSBENCH_WARP_BIN, else the pinned build (``msbench stores install warp``), else warp on PATH."""
     from shutil import which
 
-    from msbench.providers import builds
+    from msbench.backends import builds
 
     if os.environ.get("MSBENCH_WARP_BIN"):
         return Path(os.environ["MSBENCH_WARP_BIN"])

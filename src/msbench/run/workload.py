@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from msbench.config import BOUNDS, SYNTHETIC, ConfigError, Params
-from msbench.environment import sha256_file
-from msbench.providers.milvus_native import cache_dir
+from msbench.files import cache_dir, sha256_file
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from msbench.results import atomic_write_text
-from msbench.schedule import PlannedTrial
+from msbench.files import atomic_write_text
+from msbench.run.schedule import PlannedTrial
 
 PHASE_FILE = "progress.json"
 BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} trials |{bar:12}| {elapsed} elapsed, {remaining} left{postfix}"

@@ -1,7 +1,6 @@
 """What a result depends on besides the parameters: host, versions, binary hashes."""
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
@@ -14,15 +13,8 @@ import psutil
 
 from msbench.backends import DEPLOYMENT, BackendDef, find_binary
 from msbench.config import UserConfig
-from msbench.providers import builds
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+from msbench.files import sha256_file
+from msbench.backends import builds
 
 
 def _first_line(argv: list[str]) -> str:
@@ -84,9 +76,9 @@ def component_facts(backend: BackendDef, user: UserConfig | None = None) -> dict
 
 def tool_facts() -> dict:
     """The measuring tools beside the servers: tcpdump (the S3 capture) and warp (its pin and hash)."""
-    from msbench import ceiling
+    from msbench.measure import warp
 
-    warp = ceiling.warp_binary()
+    warp = warp.warp_binary()
     facts: dict = {"tcpdump": _first_line(["tcpdump", "--version"]) if shutil.which("tcpdump") else None,
                    "warp": {"binary": str(warp), "sha256": sha256_file(warp)} if warp else None}
     built = builds.record("warp", builds.CLIENTS["warp"])

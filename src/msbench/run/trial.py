@@ -14,45 +14,16 @@ from typing import Callable
 
 import pandas as pd
 
-from msbench import traffic
+from msbench.measure import traffic
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
-from msbench.phases import PHASES, TrialState
+from msbench.run.phases import PHASES, TrialState
 from msbench.providers import Stack, registry
-from msbench.resources import PhaseMonitor
+from msbench.providers.catalog import check_provider, make_stack
+from msbench.measure.resources import PhaseMonitor
 from msbench.results import LATENCY_COLUMNS, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, RunDir, redact
-from msbench.watchdog import ComponentFailed, Watchdog
-from msbench.workload import Dataset
-
-# (backend, params, log_dir, user config, run id, trial) -> a Stack, not yet started
-StackFactory = Callable[[BackendDef, Params, Path, UserConfig | None, str, int], Stack]
-
-
-def native_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str,
-                 trial: int) -> Stack:
-    from msbench.providers.native import NativeStack
-
-    return NativeStack(backend, params, log_dir, user)
-
-
-def docker_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str,
-                 trial: int) -> Stack:
-    """Imported on use: the docker SDK and an engine are only needed for this provider."""
-    from msbench.providers import docker
-
-    return docker.docker_stack(backend, params, log_dir, user, run, trial)
-
-
-def deployment_stack(backend: BackendDef, params: Params, log_dir: Path, user: UserConfig | None, run: str,
-                     trial: int) -> Stack:
-    """An existing deployment (msbench.yaml deployments:): a collection of the trial's own, nothing provisioned."""
-    from msbench.providers.deployment import DeploymentStack
-
-    return DeploymentStack(backend, params, log_dir, user, run=run, trial=trial)
-
-
-PROVIDERS: dict[str, StackFactory] = {"native": native_stack, "docker": docker_stack, "deployment": deployment_stack}
-
+from msbench.measure.watchdog import ComponentFailed, Watchdog
+from msbench.run.workload import Dataset
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -64,8 +35,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
     """Run one trial and write its folder; returns its trial.json content (never raises for a
     failure inside the trial, only for bad arguments). ``on_phase`` hears the name of each step as it
     begins (provision, each phase, teardown): how the progress bar knows (progress.py)."""
-    if provider not in PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}")
+    check_provider(provider)
     meta = {"run": run.run_id, "backend": backend.name, "store": backend.kind, "provider": provider,
             "trial": trial, "seq": seq, "status": "failed", "failed_phase": "provision", "error": "",
             "started": _now()}
@@ -81,7 +51,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
         clues: list[str] = []
         try:
             on_phase("provision")
-            stack = PROVIDERS[provider](backend, params, log_dir, user, run.run_id, trial)
+            stack = make_stack(provider, backend, params, log_dir, user, run.run_id, trial)
             with stack, Watchdog(stack.watched, params.unresponsive_s) as dog:
                 meta["stack_ready_s"] = round(time.monotonic() - began, 3)
                 meta["image_digests"] = stack.image_digests()

@@ -50,9 +50,9 @@ from pymilvus.client.types import LoadState, State
 from msbench.config import Params
 from msbench.providers import COLLECTION, Stack
 from msbench.providers.milvus_native import GC_CONFIG
-from msbench.resources import bytes_sent_between, tcp_bytes_sent
-from msbench.traffic import S3_PREFIXES
-from msbench.workload import Dataset, recall_at_k
+from msbench.measure.resources import bytes_sent_between, tcp_bytes_sent
+from msbench.measure.traffic import S3_PREFIXES
+from msbench.run.workload import Dataset, recall_at_k
 
 # pymilvus 2.6 flags its ORM as deprecated; only the ORM inserts numpy columns without rows.
 warnings.filterwarnings("ignore", message=".*ORM-style PyMilvus API.*")
@@ -433,29 +433,29 @@ WARP_DEFAULT_CONCURRENCY = 4    # when no capture says how many GETs Milvus had 
 
 
 def store_alone(s: TrialState) -> list[Row]:
-    """The store on its own (ceiling.py): warp PUTs, then GETs, objects of the size that carries
+    """The store on its own (warp.py): warp PUTs, then GETs, objects of the size that carries
     the bucket's bytes, at the concurrency Milvus's loads reached, into a bucket of warp's own.
     Last, outside the capture: it follows the footprint and measures no Milvus phase, so a warp
     failure is recorded (``warp_{op}_failed``, the cause in the trial's ``store_alone_note``)
     and does not fail the trial."""
-    from msbench import ceiling
+    from msbench.measure import warp
 
-    binary = ceiling.warp_binary()
+    binary = warp.warp_binary()
     if s.params.warp_seconds <= 0 or binary is None:
         s.notes["store_alone"] = "warp_seconds is 0" if binary else "warp is not built (msbench stores install warp)"
         return []
-    size = ceiling.plan_object_size(list(s.stack.listing().values()))
+    size = warp.plan_object_size(list(s.stack.listing().values()))
     measured = s.notes.get("milvus_s3_concurrency")
     concurrency = int(measured) if measured else WARP_DEFAULT_CONCURRENCY
     store = s.stack.store
-    target = ceiling.WarpTarget(f"{store.host}:{store.port}", store.access_key, store.secret_key, WARP_BUCKET)
+    target = warp.WarpTarget(f"{store.host}:{store.port}", store.access_key, store.secret_key, WARP_BUCKET)
     rows: list[Row] = [("store_alone", "warp_concurrency_from_capture", float(bool(measured)), "bool")]
     failures = []
     with tempfile.TemporaryDirectory(prefix="msbench-warp-") as work:
         for op in ("put", "get"):
             try:
                 rows += [("store_alone", metric, value, unit) for metric, value, unit in
-                         ceiling.run_warp(binary, target, op, size, concurrency, s.params.warp_seconds, Path(work))]
+                         warp.run_warp(binary, target, op, size, concurrency, s.params.warp_seconds, Path(work))]
             except Exception as err:   # recorded: the Milvus phases before it stand
                 rows.append(("store_alone", f"warp_{op}_failed", 1.0, "bool"))
                 failures.append(f"warp {op}: {type(err).__name__}: {err}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from msbench import precision
+from msbench.run import stopping
 
 Run = dict[str, Any]
 
@@ -147,14 +147,14 @@ def trial_values(run: Run, metrics: list[Metric], byte_unit: str | None = None) 
             unit = byte_unit or fitting_byte_unit(sel["value"].abs().max())
         frames.append(sel.assign(metric=m.name, value=sel["value"] / factors.get(unit, 1.0), unit=unit))
     tidy = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*data.columns])
-    tidy.attrs["confidence"] = precision.level(run["manifest"])
+    tidy.attrs["confidence"] = stopping.level(run["manifest"])
     return tidy
 
 
 def confidence_of(tidy: pd.DataFrame) -> float:
     """The level at which intervals of these values are computed so that they cover 95%: 95%, or
-    higher in a run stopped by the until-precise rule (see precision.calibrated_level)."""
-    return tidy.attrs.get("confidence", precision.CONFIDENCE)
+    higher in a run stopped by the until-precise rule (see stopping.calibrated_level)."""
+    return tidy.attrs.get("confidence", stopping.CONFIDENCE)
 
 
 def all_backends(run: Run) -> list[str]:

@@ -1,0 +1,1 @@
+"""The statistics the report applies (stats): intervals, ratios, claims, power, all checked by simulation."""
