@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from msbench import backends as backend_registry
-from msbench.config import DEFAULT_MAX_TRIALS, PROFILES, ConfigError, load_user_config
+from msbench.config import DEFAULT_MAX_TRIALS, DEFAULT_PROFILE, PROFILES, ConfigError, load_user_config
 from msbench.providers.catalog import PROVIDERS, provider_unavailable_reason, unavailable_reason
 
 WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
@@ -80,10 +80,10 @@ def cmd_run(args) -> int:
     done = len(s.order) - len(s.pending())
     print(f"run {s.run.run_id}: {len(s.order)} trials planned, {done} already complete -> {s.run.path}")
     outcomes = study.run_all(s, progress=not args.no_progress)
-    failed = [o for o in outcomes if o["status"] != "ok"]
+    failed = [o for o in outcomes if o.status != "ok"]
     for o in failed:
-        print(f"FAILED {o['backend']} trial {o['trial']} in {o['failed_phase']}: {o['error']}", file=sys.stderr)
-    if s.manifest.get("until_precise"):
+        print(f"FAILED {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
+    if s.manifest.until_precise:
         print(stopping.describe(s.manifest))
     print(f"results: {s.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
     return 1 if failed else 0
@@ -228,14 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run trials; rerun with the same --run-id to complete a run")
     run.add_argument("--backends", help="comma-separated names (default: every backend available here)")
     run.add_argument("--trials", type=int, default=3, help="trials per backend (default 3)")
-    run.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    run.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
+                     help=f"workload size (default {DEFAULT_PROFILE}: the default study, as scripts/run-all runs it)")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     run.add_argument("--provider", default="native", choices=PROVIDERS)
     run.add_argument("--run-id", help="name of the run (default: timestamp-profile); reuse to resume")
     run.add_argument("--results", default="data/runs", help="results root (default data/runs)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
-    run.add_argument("--controls", action="store_true",
-                     help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control)")
+    run.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
+                     help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control); "
+                          "by default on wherever msbench runs the stores (as in scripts/run-all), off on existing "
+                          "deployments")
     run.add_argument("--until-precise", type=_fraction, metavar="TARGET",
                      help="after the --trials rounds, add one round at a time until every headline metric's 95%% "
                           "interval is within TARGET of its mean (0.05 or 5%%) for every backend")
