@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from msbench import backends as backend_registry
+from msbench.backends import builds
 from msbench.config import DEFAULT_MAX_TRIALS, DEFAULT_PROFILE, PROFILES, ConfigError, load_user_config
 from msbench.providers.catalog import PROVIDERS, provider_unavailable_reason, unavailable_reason
 
@@ -164,27 +165,29 @@ def cmd_images_build_local(args) -> int:
 
 
 def cmd_stores_install(args) -> int:
-    """Build the pinned store servers that come as source (MinIO with go, Garage with cargo) and
-    the warp client."""
-    from msbench.backends import builds
-
+    """Build the pinned store servers that come as source (MinIO with go, Garage and RustFS with cargo)
+    and the warp client; with --max-minutes, not those whose cold build takes longer (the tests' set-up)."""
     user = load_user_config(args.config)
     registry = backend_registry.load_backends(user)
     buildable = {name: (b.binary, b.install) for name, b in registry.items() if b.install and not b.alias_of}
-    buildable.update({name: (name, spec) for name, spec in builds.CLIENTS.items()})
+    buildable.update({name: (name, build) for name, build in builds.CLIENTS.items()})
     names = args.names or sorted(buildable)
     unknown = [n for n in names if n not in buildable]
     if unknown:
         raise ConfigError(f"nothing to build for {', '.join(unknown)}; buildable: {', '.join(sorted(buildable))}")
     failed = 0
     for name in names:
-        binary, spec = buildable[name]
-        reason = builds.missing_tool(spec)
+        binary, build = buildable[name]
+        reason = builds.missing_tool(build)
         if reason and args.if_toolchain:
             print(f"skipped  {name}: {reason}")
             continue
+        if args.max_minutes is not None and build.minutes > args.max_minutes and not builds.installed(binary, build):
+            print(f"skipped  {name}: its build takes about {build.minutes:g} min on 2 cores, over --max-minutes "
+                  f"{args.max_minutes:g} (`msbench stores install {name}` builds it)")
+            continue
         try:
-            builds.install(binary, spec, force=args.force)
+            builds.install(binary, build, force=args.force)
         except RuntimeError as err:
             print(f"FAILED   {name}: {err}", file=sys.stderr)
             failed += 1
@@ -279,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("names", nargs="*", help="backends or clients (warp) to build (default: every one with an install pin)")
     inst.add_argument("--force", action="store_true", help="rebuild even when the pinned build exists")
     inst.add_argument("--if-toolchain", action="store_true",
-                      help="skip, instead of failing, a backend whose toolchain (go, cargo) is missing")
+                      help="skip, instead of failing, a backend whose toolchain (go, cargo, protoc) is missing")
+    inst.add_argument("--max-minutes", type=float, metavar="M",
+                      help="skip builds that take longer than M minutes on 2 cores, unless already built")
     inst.set_defaults(func=cmd_stores_install)
     args = parser.parse_args(argv)
     try:

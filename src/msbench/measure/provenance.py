@@ -61,7 +61,7 @@ def _built(binary: str, name: str, spec) -> Facts:
     """The pin and the registry's checksum of the source, when ``binary`` is the one built here."""
     built = builds.record(name, spec)
     if built and built["binary"] == binary:
-        return {"build": {k: built[k] for k in ("tool", "source", "version", "source_checksum", "toolchain")}}
+        return {"build": {k: built.get(k) for k in ("tool", "source", "version", "args", "source_checksum", "toolchain")}}
     return {}
 
 
