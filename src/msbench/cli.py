@@ -1,4 +1,5 @@
-"""Command line: ``msbench backends | run | doctor | overhead | cleanup | images build-local | stores install``."""
+"""Command line: ``msbench backends | run | compare | doctor | overhead | cleanup | images build-local |
+stores install``."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from msbench import backends as backend_registry
 from msbench.backends import builds
 from msbench.config import DEFAULT_MAX_TRIALS, DEFAULT_PROFILE, PROFILES, ConfigError, load_user_config
 from msbench.providers.catalog import PROVIDERS, provider_unavailable_reason, unavailable_reason
+from msbench.results import load_run
 
 WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
 
@@ -194,6 +198,39 @@ def cmd_stores_install(args) -> int:
     return 1 if failed else 0
 
 
+def _run_folder(given: str, results: str) -> Path:
+    """A run folder, given as its path or as its id under --results."""
+    path = Path(given) if Path(given).is_dir() else Path(results) / given
+    if not (path / "manifest.json").is_file():
+        raise ConfigError(f"no run {given!r}: neither a run folder nor a run id under {results} "
+                          f"(a run folder holds manifest.json)")
+    return path
+
+
+def _pairs(texts: list[str]) -> dict[str, str]:
+    out = {}
+    for text in texts:
+        a, sep, b = text.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise ConfigError(f"--match takes A_STORE=B_STORE, got {text!r}")
+        out[a.strip()] = b.strip()
+    return out
+
+
+def cmd_compare(args) -> int:
+    """Two runs' shared stores and metrics side by side: means, ratio B / A, verdict."""
+    from msbench.report.compare import compare_runs
+
+    table = compare_runs(load_run(_run_folder(args.run_a, args.results)), load_run(_run_folder(args.run_b, args.results)),
+                         metrics=args.metric or None, match=_pairs(args.match))
+    if args.out:
+        table.to_csv(args.out, index=False)
+    with pd.option_context("display.max_colwidth", 60, "display.width", 250):
+        print(table.to_string(index=False))
+    print(table.attrs["note"])
+    return 0
+
+
 def cmd_overhead(args) -> int:
     """Our phase code against a bare pymilvus loop on one stack: what the harness itself costs."""
     from msbench.run import overhead
@@ -264,6 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     ovh.add_argument("--works", default=",".join(WORKS),
                      help=f"comma-separated, from {', '.join(WORKS)} (default: all)")
     ovh.set_defaults(func=cmd_overhead)
+    cmp = sub.add_parser("compare", help="two runs side by side: the stores and metrics both have, ratios B / A, "
+                                         "verdicts (a store before and after an upgrade, a cluster against a reference)")
+    cmp.add_argument("run_a", metavar="RUN_A", help="a run folder, or a run id under --results")
+    cmp.add_argument("run_b", metavar="RUN_B", help="a run folder, or a run id under --results")
+    cmp.add_argument("--metric", action="append", default=[], help="only this headline metric (repeatable)")
+    cmp.add_argument("--match", action="append", default=[], metavar="A_STORE=B_STORE",
+                     help="compare these two stores although their names differ (repeatable)")
+    cmp.add_argument("--results", default="data/runs", help="where run ids are looked up (default data/runs)")
+    cmp.add_argument("--out", help="also write the table as CSV")
+    cmp.set_defaults(func=cmd_compare)
     clean = sub.add_parser("cleanup", help="stop and remove what crashed runs left: servers, scratch folders, mounts, "
                                            "cgroups, Milvus's PID file, Docker containers (ours only)")
     clean.add_argument("--run", help="Docker: only this run id (default: everything with msbench's labels)")

@@ -348,7 +348,7 @@ def _trials_frame(path: Path) -> pd.DataFrame:
     text = [f.name for f in fields(TrialRecord) if f.type == "str"]
     frame = _frame(path)
     for column in set(text) & set(frame.columns):
-        frame[column] = frame[column].fillna("").astype(str)
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), "").astype(str)
     return frame
 
 
