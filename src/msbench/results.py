@@ -321,6 +321,7 @@ class Run:
     s3_requests: pd.DataFrame
     s3_summary: pd.DataFrame
     phase_windows: pd.DataFrame
+    records: list[TrialRecord] = field(default_factory=list)   # every trial.json, nested facts included
 
     @property
     def confidence(self) -> float:
@@ -359,5 +360,6 @@ def load_run(run_path: Path | str) -> Run:
         raise ConfigError(f"{run_path} is not a run folder (no manifest.json); give a folder under data/runs")
     return Run(run_path, Manifest.from_json((run_path / "manifest.json").read_text()),
                _trials_frame(run_path / "trials.csv"), _frame(run_path / "results.parquet", TIDY_COLUMNS),
-               *(_frame(run_path / name, columns) for name, columns in TRIAL_TABLES.items()))
+               *(_frame(run_path / name, columns) for name, columns in TRIAL_TABLES.items()),
+               records=RunDir(run_path.parent, run_path.name).records())
 

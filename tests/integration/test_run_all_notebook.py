@@ -1,15 +1,16 @@
 """run_all.ipynb end to end, at the smallest scale that runs every part: 2 rounds of MinIO (the
 baseline), SeaweedFS and MinIO's two controls (an A/A twin and a CPU-handicapped twin) on the smoke
-workload, the analysis, the HTML report rendered in headless Chromium, and resuming a run that lost
-a trial. Whether the study sees the handicapped twin, and sees no difference between the A/A twins,
-is a result of the default study (its report's "Can this run see a difference?"), not of this test:
-here the controls must run, be held (only the handicapped twin is throttled) and be reported."""
+workload, the analysis, and the HTML report rendered in headless Chromium. Resuming is tested through
+msbench run (test_until_precise.py) and on simulated trials (tests/unit/test_precision.py): the
+notebooks resume through the same Study. Whether the study sees the handicapped twin, and no
+difference between the A/A twins, is a result of the default study (its report's "Can this run see a
+difference?"), not of this test: here the controls must run, be held (only the handicapped twin is
+throttled) and be reported."""
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,19 +162,3 @@ def test_report_renders_in_headless_chromium(e2e):
     shot = e2e["run"] / "first-screen.png"
     assert shot.exists() and shot.stat().st_size > 10_000
     assert "Verdict: which store, and how sure" in dom.stdout.split("<table")[0]
-
-
-def test_rerun_with_the_same_run_id_completes_only_missing_trials(e2e):
-    run = e2e["run"]
-    before = pd.read_csv(run / "trials.csv")
-    lost = before.sort_values("seq").iloc[-1]   # as if the run had been interrupted in its last trial
-    shutil.rmtree(run / "trials" / lost.backend / f"trial-{lost.trial:02d}")
-    params = {**e2e["params"], "results_root": e2e["params"]["results_root"]}
-    # From inside notebooks/, as a user would run it there.
-    done = _papermill(ROOT / "notebooks", "run_all.ipynb", e2e["base"] / "rerun.ipynb", e2e["env"], **params)
-    assert done.returncode == 0, done.stderr[-5000:]
-    after = pd.read_csv(run / "trials.csv")
-    assert len(after) == 4 * ROUNDS and set(after.status) == {"ok"}
-    merged = before.merge(after, on=["backend", "trial"], suffixes=("_before", "_after"))
-    rerun = merged[merged.started_before != merged.started_after]
-    assert list(zip(rerun.backend, rerun.trial)) == [(lost.backend, lost.trial)]

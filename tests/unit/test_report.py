@@ -60,7 +60,7 @@ def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.
     for planned in order:
         b, t = planned.backend, planned.trial
         record = TrialRecord("synthetic", b, stores[b], "native", t, planned.seq, status="ok", failed_phase="",
-                             duration_s=60.0 + t, **(notes or {}).get((b, t), {}))
+                             duration_s=60.0 + t, ran={"milvus_version": "v2.3.5"}, **(notes or {}).get((b, t), {}))
         ident = {"run": "synthetic", "backend": b, "provider": "native", "trial": t, "seq": planned.seq}
         if (b, t) in failed:
             record.status, record.failed_phase, record.error = "failed", "provision", "ReadinessTimeout: store exited\nmore"
@@ -298,6 +298,8 @@ def test_other_tables(full):
     assert power.iloc[:, 3].str.match(r"^(> )?[\d.]+% \((> )?[\d.]+%–").all()
     env = report.environment_table(full)
     assert "abababababab" in set(env["value"])
+    ran = env[env["section"] == "ran"].set_index("item")["value"]   # each trial's own record of what ran
+    assert ran["milvus reported version"] == "v2.3.5 (every trial)"
 
 
 FIGURES = [report.fig_trials, report.fig_recall, report.fig_drift, report.fig_latency_ecdf,

@@ -1,6 +1,6 @@
 """Providers: a backend definition in, a running stack (Milvus + one object store) out.
 
-``Stack`` is the contract a trial and its phases hold a provider's stack to (``trial.PROVIDERS``
+``Stack`` is the contract a trial and its phases hold a provider's stack to (``catalog.PROVIDERS``
 makes one, ``phases.TrialState`` carries it); ``StackBase`` is what the native and the Docker
 stacks share in code. The contracts are ``typing.Protocol`` classes: a stack satisfies them by
 its shape, and a test checks that both providers' stacks do.

@@ -8,7 +8,7 @@ are listed by :func:`trials_table` and :func:`deviations` instead.
 
 | module | job |
 |---|---|
-| ``metrics.py`` | the headline metrics, and the completed trials' values of them |
+| ``values.py`` | the completed trials' values of the catalogue's metrics (msbench.metrics), who is who |
 | ``page.py`` | numbers as text, notes as captions, folded tables: how the HTML page shows them |
 | ``tables.py`` | per-store figures, latency percentiles, the trials, the environment |
 | ``comparisons.py`` | each store against the baseline, A/A pairs, the controls, spread, power |

@@ -78,6 +78,21 @@ def trials_table(run: Run) -> pd.DataFrame:
         "run folder but left out of every statistic here.")
 
 
+def _ran(run: Run) -> list[tuple[str, str, str]]:
+    """What each trial recorded of what really ran (Milvus's own version, images and their digests), each
+    distinct value once with the trials that ran it."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for r in run.records:
+        facts = {"milvus reported version": r.ran.get("milvus_version"),
+                 **{f"image {ref}": digest for ref, digest in (r.ran.get("images") or {}).items()}}
+        for item, value in facts.items():
+            if value:
+                seen.setdefault((item, str(value)), []).append(f"{r.backend} #{r.trial}")
+    total = len(run.records)
+    return [("ran", item, f"{value} ({'every trial' if len(who) == total else ', '.join(who)})")
+            for (item, value), who in sorted(seen.items())]
+
+
 def environment_table(run: Run) -> pd.DataFrame:
     """Host, versions, binary hashes (first 12 hex digits) and workload parameters, one per row."""
     m = run.manifest
@@ -94,6 +109,8 @@ def environment_table(run: Run) -> pd.DataFrame:
         rows += [(section, key, str(value)[:12] if key == "sha256" else value) for key, value in (facts or {}).items()]
     rows += [("parameter", key, ", ".join(map(str, value)) or "none" if isinstance(value, list) else value)
              for key, value in m.params.as_dict().items()]
+    rows += _ran(run)
     table = pd.DataFrame(rows, columns=["section", "item", "value"])
     table["value"] = table["value"].map(lambda v: "–" if v is None else str(v))
-    return noted(table, "What the results depend on besides the stores: recorded in the run's manifest.json.")
+    return noted(table, "What the results depend on besides the stores: the run's manifest.json, and what each trial "
+                        "recorded of what ran (trial.json: ran).")
