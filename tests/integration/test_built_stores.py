@@ -29,7 +29,7 @@ def test_every_phase_on_a_store_built_from_source(scratch, name):
     params = make_params("smoke")
     run = RunDir(scratch / "runs", name)
     meta = run_trial(run, backend, 1, 0, params, load_dataset(params))
-    assert meta["status"] == "ok", meta["error"] + meta.get("traceback", "")
+    assert meta.status == "ok", meta.error + meta.traceback
     check_trial(pd.read_parquet(run.path / "results.parquet"), name)
     folder = run.path / "trials" / name / "trial-01"
     assert (folder / "logs" / f"{name}.log").exists()

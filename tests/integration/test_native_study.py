@@ -11,7 +11,7 @@ import pytest
 from msbench.backends import load_backends
 from msbench.providers.catalog import unavailable_reason
 from msbench.config import make_params
-from msbench.run.phases import insert
+from msbench.run.phases import Phase, insert
 from msbench.providers.process import port_is_open
 from msbench.results import RunDir
 from msbench.run.trial import run_trial
@@ -38,7 +38,7 @@ def test_cli_run_records_every_phase_and_resumes(scratch):
     """Through `msbench run` (the notebooks' end-to-end test covers both stores over 3 trials)."""
     _require("ceph-rgw")
     results = scratch / "runs"
-    args = ["run", "--backends", "ceph-rgw", "--trials", "1", "--profile", "smoke",
+    args = ["run", "--backends", "ceph-rgw", "--trials", "1", "--profile", "smoke", "--no-controls",
             "--run-id", "it", "--results", str(results), "--no-progress"]
     done = _msbench(*args)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -72,9 +72,9 @@ def test_failed_phase_is_recorded_and_leaves_nothing_behind(scratch):
     _require("seaweedfs")
     params = make_params("smoke", {"n_vectors": 1000, "n_queries": 50, "warmup_queries": 5})
     run = RunDir(scratch / "runs", "fail")
-    meta = run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), phases=(insert, _explode))
-    assert meta["status"] == "failed" and meta["failed_phase"] == "_explode"
-    assert "phase failed on purpose" in meta["error"]
+    meta = run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), phases=(Phase("insert", insert), Phase("_explode", _explode)))
+    assert meta.status == "failed" and meta.failed_phase == "_explode"
+    assert "phase failed on purpose" in meta.error
     kept = pd.read_csv(run.path / "results.csv")
     assert "insert_rows_per_s" in set(kept.metric)  # what finished before the failure is kept
     assert pd.read_csv(run.path / "trials.csv").status.tolist() == ["failed"]
@@ -92,6 +92,6 @@ def test_interrupt_tears_down_and_records_nothing(scratch):
         return insert(state)
 
     with pytest.raises(KeyboardInterrupt):
-        run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), phases=(spy, _interrupt))
+        run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), phases=(Phase("insert", spy), Phase("_interrupt", _interrupt)))
     assert run.trial_status("seaweedfs", 1) is None  # an interrupted trial is redone on resume
     assert ports and not any(port_is_open(p) for p in ports)

@@ -11,7 +11,11 @@ from msbench import report
 from msbench.run import stopping, schedule
 from msbench.report import comparisons
 from msbench.report import values as metrics
-from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, RunDir, load_run
+from dataclasses import replace
+
+from msbench.config import Params
+from msbench.metrics import compared, headline
+from msbench.results import LATENCY_COLUMNS, TIDY_COLUMNS, Manifest, RunDir, TrialRecord, load_run
 
 REFERENCE = "data/reference/published-milvus-rustfs-vs-minio.csv"
 PARAMS = {"profile": "smoke", "n_vectors": 5000, "dim": 32, "n_queries": 60, "batch_size": 1000,
@@ -48,23 +52,19 @@ def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.
     run = RunDir(root, "synthetic")
     order = schedule.plan(sorted(backends), trials, seed=1)
     stores = stores or {b: b for b in backends}
-    run.write_manifest({
-        "run": "synthetic", "params": PARAMS, "backends": sorted(backends), "stores": stores, "trials": trials,
-        "provider": "native", "order": schedule.as_records(order),
-        "host": {"cores": 2, "memory_bytes": 25e9, "disk_device": "/dev/vda ext4"},
-        "packages": {"milvus": "2.3.5"}, "milvus": {"version": "2.3.5", "sha256": "ab" * 32},
-        "components": {b: {"binary": f"/bin/{b}", "sha256": "cd" * 32} for b in backends},
-        **(manifest or {}),
-    })
+    run.write_manifest(Manifest(
+        run="synthetic", params=Params.from_dict(PARAMS), backends=sorted(backends), stores=stores, trials=trials,
+        provider="native", order=order, host={"cores": 2, "memory_bytes": 25e9, "disk_device": "/dev/vda ext4"},
+        packages={"milvus": "2.3.5"}, milvus={"version": "2.3.5", "sha256": "ab" * 32},
+        components={b: {"binary": f"/bin/{b}", "sha256": "cd" * 32} for b in backends}, **(manifest or {})))
     for planned in order:
         b, t = planned.backend, planned.trial
-        meta = {"run": "synthetic", "backend": b, "store": stores[b], "provider": "native", "trial": t,
-                "seq": planned.seq, "status": "ok", "failed_phase": "", "error": "", "duration_s": 60.0 + t,
-                **(notes or {}).get((b, t), {})}
+        record = TrialRecord("synthetic", b, stores[b], "native", t, planned.seq, status="ok", failed_phase="",
+                             duration_s=60.0 + t, **(notes or {}).get((b, t), {}))
         ident = {"run": "synthetic", "backend": b, "provider": "native", "trial": t, "seq": planned.seq}
         if (b, t) in failed:
-            meta.update(status="failed", failed_phase="provision", error="ReadinessTimeout: store exited\nmore")
-            run.write_trial(b, t, meta, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [])
+            record.status, record.failed_phase, record.error = "failed", "provision", "ReadinessTimeout: store exited\nmore"
+            run.write_trial(record, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [])
             continue
         rng = np.random.default_rng(t)
         values = {key: v * backends[b].get(key[1], 1.0) * (1 + noise * rng.standard_normal())
@@ -77,7 +77,7 @@ def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.
         latencies = pd.DataFrame({**ident, "query": range(n_q), "warmup": np.arange(n_q) < PARAMS["warmup_queries"],
                                   "latency_ms": rng.lognormal(np.log(2.5 * backends[b].get("latency", 1.0)), 0.3, n_q)},
                                  columns=LATENCY_COLUMNS)
-        run.write_trial(b, t, meta, pd.DataFrame(rows, columns=TIDY_COLUMNS), latencies, None, [])
+        run.write_trial(record, pd.DataFrame(rows, columns=TIDY_COLUMNS), latencies, None, [])
     return load_run(run.path)
 
 
@@ -172,7 +172,7 @@ def test_direction():
 
 
 def test_headline_follows_the_parameters(full):
-    names = [m.name for m in report.headline(full)]
+    names = [m.name for m in headline(full.manifest.params)]
     assert "recall_at_10" in names and "search_qps_c2" in names
     assert len(names) == len(set(names)), "store_bytes_served_during_load must be told apart by phase"
 
@@ -253,7 +253,7 @@ def test_deviations_name_failures_and_undropped_cache(full):
 
 
 def test_deviations_say_which_backends_were_skipped_and_why(full):
-    run = {**full, "manifest": {**full["manifest"], "skipped": {"garage": "no 'garage' binary found"}}}
+    run = replace(full, manifest=replace(full.manifest, skipped={"garage": "no 'garage' binary found"}))
     assert "garage did not run: no 'garage' binary found" in report.deviations(run)
 
 
@@ -291,7 +291,7 @@ def test_other_tables(full):
     assert set(report.trials_table(full)["status"]) == {"ok", "failed"}
     spread = report.latency_spread_table(full)
     assert set(spread["trial"].astype(str)) >= {"all, pooled", "1"}
-    assert len(report.variance_table(full)) == len(report.headline(full))
+    assert len(report.variance_table(full)) == len(headline(full.manifest.params))
     power = report.power_table(full)
     assert power.columns[4].startswith("trials per backend to detect a 10% difference")
     assert "decision rule" in power.attrs["note"] and "Holm" in power.attrs["note"]
@@ -332,7 +332,7 @@ def test_verdict_table_has_the_real_stores_as_columns_and_no_controls(controlled
     table = report.verdict(controlled).table
     assert list(table.columns) == ["metric", "what it measures", "minio (baseline, n=4)", "rustfs (n=4)",
                                    "seaweedfs (n=4)", "best real store", "ratio to minio [95% CI]", "difference"]
-    assert list(table["metric"]) == [m.name for m in report.compared(controlled)]
+    assert list(table["metric"]) == [m.name for m in compared(controlled.manifest.params)]
     warm = rows_of(table, metric="load_warm_s").iloc[0]
     assert warm["what it measures"] == "reload: release(), then load(); s, lower is better"
     assert warm["minio (baseline, n=4)"].startswith("4") and "[" in warm["rustfs (n=4)"]
@@ -408,14 +408,14 @@ def test_labels_that_would_overlap_go_to_another_row():
 def test_a_run_stopped_by_the_until_precise_rule_is_analysed_at_its_calibrated_level(full):
     """Every interval of such a run (means and ratios) is computed at the rule's level, and says so."""
     rule = stopping.make_rule(0.05, trials=3)
-    stopped = {**full, "manifest": {**full["manifest"], "until_precise": rule.as_dict()}}
-    tidy = metrics.trial_values(stopped, report.compared(stopped))
+    stopped = replace(full, manifest=replace(full.manifest, until_precise=rule))
+    tidy = metrics.trial_values(stopped, compared(stopped.manifest.params))
     assert metrics.confidence_of(tidy) == rule.confidence > 0.95
-    assert metrics.confidence_of(metrics.trial_values(full, report.compared(full))) == 0.95
+    assert metrics.confidence_of(metrics.trial_values(full, compared(full.manifest.params))) == 0.95
     methods = set(report.summary_table(stopped)["CI method"]) - {"–"}
     assert methods and all(f"computed at {rule.confidence:.1%}" in m for m in methods)
-    plain, wider = (comparisons.compare(metrics.trial_values(r, report.compared(r)), "minio",
-                                               report.compared(r)) for r in (full, stopped))
+    plain, wider = (comparisons.compare(metrics.trial_values(r, compared(r.manifest.params)), "minio",
+                                        compared(r.manifest.params)) for r in (full, stopped))
     both = plain.merge(wider, on=["backend", "metric"])
     finite = np.isfinite(both["ratio_mean_low_x"]) & np.isfinite(both["ratio_mean_low_y"])
     low_x, low_y, high_x, high_y = (both[c][finite] for c in ("ratio_mean_low_x", "ratio_mean_low_y",

@@ -32,19 +32,13 @@ import pandas as pd
 import psutil
 
 from msbench.providers import Stack, registry
+from msbench.results import REQUEST_COLUMNS, SUMMARY_COLUMNS
 
 S3_PREFIXES = ("insert_log", "stats_log", "delta_log", "index_files")   # where Milvus keeps what (bucket paths)
 SNAPLEN = 2048            # request line and SigV4 headers fit in about 900 bytes
 BUFFER_KIB = 16384        # kernel buffer: no drops at the rates seen here (the drop count is recorded)
 START_TIMEOUT_S = 10.0
 METHODS = ("GET", "PUT", "POST", "HEAD", "DELETE")
-REQUEST_COLUMNS = ["conn", "client", "start", "request_end", "response_start", "end", "method", "operation", "prefix",
-                   "key", "query", "range", "status", "error_code", "request_wire_bytes", "response_wire_bytes",
-                   "request_body_bytes", "response_body_bytes", "duration_ms", "ttfb_ms", "retry", "phase"]
-SUMMARY_COLUMNS = ["phase", "operation", "requests", "errors", "unanswered", "slowdowns", "retries", "bytes_sent",
-                   "bytes_received",
-                   "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms", "ttfb_p50_ms",
-                   "busy_s"]
 BETWEEN = "between phases"
 
 

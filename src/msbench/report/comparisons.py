@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from msbench.analysis import stats
-from msbench.report.values import (TIME_UNITS, Metric, Run, compared, confidence_of, default_baseline, direction,
-                                    headline, trial_values, without_controls)
+from msbench.metrics import Metric, compared, direction, headline
+from msbench.report.values import TIME_UNITS, Run, confidence_of, default_baseline, trial_values, without_controls
 from msbench.report.page import finite, interval, noted, num, p_value, pct, with_ci
 
 # Resamples of the Brunner-Munzel permutation test (stats' default); module-level so tests can lower it.
@@ -159,7 +159,7 @@ def _comparison_note() -> str:
 
 def comparison_table(run: Run, baseline: str | None = None) -> pd.DataFrame:
     """Each other backend against ``baseline`` (default: :func:`default_baseline`) on the headline metrics."""
-    metrics = compared(run)
+    metrics = compared(run.manifest.params)
     tidy = without_controls(run, trial_values(run, metrics))
     baseline = baseline or default_baseline(run)
     if baseline is None or tidy["backend"].nunique() < 2:
@@ -183,9 +183,9 @@ def aa_table(run: Run) -> pd.DataFrame:
     Any difference called here is a false positive by construction, so this table shows how far the
     verdicts of :func:`comparison_table` can be trusted on this machine.
     """
-    metrics = compared(run)
+    metrics = compared(run.manifest.params)
     tidy = trial_values(run, metrics)
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     ran = sorted(set(tidy["backend"]))
     pairs = [(a, b) for a, b in combinations(ran, 2) if stores.get(a) and stores.get(a) == stores.get(b)
              and handicap_of(run, a) == handicap_of(run, b)]
@@ -205,12 +205,12 @@ def aa_table(run: Run) -> pd.DataFrame:
 
 
 def handicap_of(run: Run, backend: str) -> dict:
-    return (run["manifest"].get("handicaps") or {}).get(backend, {})
+    return run.manifest.handicaps.get(backend, {})
 
 
 def _twins(run: Run, ran: set[str]) -> list[tuple[str, str, str]]:
     """(store, its A/A twin, its handicapped twin) for every store that ran with both controls."""
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     out = []
     for base in sorted(ran):
         if handicap_of(run, base):
@@ -225,7 +225,7 @@ def _twins(run: Run, ran: set[str]) -> list[tuple[str, str, str]]:
 
 def _control_comparisons(run: Run) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
     """Per store with both twins: the A/A comparison and the positive-control comparison, raw."""
-    metrics = compared(run)
+    metrics = compared(run.manifest.params)
     tidy = trial_values(run, metrics)
     out = []
     for base, aa, slow in _twins(run, set(tidy["backend"]) if len(tidy) else set()):
@@ -284,7 +284,7 @@ def controls_table(run: Run) -> pd.DataFrame:
 def variance_table(run: Run) -> pd.DataFrame:
     """Per headline metric: each backend's trial-to-trial sd and the Brown-Forsythe test that they differ,
     shown only where it could detect a 3x spread difference at this run's n."""
-    metrics = headline(run)
+    metrics = headline(run.manifest.params)
     tidy = trial_values(run, metrics)
     tests = stats.variance_tests(tidy, ALPHA).set_index("metric") if len(tidy) else pd.DataFrame()
     rows = []
@@ -319,7 +319,7 @@ def variance_table(run: Run) -> pd.DataFrame:
 
 def power_table(run: Run, effect: float = 0.10) -> pd.DataFrame:
     """What the comparison's decision rule can detect with this run's noise and n, and the n it would need."""
-    metrics = compared(run)
+    metrics = compared(run.manifest.params)
     tidy = trial_values(run, metrics)
     columns = ["metric", "unit", "pooled CV [95% CI]",
                f"smallest difference detectable at this n ({POWER:.0%} power)",

@@ -20,9 +20,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFo
 
 from msbench.analysis import stats
 from msbench.report.comparisons import ALPHA, compare, handicap_of
-from msbench.report.values import (FOOTPRINT_PREFIXES, Metric, Run, all_backends, completed_rows, compared,
-                                    control_names, default_baseline, direction, fitting_byte_unit, headline,
-                                    trial_values, without_controls)
+from msbench.metrics import Metric, compared, direction, headline
+from msbench.report.values import FOOTPRINT_PREFIXES, Run, all_backends, default_baseline, fitting_byte_unit, trial_values, without_controls
 
 # A store kind keeps its hue in every report (seaborn's colour-blind-safe palette); kinds not named
 # here take the hues left, in name order. Grey (7) is left for what is no store (the no-data text).
@@ -64,7 +63,7 @@ def backend_colors(run: Run) -> dict[str, tuple[float, float, float]]:
     handicapped copy, as the positive control) takes that store's hue, lighter for an alias and darker
     for a handicapped one, so a control reads as the store it copies."""
     hues = sns.color_palette("colorblind", 10)
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     backends = all_backends(run)
     kinds = sorted({stores.get(b, b) for b in backends})
     spare = iter([*SPARE_HUES, *(i for i in range(10) if i != 7)] * (1 + len(kinds) // 8))
@@ -83,7 +82,7 @@ def backend_colors(run: Run) -> dict[str, tuple[float, float, float]]:
 
 def backend_order(run: Run) -> list[str]:
     """The backends as every figure lists them: the baseline, the other stores, then the controls."""
-    controls = control_names(run)
+    controls = run.controls
     baseline = default_baseline(run)
     backends = all_backends(run)
     return ([baseline] if baseline in backends else []) + \
@@ -96,7 +95,7 @@ def no_data(ax, text: str = "no data") -> None:
 
 def _backend_legend(fig: Figure, run: Run, backends: list[str], n: dict | None = None, **kwargs) -> None:
     """One legend for the figure: each backend's colour, a control named as such, its n if given."""
-    colors, controls = backend_colors(run), control_names(run)
+    colors, controls = backend_colors(run), run.controls
     handles = [Line2D([], [], marker="o", ls="", color=colors[b],
                       label=b + (" (control)" if b in controls else "") + (f", n={n[b]}" if n else ""))
                for b in backends]
@@ -161,7 +160,7 @@ def _draw_strip(run: Run, tidy: pd.DataFrame) -> Callable[[Any, Metric], None]:
     values stand side by side), one column per backend in :func:`backend_order`, n below, the controls
     set apart by a dotted line."""
     colors, backends = backend_colors(run), backend_order(run)
-    real = len([b for b in backends if b not in control_names(run)])
+    real = len([b for b in backends if b not in run.controls])
 
     def draw(ax, m: Metric) -> None:
         sel = tidy[tidy["metric"] == m.name] if len(tidy) else tidy
@@ -195,8 +194,8 @@ def _draw_strip(run: Run, tidy: pd.DataFrame) -> Callable[[Any, Metric], None]:
 @styled
 def fig_trials(run: Run, figures_dir: str | Path) -> Path:
     """Every completed trial's value of each headline metric, by backend (a swarm over a box)."""
-    metrics = headline(run)
-    fig = _grid(metrics, f"Per-trial values by backend, run {run['manifest'].get('run', '')}\neach dot one completed "
+    metrics = headline(run.manifest.params)
+    fig = _grid(metrics, f"Per-trial values by backend, run {run.manifest.run}\neach dot one completed "
                          "trial, box = quartiles, n = trials under each backend; controls right of the dotted line",
                 _draw_strip(run, trial_values(run, metrics)))
     return save_figure(fig, figures_dir, "trials_by_backend")
@@ -205,7 +204,7 @@ def fig_trials(run: Run, figures_dir: str | Path) -> Path:
 @styled
 def fig_recall(run: Run, figures_dir: str | Path) -> Path:
     """Recall per backend: a store must not change what Milvus returns, so these should coincide."""
-    recall = next(m for m in headline(run) if m.metric.startswith("recall_at_"))
+    recall = next(m for m in headline(run.manifest.params) if m.metric.startswith("recall_at_"))
     fig = _grid([recall], "Recall per backend\n(each dot one completed trial; n below)",
                 _draw_strip(run, trial_values(run, [recall])))
     return save_figure(fig, figures_dir, "recall")
@@ -214,7 +213,7 @@ def fig_recall(run: Run, figures_dir: str | Path) -> Path:
 @styled
 def fig_drift(run: Run, figures_dir: str | Path) -> Path:
     """Each headline metric against execution order: a trend means the machine drifted during the run."""
-    metrics = headline(run)
+    metrics = headline(run.manifest.params)
     tidy, colors = trial_values(run, metrics), backend_colors(run)
 
     def draw(ax, m: Metric) -> None:
@@ -237,9 +236,9 @@ def fig_drift(run: Run, figures_dir: str | Path) -> Path:
 def fig_latency_ecdf(run: Run, figures_dir: str | Path) -> Path:
     """Empirical CDF of every measured search latency per backend (warm-up queries excluded); the
     controls dashed."""
-    lat = completed_rows(run, "latencies")
+    lat = run.completed("latencies")
     lat = lat[~lat["warmup"].astype(bool)] if len(lat) else lat
-    colors, controls = backend_colors(run), control_names(run)
+    colors, controls = backend_colors(run), run.controls
     fig = Figure(figsize=(8.5, 4.8), layout="constrained")
     ax = fig.subplots()
     for backend in [b for b in backend_order(run) if len(lat) and b in set(lat["backend"])]:
@@ -261,7 +260,7 @@ def fig_latency_ecdf(run: Run, figures_dir: str | Path) -> Path:
 @styled
 def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -> Path:
     """Ratio of means to the baseline with its 95% Fieller CI, per headline metric and backend (log scale)."""
-    metrics = compared(run)
+    metrics = compared(run.manifest.params)
     tidy, colors = without_controls(run, trial_values(run, metrics)), backend_colors(run)
     baseline = baseline or default_baseline(run)
     raw = (compare(tidy, baseline, metrics) if baseline and tidy["backend"].nunique() >= 2
@@ -311,7 +310,7 @@ def fig_footprint(run: Run, figures_dir: str | Path) -> Path:
     parts = [Metric("footprint", f"bucket_{p}_bytes", "bytes", f"{p}/") for p in FOOTPRINT_PREFIXES]
     totals = [Metric("footprint", "bucket_bytes", "bytes", "bucket (all prefixes)"),
               Metric("footprint", "disk_allocated_bytes", "bytes", "store's disk (allocated)")]
-    raw = completed_rows(run, "results")
+    raw = run.completed("results")
     unit = fitting_byte_unit(raw.loc[raw["metric"].isin([m.metric for m in (*parts, *totals)]), "value"].max())
     tidy = trial_values(run, [*parts, *totals], byte_unit=unit)
     label = {m.name: m.what for m in (*parts, *totals)}

@@ -9,7 +9,8 @@ import pandas as pd
 
 from msbench.analysis import stats
 from msbench.report.comparisons import compare, no_ratio_ci
-from msbench.report.values import Run, completed_rows, confidence_of, control_names, headline, trial_values
+from msbench.metrics import headline
+from msbench.report.values import Run, confidence_of, trial_values
 from msbench.report.page import noted, num, with_ci
 
 # Published claim -> our measurements of it (the like-for-like one first) and what to keep in mind.
@@ -41,23 +42,21 @@ PUBLISHED_SETUP = {"milvus": "2.6.7", "n_vectors": 1_000_000, "dim": 768, "batch
 
 def _kind_backend(run: Run, kind: str, ran: set[str]) -> str | None:
     """The backend that ran store ``kind`` here: the one named like it, else the first alias."""
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     found = sorted(b for b in ran if stores.get(b, b) == kind)
     return kind if kind in found else (found[0] if found else None)
 
 
 def setup_differences(run: Run) -> list[tuple[str, str, str]]:
     """(what, here, published) for each way this run's setup differs from the published one."""
-    manifest = run["manifest"]
-    params, host = manifest.get("params", {}), manifest.get("host", {})
+    params, host = run.manifest.params, run.manifest.host
     ours = {
-        "Milvus": manifest.get("milvus", {}).get("version", "unknown"),
-        "data": f"{params.get('n_vectors', 0):,} x {params.get('dim', 0)}-d {params.get('dataset', '')} vectors, "
-                f"batches of {params.get('batch_size', 0):,}",
+        "Milvus": run.manifest.milvus.get("version", "unknown"),
+        "data": f"{params.n_vectors:,} x {params.dim}-d {params.dataset} vectors, batches of {params.batch_size:,}",
         "hardware": f"{host.get('cores', '?')} cores, {host.get('memory_bytes', 0) / 1e9:.0f} GB RAM, "
                     f"{host.get('disk_device', 'unknown disk')}",
-        "index": f"{params.get('index_type')} M={params.get('hnsw_m')} efConstruction={params.get('hnsw_ef_construction')}"
-                 if params.get("index_type") == "HNSW" else f"{params.get('index_type')} nlist={params.get('ivf_nlist')}",
+        "index": f"{params.index_type} M={params.hnsw_m} efConstruction={params.hnsw_ef_construction}"
+                 if params.index_type == "HNSW" else f"{params.index_type} nlist={params.ivf_nlist}",
     }
     theirs = {"Milvus": PUBLISHED_SETUP["milvus"], "hardware": PUBLISHED_SETUP["hardware"],
               "index": PUBLISHED_SETUP["index"],
@@ -69,7 +68,7 @@ def setup_differences(run: Run) -> list[tuple[str, str, str]]:
 def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame:
     """Each published claim (one row per measurement of ours that tests it) beside our figures and verdict."""
     published = pd.read_csv(reference_csv).set_index("metric")
-    metrics = headline(run)
+    metrics = headline(run.manifest.params)
     by_metric = {m.metric: m for m in metrics}
     tidy = trial_values(run, metrics)
     ran = set(tidy["backend"])
@@ -81,7 +80,7 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
         columns=stats.SUMMARY_COLUMNS)
     setup = "; ".join(f"{what} {here} here vs {there} published" for what, here, there in setup_differences(run))
     context = _caveat_context(run)
-    controls = control_names(run)
+    controls = run.controls
     rows = []
     for claim, measures in CLAIMS.items():
         pub = published.loc[claim]
@@ -96,7 +95,7 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
             row = raw.loc[m.name] if m.name in raw.index else None
             missing = [kind for kind in pair if pair[kind] is None or not (mine["backend"] == pair[kind]).any()]
             if missing:
-                why = ("not available on this machine" if not set(missing) & set(run["manifest"].get("backends", []))
+                why = ("not available on this machine" if not set(missing) & set(run.manifest.backends)
                        else "requested but without a completed measurement")
                 verdict, ratio = f"not measured here ({' and '.join(missing)} {why})", "–"
             else:
@@ -122,10 +121,10 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
 
 def _caveat_context(run: Run) -> dict[str, Any]:
     """Values the claim caveats quote: workload parameters and whether the page cache was dropped."""
-    params = run["manifest"].get("params", {})
-    dropped = completed_rows(run, "results").query("metric == 'page_cache_dropped'")["value"]
+    params = run.manifest.params.as_dict()
+    dropped = run.completed("results").query("metric == 'page_cache_dropped'")["value"]
     missed = int((dropped == 0).sum())
-    return {**params, "measured": params.get("n_queries", 0) - params.get("warmup_queries", 0),
+    return {**params, "measured": params["n_queries"] - params["warmup_queries"],
             "cache_note": f" (but the page cache was not dropped in {missed} of {len(dropped)} trials)" if missed else ""}
 
 

@@ -14,8 +14,8 @@ import pandas as pd
 from msbench.analysis import stats
 from msbench.report.comparisons import (ALPHA, POWER, compare, detectable_text, handicap_of, ratio_words,
                                         store_dependence)
-from msbench.report.values import (Metric, Run, compared, confidence_of, control_names, default_baseline, direction,
-                                    trial_values)
+from msbench.metrics import Metric, compared, direction
+from msbench.report.values import Run, confidence_of, default_baseline, trial_values
 from msbench.report.page import noted, p_value, with_ci
 
 CLAIMED = ("better", "worse")
@@ -143,7 +143,7 @@ def _claims(raw: pd.DataFrame) -> str:
 
 def _controls_line(run: Run, baseline: str) -> str:
     """Which backends are controls, and where the handicapped one was seen (where the store mattered)."""
-    controls = sorted(control_names(run))
+    controls = sorted(run.controls)
     if not controls:
         return "**No controls ran:** this run cannot show that it would see a known slowdown (run with controls)."
     cpu = {c: handicap_of(run, c).get("cpu") for c in controls}
@@ -160,10 +160,10 @@ def _controls_line(run: Run, baseline: str) -> str:
 def verdict(run: Run, baseline: str | None = None) -> Verdict:
     """Per compared headline metric: each real store's mean [95% CI], the best store, its ratio to
     ``baseline`` (default :func:`default_baseline`) [95% CI], and whether the difference is claimed."""
-    metrics = compared(run)
+    metrics = compared(run.manifest.params)
     baseline = baseline or default_baseline(run)
     tidy = trial_values(run, metrics)
-    tidy = tidy[~tidy["backend"].isin(control_names(run))] if len(tidy) else tidy
+    tidy = tidy[~tidy["backend"].isin(run.controls)] if len(tidy) else tidy
     ran = set(tidy["backend"])
     stores = ([baseline] if baseline in ran else []) + sorted(ran - {baseline})
     if not stores:
