@@ -285,7 +285,9 @@ class Family:
     def statement(self) -> str:
         """The family and its error control in one sentence, for the report."""
         others = len(self.stores) - 1
-        pairs = f" and the {others * (others - 1) // 2} pairs of the other stores" if self.pairwise and others > 1 else ""
+        among = others * (others - 1) // 2
+        pairs = (f" and {'the pair' if among == 1 else f'the {among} pairs'} of the other stores"
+                 if self.pairwise and others > 1 else "")
         return (f"Claims (better, worse, equivalent, best store) are made on {len(self.metrics)} primary metric"
                 f"{'s' if len(self.metrics) != 1 else ''} ({', '.join(self.metrics)}) and controlled together: "
                 f"{others} store{'s' if others != 1 else ''} against {self.baseline}{pairs}, {self.size} comparisons "
@@ -453,8 +455,8 @@ def compare(
 
     Rows: every store against the baseline on every metric in ``df`` (claims on the family's
     primary metrics, none on the others), and with ``family.pairwise`` every pair of other stores on
-    the primary metrics. ``pairs`` replaces those pairs (e.g. the controls against the baseline):
-    they are judged exactly as a comparison of the family would be, at its level, without joining it.
+    the primary metrics. ``pairs`` replaces those pairs (e.g. the controls against the baseline), on
+    every metric: they are judged exactly as a comparison of the family would be, at its level.
     Needs ``backend, metric, unit, value``; with ``trial`` (trial k of every store ran in round k)
     the analysis is paired by round (:func:`_log_difference`).
 
@@ -482,7 +484,7 @@ def compare(
         for metric in sorted(units.index):
             primary = metric in family.metrics
             mine, theirs = (groups.get((name, metric), empty) for name in (backend, other))
-            if not (primary or against_baseline) or (mine.empty and theirs.empty):
+            if not (primary or against_baseline or pairs) or (mine.empty and theirs.empty):
                 continue
             a, b, shared = _in_rounds(mine, theirs)
             row = {"backend": backend, "other": other, "metric": metric, "unit": units[metric],
