@@ -396,6 +396,23 @@ def test_no_best_store_is_named_between_two_equal_leaders():
     assert check.power > 0.1   # the two are claimed better than the baseline: the test can see them
 
 
+def test_constant_groups_and_constant_offsets_are_not_claimed_below_the_floor():
+    """Seeded, 4,000 runs each, n=3, at the level of 5 stores x 6 metrics: byte counts constant up to one
+    byte, 30 bytes in a million apart (the previous rule claimed "worse" in every run); a store 0.5%
+    above the baseline in every round (baseline CV 5%): no claim, and both equivalent. A store equal to the
+    baseline in every round leaves no noise to pair on: the independent analysis decides, without a claim."""
+    rng = np.random.default_rng(31)
+    level = mstats.Family("s0", ("s0", "s1", "s2", "s3", "s4"), tuple("abcdef")).level
+    base = np.full((4000, 3), 1_000_000.0)
+    store = 1_000_030.0 + rng.binomial(1, 0.3, (4000, 3))
+    times = rng.lognormal(np.log(100), 0.05, (4000, 3))
+    for a, b, resolution in ((store, base, 1.0), (times + 0.5, times, 0.0)):
+        d = mstats._decision(np.log(a), np.log(b), 3, mstats.Thresholds(resolution=resolution), level)
+        assert not (d.above | d.below).any() and d.equivalent.all()
+    same = mstats._decision(np.log(times), np.log(times), 3, mstats.Thresholds(), level)
+    assert not (same.paired | same.above | same.below).any()
+
+
 def test_compare_decides_as_the_simulation_does():
     """simulate_rule runs the same decision as compare; check it on 150 frames (n=3, 3 stores)."""
     rng = np.random.default_rng(17)
