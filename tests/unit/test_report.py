@@ -429,7 +429,7 @@ def test_verdict_summary_states_the_family_the_claims_and_that_controls_are_no_c
            "rustfs." in summary
     assert "load_warm_s: rustfs, seaweedfs" in summary   # the tied leaders
     assert "minio-aa (a second name) and minio-slow (held to 0.05 CPU) are minio itself" in summary
-    assert "only in load_warm_s." in summary
+    assert "(its handicapped twin was claimed slower) only in load_warm_s." in summary
 
 
 @pytest.mark.parametrize("scenario, says", [("single", "only seaweedfs completed a trial"),
