@@ -155,8 +155,9 @@ def _compared(mine: float, theirs: float, above: str, below: str, same: str, tol
 
 
 def _claims(run: Run, baseline: str) -> dict[tuple[str, str], str]:
-    """(store, metric) -> the comparison table's verdict on it."""
-    return {(r["backend"], r["metric"]): r["verdict"] for r in comparison_table(run, baseline).to_dict("records")}
+    """(store, metric) -> the comparison table's verdict on it against the baseline."""
+    return {(r["backend"], r["metric"]): r["verdict"] for r in comparison_table(run, baseline).to_dict("records")
+            if r["compared with"] == baseline}
 
 
 def warp_table(run: Run) -> pd.DataFrame:

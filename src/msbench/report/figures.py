@@ -19,9 +19,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 
 from msbench.analysis import stats
-from msbench.report.comparisons import ALPHA, compare, handicap_of
+from msbench.report.comparisons import CLAIMED, claims, handicap_of
 from msbench.metrics import Metric, compared, direction, headline
-from msbench.report.values import FOOTPRINT_PREFIXES, Run, all_backends, default_baseline, fitting_byte_unit, trial_values, without_controls
+from msbench.report.values import FOOTPRINT_PREFIXES, Run, all_backends, default_baseline, fitting_byte_unit, trial_values
 
 # A store kind keeps its hue in every report (seaborn's colour-blind-safe palette); kinds not named
 # here take the hues left, in name order. Grey (7) is left for what is no store (the no-data text).
@@ -259,13 +259,14 @@ def fig_latency_ecdf(run: Run, figures_dir: str | Path) -> Path:
 
 @styled
 def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -> Path:
-    """Ratio of means to the baseline with its 95% Fieller CI, per headline metric and backend (log scale)."""
+    """Ratio of geometric means to the baseline with its 95% CI, per headline metric and store (log scale);
+    a filled dot where the report claims the difference (comparisons.claims)."""
     metrics = compared(run.manifest.params)
-    tidy, colors = without_controls(run, trial_values(run, metrics)), backend_colors(run)
-    baseline = baseline or default_baseline(run)
-    raw = (compare(tidy, baseline, metrics) if baseline and tidy["backend"].nunique() >= 2
-           else pd.DataFrame(columns=stats.COMPARE_COLUMNS))
-    raw = raw[raw["ratio_mean"].astype(float) > 0]
+    colors = backend_colors(run)
+    found = claims(run, baseline)
+    baseline = found.family.baseline if found else baseline or default_baseline(run)
+    raw = found.rows if found else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
+    raw = raw[(raw["other"] == baseline) & (raw["ratio"].astype(float) > 0)]
     names = [m.name for m in metrics if m.name in set(raw["metric"])]
     fig = Figure(figsize=(10, 1.8 + 0.36 * max(len(names), 4)), layout="constrained")
     ax = fig.subplots()
@@ -273,11 +274,11 @@ def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -
     for k, backend in enumerate(backends):
         g = raw[raw["backend"] == backend]
         y = g["metric"].map(names.index).to_numpy() + (k - (len(backends) - 1) / 2) * 0.8 / max(len(backends), 1)
-        r, lo, hi = (g[c].to_numpy(float) for c in ("ratio_mean", "ratio_mean_low", "ratio_mean_high"))
-        err = np.clip(np.nan_to_num(np.vstack([np.where(lo > 0, r - lo, 0), hi - r]), nan=0.0, posinf=0.0), 0, None)
+        r, lo, hi = (g[c].to_numpy(float) for c in ("ratio", "ratio_low", "ratio_high"))
+        err = np.clip(np.nan_to_num(np.vstack([r - lo, hi - r]), nan=0.0, posinf=0.0), 0, None)
         ax.errorbar(r, y, xerr=err, fmt="none", ecolor=colors[backend], capsize=3, lw=1.6,
-                    label=f"{backend} (n={int(g['n_backend'].max())}) vs {baseline} (n={int(g['n_baseline'].max())})")
-        called = g["verdict"].isin(["better", "worse"]).to_numpy()
+                    label=f"{backend} (n={int(g['n_backend'].max())}) vs {baseline} (n={int(g['n_other'].max())})")
+        called = g["verdict"].isin(CLAIMED).to_numpy()
         ax.scatter(r, y, s=40, zorder=3, edgecolors=colors[backend], linewidths=1.5,
                    facecolors=[colors[backend] if c else "white" for c in called])
     if names:
@@ -288,9 +289,9 @@ def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -
         fig.legend(loc="outside lower center", ncols=min(3, len(backends)), frameon=False)
     else:
         no_data(ax, "nothing to compare: fewer than two backends completed a trial")
-    ax.set_xlabel(f"ratio of means, backend / {baseline} (log scale; 1 = no difference)")
-    fig.suptitle(f"Ratio of means to {baseline} with 95% Fieller CI (paired or independent as in the comparison "
-                 f"table)\nfilled dot = difference claimed (Holm-adjusted p < {ALPHA} and CI excludes 1); "
+    ax.set_xlabel(f"ratio of geometric means, backend / {baseline} (log scale; 1 = no difference)")
+    fig.suptitle(f"Ratio of geometric means to {baseline} with 95% CI (paired by round, as in the comparison "
+                 "table)\nfilled dot = difference claimed by the report's family-wise rule (see the verdict); "
                  "controls left out")
     return save_figure(fig, figures_dir, "forest")
 

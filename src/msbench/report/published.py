@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 
 from msbench.analysis import stats
-from msbench.report.comparisons import compare, no_ratio_ci
-from msbench.metrics import headline
+from msbench.report.comparisons import CLAIMED, claim_word, claims, compare, interval_text
+from msbench.metrics import compared, headline
 from msbench.report.values import Run, confidence_of, trial_values
 from msbench.report.page import noted, num, with_ci
 
@@ -68,13 +68,14 @@ def setup_differences(run: Run) -> list[tuple[str, str, str]]:
 def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame:
     """Each published claim (one row per measurement of ours that tests it) beside our figures and verdict."""
     published = pd.read_csv(reference_csv).set_index("metric")
-    metrics = headline(run.manifest.params)
-    by_metric = {m.metric: m for m in metrics}
+    by_metric = {m.metric: m for m in headline(run.manifest.params)}
+    metrics = compared(run.manifest.params)
     tidy = trial_values(run, metrics)
     ran = set(tidy["backend"])
     pair = {kind: _kind_backend(run, kind, ran) for kind in ("rustfs", "minio")}
-    raw = (compare(tidy[tidy["backend"].isin(pair.values())], pair["minio"], metrics)
-           .set_index("metric") if None not in pair.values() else pd.DataFrame())
+    found = claims(run)
+    raw = (compare(run, tidy, found.family, metrics, [(pair["rustfs"], pair["minio"])]).set_index("metric")
+           if found and None not in pair.values() else pd.DataFrame())
     ours = trial_values(run, [by_metric[m] for claims in CLAIMS.values() for m, _ in claims], byte_unit="GB")
     summary = stats.summarize(ours, confidence=confidence_of(ours)) if len(ours) else pd.DataFrame(
         columns=stats.SUMMARY_COLUMNS)
@@ -99,11 +100,8 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
                        else "requested but without a completed measurement")
                 verdict, ratio = f"not measured here ({' and '.join(missing)} {why})", "–"
             else:
-                ratio = with_ci(row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"], no_ratio_ci(row))
-                if row["verdict"] in ("better", "worse"):
-                    verdict = "direction reproduced" if (row["ratio_mean"] > 1) == (pub_ratio > 1) else "reversed"
-                else:
-                    verdict = f"no detectable difference here (n={row['n_backend']} vs {row['n_baseline']})"
+                ratio = interval_text(row, *(("claim_low", "claim_high") if row["primary"] else ()))
+                verdict = _verdict(row, pub_ratio)
             rows.append([claim, pub["unit"], num(pub["rustfs"]), num(pub["minio"]), num(pub_ratio),
                          pub["better"], m.name, mine["unit"].iloc[0] if len(mine) else m.unit, our_minio, figures,
                          ratio, verdict,
@@ -112,11 +110,25 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
         "published claim", "published unit", "published RustFS", "published MinIO", "published ratio RustFS/MinIO",
         "better when", "our metric", "our unit", "ours: MinIO mean [95% CI] (n trials)",
         "ours: mean [95% CI] (n trials) per backend",
-        "our ratio RustFS/MinIO [95% CI]", "verdict", "caveats"]),
+        "our ratio RustFS/MinIO [claim interval]", "verdict", "caveats"]),
         "Published: Min Yin, milvus.io blog (Milvus 2.6.7, RustFS 1.0.0-alpha.68 vs MinIO, about three repetitions, "
-        "no intervals). 'direction reproduced' / 'reversed' need our RustFS vs MinIO difference to pass the same "
-        "test as the comparison table (Holm-adjusted p and a Fieller CI of the ratio excluding 1). Means carry a "
-        "Student t 95% CI, ratios a Fieller 95% CI (methods as in the summary and comparison tables).")
+        "no intervals). Our RustFS vs MinIO comparison is one of the report's family (the same rule and level as "
+        "the verdict: ratio of geometric means, claim interval at the family's level): 'direction reproduced' / "
+        "'reversed' when a difference is claimed, 'not reproduced: equivalent' when the two are equivalent within "
+        "the margin. On metrics outside the family no claim is made and the ratio carries its 95% CI. Means carry "
+        "a Student t 95% CI (as in the summary table).")
+
+
+def _verdict(row: pd.Series, published_ratio: float) -> str:
+    """Our claim on RustFS / MinIO set against the published ratio."""
+    if not row["primary"]:
+        return "no claim here (not a primary metric; ratio and 95% CI shown)"
+    if row["verdict"] in CLAIMED:
+        return "direction reproduced" if (row["ratio"] > 1) == (published_ratio > 1) else "reversed"
+    if row["verdict"] == "equivalent":
+        return f"not reproduced: {claim_word(row)} here"
+    n = f"n={row['n_backend']} vs {row['n_other']}"
+    return f"not detectable here ({n}{': ' + row['no_interval'] if row['no_interval'] else ''})"
 
 
 def _caveat_context(run: Run) -> dict[str, Any]:
@@ -131,8 +143,10 @@ def _caveat_context(run: Run) -> dict[str, Any]:
 def published_verdicts(table: pd.DataFrame) -> pd.DataFrame:
     """The verdict columns of :func:`published_vs_reproduced`: what the report shows right after its own
     verdict; the full table (each store's figures, the published values, the caveats) is shown folded."""
-    columns = ["published claim", "our metric", "published ratio RustFS/MinIO", "our ratio RustFS/MinIO [95% CI]",
-               "verdict"]
-    return noted(table[columns].copy(), "Each published claim and our verdict on it: 'direction reproduced' / "
-                 "'reversed' need our RustFS vs MinIO difference to pass the comparison table's test. Our figures "
-                 "per store, the published values and the caveats of each claim are in the full table below.")
+    columns = ["published claim", "our metric", "published ratio RustFS/MinIO",
+               "our ratio RustFS/MinIO [claim interval]", "verdict"]
+    return noted(table[columns].copy(), "Each published claim and our verdict on it, by the report's claim rule and "
+                 "family (as the verdict above): 'direction reproduced' / 'reversed' when our RustFS vs MinIO "
+                 "difference is claimed, 'not reproduced: equivalent' when the two are equivalent within the margin. "
+                 "Our figures per store, the published values and the caveats of each claim are in the full table "
+                 "below.")
