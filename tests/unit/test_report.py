@@ -39,6 +39,8 @@ BASE = {
     ("footprint", "bucket_other_bytes", "bytes"): 0.0, ("footprint", "bucket_bytes", "bytes"): 1.61e6,
     ("footprint", "disk_allocated_bytes", "bytes"): 2e6, ("footprint", "bucket_bytes_after_gc", "bytes"): 1.6e6,
     ("footprint", "disk_allocated_bytes_after_gc", "bytes"): 2.1e6,
+    **{(phase, f"{phase}_segments_s", "s"): 1.2 for phase in ("load_first", "load_warm", "load_cold")},
+    **{(phase, f"{phase}_s3_span_s", "s"): 0.4 for phase in ("load_first", "load_warm", "load_cold")},
 }
 
 

@@ -92,7 +92,7 @@ def parse_sizes(sizes: str | Iterable[str]) -> list[tuple[str, int]]:
     items = [s for s in (sizes.split(",") if isinstance(sizes, str) else sizes) if str(s).strip()]
     if not items:
         raise ConfigError("sizes: give at least one, such as 50MB,200MB,800MB")
-    parsed = sorted(((size_label(s), parse_size(s)) for s in items), key=lambda x: x[1])
+    parsed = sorted(((size_label(s), size) for s in items for size in [parse_size(s)]), key=lambda x: x[1])
     if len({b for _, b in parsed}) != len(parsed):
         raise ConfigError(f"sizes repeat: {', '.join(items)}; give each size once")
     return parsed
