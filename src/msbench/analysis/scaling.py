@@ -74,6 +74,12 @@ class Fit:
                 for b, c in ((self.ols, self.ols_cov), (self.wls, self.wls_cov))]
         return min(e[0] for e in ends), max(e[1] for e in ends)
 
+    def mean_interval(self, x: float, confidence: float = 0.95) -> tuple[float, float, float]:
+        """The line's mean at x (OLS) and the envelope of the OLS and WLS t intervals of it: a band."""
+        t = sstats.t.ppf(0.5 + confidence / 2, self.df) if self.df >= 1 else np.nan
+        ends = [(m - t * np.sqrt(v), m + t * np.sqrt(v)) for m, v in (self.predict(x), self.predict(x, weighted=True))]
+        return self.predict(x)[0], min(e[0] for e in ends), max(e[1] for e in ends)
+
     def predict(self, x: float, weighted: bool = False) -> tuple[float, float]:
         """(mean, variance of the mean) of the line at x, by OLS or WLS."""
         beta, cov = (self.wls, self.wls_cov) if weighted else (self.ols, self.ols_cov)
