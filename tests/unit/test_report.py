@@ -425,3 +425,18 @@ def test_a_run_stopped_by_the_until_precise_rule_is_analysed_at_its_calibrated_l
     assert (low_y <= low_x + 1e-6).all() and (high_y >= high_x - 1e-6).all()   # (a constant ratio: float noise)
     shown, before = (report.summary_table(r)["95% CI of mean"] for r in (stopped, full))
     assert (shown != before).any()
+
+
+def test_deviations_say_when_milvus_did_not_run_as_users_run_it():
+    from types import SimpleNamespace
+
+    from msbench.report import run_deviations
+
+    def said(**params):
+        return run_deviations._milvus_settings_deviations(SimpleNamespace(manifest=SimpleNamespace(
+            params=Params(**params))))
+
+    assert said() == []
+    lines = said(milvus_pacing="fine", milvus_mmap=True, footprint_after_gc=False)
+    assert [line.split(" ")[2] for line in lines] == ["with", "loaded", "after"]
+    assert "milvus_pacing=fine" in lines[0] and "1 s tick" in lines[0]
