@@ -183,6 +183,7 @@ class TrialState:
     bytes_served_note: str = ""                 # why store_bytes_served_during_load is NaN, if it is
     store_alone_note: str = ""                  # why warp did not run or failed
     milvus_get_concurrency: int | None = None   # the most GETs Milvus had open in a load (from the capture)
+    load_sent: dict[str, float] = field(default_factory=dict)   # load phase -> when its load() was sent (epoch)
 
     def connect(self) -> None:
         if connections.has_connection(self.alias):
@@ -280,6 +281,7 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Measuremen
     for attempt in range(1, attempts + 1):
         tried = time.perf_counter()
         sent_before = count()
+        s.load_sent[phase] = time.time()   # the capture's clock: its reads are counted from here
         began = time.perf_counter()
         try:
             s.collection.load(timeout=limit, _async=True)   # returns once accepted
