@@ -129,13 +129,13 @@ def ladder(sizes: str | Iterable[str], dim: int, profile: str, overrides: dict[s
                               f"or a smaller dim")
         make_params(profile, {**extra, "n_vectors": n_vectors})
         points.append(SizePoint(label, target, n_vectors, dim, check_run_id(f"{sweep_id}-{label}"),
-                                {k: v for k, v in at.get(label, {}).items()}))
+                                dict(at.get(label, {}))))
     return points
 
 
-def _params(sweep: SweepManifest, point: SizePoint) -> Params:
-    return make_params(sweep.profile, {**sweep.overrides, **point.overrides, "dim": point.dim,
-                                       "n_vectors": point.n_vectors})
+def size_overrides(overrides: dict[str, Any], point: SizePoint) -> dict[str, Any]:
+    """A size's parameters: the sweep's (every size), the size's own (--at), and its workload."""
+    return {**overrides, **point.overrides, "dim": point.dim, "n_vectors": point.n_vectors}
 
 
 @dataclass
@@ -152,15 +152,13 @@ class PreparedSweep:
     def prepare_size(self, point: SizePoint) -> study.Study:
         m = self.manifest
         return study.prepare(backends=m.backends or None, trials=m.trials, profile=m.profile,
-                             overrides={**m.overrides, **point.overrides, "dim": point.dim, "n_vectors": point.n_vectors},
-                             provider=m.provider, run_id=point.run_id, results_root=self.path, seed=m.seed,
+                             overrides=size_overrides(m.overrides, point), provider=m.provider, run_id=point.run_id, results_root=self.path, seed=m.seed,
                              config=self.config, controls=m.controls)
 
     def record_size(self, point: SizePoint) -> None:
         """What the size's completed trials found in the bucket (the footprint as found, mean)."""
-        run = load_run(self.path / point.run_id)
-        found = run.completed("results")
-        found = found[found["metric"] == "bucket_bytes"]["value"] if len(found) else found
+        results = load_run(self.path / point.run_id).completed("results")
+        found = results.loc[results["metric"] == "bucket_bytes", "value"]
         self.manifest.bucket_bytes[point.label] = float(found.mean()) if len(found) else None
         self.write()
 
@@ -203,8 +201,7 @@ def prepare(sizes: str | Iterable[str], dim: int = DEFAULT_DIM, trials: int = DE
     sweep = PreparedSweep(root / sweep_id, manifest, config)
     for point in points:   # every size as its run would check it, before anything runs
         study.prepare(backends=backends, trials=trials, profile=profile, provider=provider, run_id=point.run_id,
-                      overrides={**overrides, **point.overrides, "dim": dim, "n_vectors": point.n_vectors},
-                      results_root=sweep.path, seed=seed, config=config, controls=controls, dry_run=True)
+                      overrides=size_overrides(overrides, point), results_root=sweep.path, seed=seed, config=config, controls=controls, dry_run=True)
     if dry_run:
         names = _backend_names(backends, provider, config, controls, make_params(profile, overrides).control_cpu)
         return ladder_text(sweep, names)
@@ -230,7 +227,7 @@ def ladder_text(sweep: PreparedSweep, backends: list[str]) -> str:
              f"{'size':>8}  {'vectors x dim':>16}  {'bucket (model)':>14}  {'index':>24}  {'trial':>8}  {'size total':>10}"]
     total = 0.0
     for point in m.points:
-        p = _params(m, point)
+        p = make_params(m.profile, size_overrides(m.overrides, point))
         expected = point.n_vectors * bucket_bytes_per_vector(p)
         trial = estimate_trial_s(p, expected)
         size_total = trial * m.trials * len(backends)
