@@ -62,9 +62,9 @@ HEADLINE: list[Metric] = [
                f"its nodes, pulled every queryCoord.distPullInterval): not on the 1 s tick on which Milvus 2.3.5 "
                f"marks a collection Loaded, so it shows a store's part of a load that {phase}_s rounds away"),
         Metric(phase, f"{phase}_s3_span_s", "s",
-               f"The {what}'s reads from the store once its load() was sent, from the first GET's first byte to "
-               f"the last GET's last byte (packet capture; Milvus's GC listings and a cold load's restart left "
-               f"out): the stretch of the load the store serves"))),
+               f"The {what}'s reads from the store once its load() was sent (GETs and HEADs of the collection's "
+               f"objects), from the first one's first byte to the last one's last byte (packet capture; Milvus's "
+               f"GC listings and a cold load's restart left out): the stretch of the load the store serves"))),
     Metric("search", "search_latency_mean_ms", "ms", "Mean latency of serial single-vector searches (warm-up queries excluded)"),
     Metric("search", "search_latency_p50_ms", "ms", "Median latency of serial searches within one trial"),
     Metric("search", "search_latency_p95_ms", "ms", "95th-percentile latency of serial searches within one trial"),

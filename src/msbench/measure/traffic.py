@@ -415,18 +415,23 @@ def _span(group: pd.DataFrame) -> float:
 LOADS = ("load_first", "load_warm", "load_cold")
 
 
+READS = ("GET", "GET range", "HEAD")   # what a load asks of the collection's objects (a LIST is the GC's)
+
+
 def load_reads(table: pd.DataFrame, sent: dict[str, float]) -> list[tuple[str, str, float, str]]:
-    """Per load phase, Milvus's reads of the collection's files from when its load() was sent
-    (``sent``, epoch; a cold load's restart before it is left out, as are the GC's LISTs): their
-    span, from the first one's first byte to the last one's last byte, their body bytes, and the
-    wait from load() to the first read (Milvus's own scheduling). Rows (phase, metric, value, unit)
-    for results.csv: a store's part of a load that is not on Milvus's 1 s load-state tick."""
-    reads = table[(table["client"] == "milvus") & (table["method"] == "GET") & table["prefix"].isin(S3_PREFIXES)]
+    """Per load phase, Milvus's reads of the collection's objects (GET and HEAD under its prefixes)
+    from when its load() was sent (``sent``, epoch; a cold load's restart before it is left out, as
+    are the GC's LISTs): their span, from the first one's first byte to the last one's last byte,
+    the seconds at least one was open (the store serving; the span's gaps are Milvus deserialising
+    what it read), their body bytes, and the wait from load() to the first read (Milvus's own
+    scheduling). Rows (phase, metric, value, unit) for results.csv: a store's part of a load that
+    is not on Milvus's 1 s load-state tick."""
+    reads = table[(table["client"] == "milvus") & table["operation"].isin(READS) & table["prefix"].isin(S3_PREFIXES)]
     rows = []
     for phase in LOADS:
         mine = reads[(reads["phase"] == phase) & (reads["start"] >= sent.get(phase, -np.inf))]
         if len(mine):
-            rows += [(phase, f"{phase}_s3_span_s", _span(mine), "s"),
+            rows += [(phase, f"{phase}_s3_span_s", _span(mine), "s"), (phase, f"{phase}_s3_busy_s", _busy(mine), "s"),
                      (phase, f"{phase}_s3_read_bytes", float(mine["response_body_bytes"].fillna(0).sum()), "bytes")]
             if phase in sent:
                 rows.append((phase, f"{phase}_s3_first_read_s", float(mine["start"].min() - sent[phase]), "s"))
