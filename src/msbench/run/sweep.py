@@ -41,31 +41,39 @@ MIN_VECTORS = 2_048
 _UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
-# Bucket bytes per vector after the index build (binlogs + index files + stats), as the pilot found
-# them with the clustered dataset (README of this module's measurements: bytes_per_vector facts in
-# each sweep.json): the vector twice (its binlog, and the index keeps the raw vectors: HNSW and
-# IVF_FLAT both do), plus per-row bytes that do not grow with the dimension.
-VECTOR_COPIES = 2
-ROW_BYTES = {"HNSW": 59.0, "IVF_FLAT": 20.0}   # ids, timestamps (compressed), HNSW links / IVF ids
+# Bucket bytes per vector after the index build, before any compaction copy (binlogs + index files +
+# stats), as a pilot found them with the clustered dataset (minio, 2026-12-02; footprint as found):
+# 315 B at dim 32 (5,000 rows), 1,056 at 128 (50,000), 6,001 at 768 (48,000 and 129,000 rows), HNSW
+# M=16: the vector's binlog (4 x dim + 13) and its index files (3.72 x dim + 58 for HNSW's links; an
+# IVF_FLAT index 2,853 B at 768, the same 3.72 x dim without links: knowhere stores them compressed).
+# A size's measured footprint is recorded beside it (sweep.json): from about 800 MB the bucket can hold
+# compaction copies not yet collected (967 MB found for 767 MB of IVF_FLAT collection), so the footprint
+# is no size measure there, and the fits use the bytes each phase moved.
+BYTES_PER_DIM = 7.72
+ROW_BYTES = {"HNSW": 73.0, "IVF_FLAT": 15.0}
 
-# Trial time on this project's 2-core machine, minio, by index (pilot, seconds): a fixed part (stack
-# start, Milvus's own waits, warp, the cold restart) and a part per GB in the bucket, the footprint's
-# second listing (a re-index) counted separately.
+# MinIO's trial time on this project's 2-core machine (pilot, 2026-12-02, a build running beside it;
+# default pacing; 53 MB: 107 s, 288 MB: 182 s with the footprint after GC; 774 MB HNSW: 214 s, 767 MB
+# IVF_FLAT: 203 s without). A fixed part (stack start, Milvus's waits, the cold restart's 22 s, warp 19 s,
+# throughput 5 s) and a part per GB (insert 36 s, index: HNSW 130 s or IVF_FLAT 44 s, loads 3 x ~5 s;
+# IVF_FLAT's serial search at nlist 128 scans an eighth of the vectors: ~45 s per GB for 1,000 queries).
+# The footprint after GC (a forced compaction re-indexes everything, then GC's quiet window) apart.
 TRIAL_FIXED_S = 75.0
-TRIAL_S_PER_GB = {"HNSW": 900.0, "IVF_FLAT": 250.0}
-REINDEX_S_PER_GB = {"HNSW": 600.0, "IVF_FLAT": 60.0}
+TRIAL_S_PER_GB = {"HNSW": 180.0, "IVF_FLAT": 140.0}
+AFTER_GC_FIXED_S = 14.0
+AFTER_GC_S_PER_GB = {"HNSW": 135.0, "IVF_FLAT": 50.0}
 
 
 def bucket_bytes_per_vector(p: Params) -> float:
     """The bytes one vector of ``p`` takes in the bucket after the index build (the model above)."""
-    return VECTOR_COPIES * 4 * p.dim + ROW_BYTES[p.index_type]
+    return BYTES_PER_DIM * p.dim + ROW_BYTES[p.index_type]
 
 
 def estimate_trial_s(p: Params, bucket_bytes: float) -> float:
     """Seconds one trial of MinIO takes here at this size (the pilot's model; other stores are slower)."""
     gb = bucket_bytes / 1e9
-    per_gb = TRIAL_S_PER_GB[p.index_type] + (REINDEX_S_PER_GB[p.index_type] if p.footprint_after_gc else 0.0)
-    return TRIAL_FIXED_S + per_gb * gb
+    after_gc = AFTER_GC_FIXED_S + AFTER_GC_S_PER_GB[p.index_type] * gb if p.footprint_after_gc else 0.0
+    return TRIAL_FIXED_S + TRIAL_S_PER_GB[p.index_type] * gb + after_gc
 
 
 def parse_size(text: str) -> int:
@@ -196,7 +204,7 @@ def prepare(sizes: str | Iterable[str], dim: int = DEFAULT_DIM, trials: int = DE
         provider=provider, backends=",".join(study._parse_list(backends)), trials=trials,
         controls=controls if isinstance(controls, (bool, type(None))) else ",".join(study._parse_list(controls)),
         seed=seed, overrides=overrides, dim=dim, points=points,
-        bytes_per_vector={"model": f"{VECTOR_COPIES} x 4 x dim + row bytes by index",
+        bytes_per_vector={"model": f"{BYTES_PER_DIM} x dim + row bytes by index",
                           "row_bytes": dict(ROW_BYTES), "source": "pilot, clustered vectors, footprint as found"})
     sweep = PreparedSweep(root / sweep_id, manifest, config)
     for point in points:   # every size as its run would check it, before anything runs
