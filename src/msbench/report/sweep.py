@@ -160,10 +160,13 @@ def ceiling_table(sweep: Sweep) -> pd.DataFrame:
 
 @styled
 def fig_phase(sweep: Sweep, figures_dir: str | Path, phase: str) -> Path:
-    """One phase's times against the bucket size: every trial, and per store the fitted line (at each
-    size's GB moved) with its 95% band, one panel per timed metric of the phase."""
+    """One phase's times against the bucket size: every trial, and per store the fitted line (at the GB
+    the phase moved at each size) with its 95% band, one panel per timed metric of the phase."""
     metrics = [m for p, m in scaling.FITTED if p == phase]
     points = _points(sweep)
+    # x: the size asked for (a large size's footprint can hold compaction copies not yet collected)
+    points = points.assign(size_gb=points["size"].map({p.label: p.target_bytes / scaling.GB
+                                                       for p in sweep.manifest.points}))
     run = _largest(sweep) if sweep.runs else None
     fig = Figure(figsize=(5.2 * len(metrics), 4.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False).ravel())
@@ -171,25 +174,25 @@ def fig_phase(sweep: Sweep, figures_dir: str | Path, phase: str) -> Path:
     colors = backend_colors(run) if run is not None else {}
     for ax, metric in zip(axes, metrics):
         sel = points[points["metric"] == metric] if len(points) else points
-        if sel.empty or sel["bucket_gb"].isna().all():
+        if sel.empty:
             no_data(ax)
             continue
         for backend in backend_order(run):
             mine = sel[sel["backend"] == backend]
             if mine.empty:
                 continue
-            ax.scatter(mine["bucket_gb"], mine["seconds"], s=14, alpha=0.6, color=colors.get(backend))
+            ax.scatter(mine["size_gb"], mine["seconds"], s=14, alpha=0.6, color=colors.get(backend))
             fit = lines.get((backend, metric))
             if fit is None:
                 continue
-            at = mine.groupby("size")[["bucket_gb", "moved_gb"]].mean().dropna().sort_values("bucket_gb")
+            at = mine.groupby("size")[["size_gb", "moved_gb"]].mean().dropna().sort_values("size_gb")
             mean, low, high = zip(*(fit.mean_interval(x) for x in at["moved_gb"]))
             label = backend + (" (control)" if backend in run.controls else "")
-            ax.plot(at["bucket_gb"], mean, color=colors.get(backend), label=label, lw=1.4)
-            ax.fill_between(at["bucket_gb"], low, high, color=colors.get(backend), alpha=0.15, lw=0)
+            ax.plot(at["size_gb"], mean, color=colors.get(backend), label=label, lw=1.4)
+            ax.fill_between(at["size_gb"], low, high, color=colors.get(backend), alpha=0.15, lw=0)
         _log_x(ax)
         ax.set_ylim(bottom=0)
-        ax.set(xlabel="GB in the bucket (each trial's footprint; log scale)", ylabel="seconds",
+        ax.set(xlabel="GB in the bucket (the size asked for; log scale)", ylabel="seconds",
                title=f"{metric}\n{BRIEF.get(metric, '')}")
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle(f"{phase}: time against bucket size, per store: trials, fitted line and its 95% band")
