@@ -45,7 +45,7 @@ FITTED = (("insert", "insert_s"), ("flush", "flush_s"), ("index", "index_build_s
           ("load_first", "load_first_s"), ("load_first", "load_first_segments_s"),
           ("load_warm", "load_warm_s"), ("load_warm", "load_warm_segments_s"),
           ("load_cold", "load_cold_s"), ("load_cold", "load_cold_segments_s"))
-POINT_COLUMNS = ["size", "backend", "trial", "phase", "metric", "seconds", "moved_gb", "bucket_gb"]
+POINT_COLUMNS = ["size", "backend", "trial", "phase", "metric", "seconds", "moved_gb"]
 FIT_COLUMNS = ["backend", "phase", "metric", "n", "sizes", "intercept_s", "intercept_low", "intercept_high",
                "s_per_gb", "s_per_gb_low", "s_per_gb_high"]
 
@@ -129,9 +129,9 @@ def ratio_at(fit: Fit, baseline: Fit, x: float, confidence: float = 0.95) -> tup
 
 
 def trial_points(results: pd.DataFrame, s3_summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (size, backend, trial, fitted metric): the phase's seconds, the GB Milvus moved in
-    that phase (capture: body bytes sent and received, every operation), and the bucket's GB at the
-    end of the trial. A trial without a capture has no x and is left out of the fits."""
+    """One row per (size, backend, trial, fitted metric): the phase's seconds and the GB Milvus moved in
+    that phase (capture: body bytes sent and received, every operation). A trial without a capture
+    has no x and is left out of the fits."""
     if results.empty:
         return pd.DataFrame(columns=POINT_COLUMNS)
     keys = ["size", "backend", "trial"]
@@ -141,10 +141,7 @@ def trial_points(results: pd.DataFrame, s3_summary: pd.DataFrame) -> pd.DataFram
     every = s3_summary[s3_summary["operation"] == "all"] if len(s3_summary) else s3_summary
     moved = (every.assign(moved_gb=(every["bytes_sent"] + every["bytes_received"]) / GB)[[*keys, "phase", "moved_gb"]]
              if len(every) else pd.DataFrame(columns=[*keys, "phase", "moved_gb"]))
-    bucket = results[(results["phase"] == "footprint") & (results["metric"] == "bucket_bytes")]
-    bucket = bucket.assign(bucket_gb=bucket["value"] / GB)[[*keys, "bucket_gb"]]
-    out = times.merge(moved, on=[*keys, "phase"], how="left").merge(bucket, on=keys, how="left")
-    return out[POINT_COLUMNS]
+    return times.merge(moved, on=[*keys, "phase"], how="left")[POINT_COLUMNS]
 
 
 def fits(points: pd.DataFrame) -> dict[tuple[str, str], Fit]:
