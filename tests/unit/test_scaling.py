@@ -4,8 +4,10 @@ import re
 
 import numpy as np
 import pandas as pd
+import papermill
 import pytest
 
+from msbench import pipeline
 from msbench.analysis import scaling
 from msbench.config import Params
 from msbench.report import sweep as sweep_report
@@ -119,3 +121,15 @@ def test_the_sweep_report_fits_each_store_and_says_from_which_size_it_differs(sy
     assert ceiling.loc[("1.6GB", "other"), "warp GET MiB/s [95% CI]"].startswith("769")
     paths = sweep_report.fig_phases(synthetic, tmp_path)
     assert {p.name for p in paths} >= {"sweep_flush.png", "sweep_load_first.png"} and all(p.exists() for p in paths)
+
+
+def test_the_sweep_notebook_analyses_a_sweep_as_it_is(synthetic, tmp_path):
+    """notebooks/sweep.ipynb with no sizes: the answer, the fit table, a figure per phase, the ceiling."""
+    out = tmp_path / "sweep-out.ipynb"
+    papermill.execute_notebook(str(pipeline.resolve("notebooks/sweep.ipynb")), str(out), kernel_name="python3",
+                               progress_bar=False, parameters={"results_root": str(synthetic.path.parent),
+                                                               "sweep_id": synthetic.path.name,
+                                                               "figures_dir": str(tmp_path / "figures")})
+    assert (tmp_path / "figures" / "sweep_flush.png").exists()
+    text = out.read_text()
+    assert "From which size does the store matter?" in text and "s per GB moved" in text
