@@ -26,7 +26,7 @@ def test_cli_sweep_runs_each_size_as_a_study_and_records_what_the_fits_need(scra
     root = scratch / "sweeps"
     args = ["sweep", "--sizes", "1MB,2MB", "--dim", "32", "--backends", "minio", "--controls", "slow",
             "--trials", "1", "--profile", "smoke", "--sweep-id", "it", "--results", str(root), "--no-progress",
-            "--set", "footprint_after_gc=false", "--set", "warp_seconds=1", "--set", "n_queries=50",
+            "--set", "footprint_after_gc=false", "--set", "n_queries=50",
             "--set", "warmup_queries=5", "--set", "control_cpu=0.5", "--set", "milvus_session_ttl_s=5",
             "--at", "2MB:milvus_pacing=fine"]   # a mild handicap and a short restart: this tests the sweep
     done = subprocess.run([sys.executable, "-m", "msbench.cli", *args], capture_output=True, text=True, timeout=900)
