@@ -1,4 +1,4 @@
-"""Command line: ``msbench backends | run | compare | doctor | overhead | cleanup | images build-local |
+"""Command line: ``msbench backends | run | sweep | compare | doctor | overhead | cleanup | images build-local |
 stores install``."""
 from __future__ import annotations
 
@@ -91,6 +91,26 @@ def cmd_run(args) -> int:
     if s.manifest.until_precise:
         print(stopping.describe(s.manifest))
     print(f"results: {s.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
+    return 1 if failed else 0
+
+
+def cmd_sweep(args) -> int:
+    from msbench.run import sweep
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    s = sweep.prepare(args.sizes, dim=args.dim, trials=args.trials, backends=args.backends, profile=args.profile,
+                      overrides=_overrides(args.set), at=args.at, provider=args.provider, sweep_id=args.sweep_id,
+                      results_root=args.results, seed=args.seed, config=args.config, controls=args.controls,
+                      dry_run=args.dry_run)
+    if args.dry_run:
+        print(s)
+        return 0
+    print(f"sweep {s.manifest.sweep}: sizes {', '.join(p.label for p in s.manifest.points)} -> {s.path}")
+    outcomes = sweep.run(s, progress=not args.no_progress)
+    failed = [o for o in outcomes if o.status != "ok"]
+    for o in failed:
+        print(f"FAILED {o.run} {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
+    print(f"sweep: {s.path / 'sweep.json'} ({len(outcomes) - len(failed)} trials ok, {len(failed)} failed this time)")
     return 1 if failed else 0
 
 
@@ -292,6 +312,36 @@ def main(argv: list[str] | None = None) -> int:
                      help="check everything and print the plan (trial order, collections, phases, hooks); "
                           "contact nothing, write nothing")
     run.set_defaults(func=cmd_run)
+    from msbench.run.sweep import DEFAULT_DIM, DEFAULT_SWEEPS, DEFAULT_TRIALS
+
+    sw = sub.add_parser("sweep", help="the study at a ladder of sizes (bytes in the bucket), one run per size; rerun "
+                                      "with the same --sweep-id to complete it")
+    sw.add_argument("--sizes", required=True, help="bucket sizes, comma-separated, such as 50MB,200MB,800MB,1.6GB")
+    sw.add_argument("--dim", type=int, default=DEFAULT_DIM,
+                    help=f"vector dimension at every size (default {DEFAULT_DIM}, as the published study)")
+    sw.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                    help=f"trials per backend and size (default {DEFAULT_TRIALS}: the fit pools the sizes)")
+    sw.add_argument("--backends", help="comma-separated names (default: every backend available here)")
+    sw.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
+                    help=f"everything but the size (default {DEFAULT_PROFILE})")
+    sw.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a parameter at every size")
+    sw.add_argument("--at", action="append", default=[], metavar="SIZE:NAME=VALUE",
+                    help="override a parameter at one size, such as 1.6GB:index_type=IVF_FLAT or "
+                         "1.6GB:footprint_after_gc=false")
+    sw.add_argument("--provider", default="native", choices=PROVIDERS)
+    sw.add_argument("--sweep-id", help="name of the sweep (default: timestamp-sweep); reuse to resume")
+    sw.add_argument("--results", default=str(DEFAULT_SWEEPS), help=f"sweeps root (default {DEFAULT_SWEEPS})")
+    sw.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
+    sw.add_argument("--controls", nargs="?", const=True, default=None, metavar="KINDS",
+                    help="the baseline's controls: both (the default wherever msbench runs the stores), or those "
+                         "named: aa, slow or aa,slow")
+    sw.add_argument("--no-controls", dest="controls", action="store_const", const=False, help="no controls")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar (a line per trial is still printed)")
+    sw.add_argument("--dry-run", action="store_true",
+                    help="check every size and print the ladder (sizes -> vectors x dim, estimated time); contact "
+                         "nothing, write nothing")
+    sw.set_defaults(func=cmd_sweep)
     ovh = sub.add_parser("overhead", help="harness overhead: our phases vs a bare pymilvus loop, same stack")
     ovh.add_argument("--backend", default="seaweedfs")
     ovh.add_argument("--profile", default="smoke", choices=sorted(PROFILES))

@@ -21,6 +21,7 @@ class ConfigError(ValueError):
 INDEX_TYPES = ("HNSW", "IVF_FLAT")
 SYNTHETIC = ("random", "clustered")   # datasets made from the seed (see workload)
 METRIC_TYPES = ("L2", "IP", "COSINE")
+PACINGS = ("default", "fine")   # Milvus's coordinator intervals: its own, or ~100 ms (providers.milvus_native)
 # Trials until precise (precision.py): the trials per backend at most, by default and at all (trial
 # folders are numbered with two digits, see results.RunDir).
 DEFAULT_MAX_TRIALS = 10
@@ -56,6 +57,9 @@ class Params:
     unresponsive_s: float = 60.0        # a server not answering its health check this long fails the phase
     store_disk_mib: int = 0             # >0: the store's data on a filesystem of this size of our own (tmpfs)
     control_cpu: float = 0.05           # the handicapped control's store may use this share of one CPU
+    milvus_pacing: str = "default"      # "fine": Milvus's flush, index and load checks every ~100 ms
+    milvus_mmap: bool = False           # Milvus maps loaded segments from local files (queryNode.mmapDirPath)
+    footprint_after_gc: bool = True     # the footprint again after a forced compaction (re-indexes everything)
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -192,6 +196,8 @@ def validate(p: Params) -> None:
     if p.index_type == "IVF_FLAT" and p.ivf_nlist > p.n_vectors:
         raise ConfigError(f"ivf_nlist ({p.ivf_nlist}) must be at most n_vectors ({p.n_vectors}): IVF needs a "
                           f"vector per list to train")
+    if p.milvus_pacing not in PACINGS:
+        raise ConfigError(f"milvus_pacing {p.milvus_pacing!r} is not valid; valid: {', '.join(PACINGS)}")
     if p.index_type not in INDEX_TYPES:
         raise ConfigError(f"index_type {p.index_type!r} is not supported; valid: {', '.join(INDEX_TYPES)}")
     if p.metric_type not in METRIC_TYPES:

@@ -55,6 +55,16 @@ HEADLINE: list[Metric] = [
            "store_bytes_served_during_load [load_noop]", diagnostic=True),
     Metric("load_cold", "load_cold_s", "s", "load() after restarting Milvus and the store and dropping the OS page cache"),
     Metric("load_cold", "first_search_after_cold_s", "s", "Time to the first successful search after the cold load"),
+    *(m for phase, what in (("load_first", "first load"), ("load_warm", "reload"), ("load_cold", "cold load"))
+      for m in (
+        Metric(phase, f"{phase}_segments_s", "s",
+               f"The {what}'s load() until every row is in a segment a query node holds (querycoord's view of "
+               f"its nodes, pulled every queryCoord.distPullInterval): not on the 1 s tick on which Milvus 2.3.5 "
+               f"marks a collection Loaded, so it shows a store's part of a load that {phase}_s rounds away"),
+        Metric(phase, f"{phase}_s3_span_s", "s",
+               f"The {what}'s reads from the store once its load() was sent (GETs and HEADs of the collection's "
+               f"objects), from the first one's first byte to the last one's last byte (packet capture; Milvus's "
+               f"GC listings and a cold load's restart left out): the stretch of the load the store serves"))),
     Metric("search", "search_latency_mean_ms", "ms", "Mean latency of serial single-vector searches (warm-up queries excluded)"),
     Metric("search", "search_latency_p50_ms", "ms", "Median latency of serial searches within one trial"),
     Metric("search", "search_latency_p95_ms", "ms", "95th-percentile latency of serial searches within one trial"),
@@ -77,6 +87,10 @@ BRIEF = {
     "load_noop_s": "load() when loaded: reads nothing",
     "load_cold_s": "load after restarts, page cache dropped",
     "first_search_after_cold_s": "first search after the cold load",
+    **{f"{phase}_segments_s": f"{what}: until every row is on the query node"
+       for phase, what in (("load_first", "first load"), ("load_warm", "reload"), ("load_cold", "cold load"))},
+    **{f"{phase}_s3_span_s": f"{what}: first to last byte read from the store"
+       for phase, what in (("load_first", "first load"), ("load_warm", "reload"), ("load_cold", "cold load"))},
     "search_latency_mean_ms": "mean serial search latency",
     "search_latency_p50_ms": "median serial search latency",
     "search_latency_p95_ms": "95th-percentile search latency",

@@ -1,6 +1,7 @@
 """The records a run writes and the report reads: typed, versioned, every table loadable with pandas.
 
-A run folder, ``data/runs/<run_id>/``:
+A run folder, ``data/runs/<run_id>/`` (a sweep's runs: ``data/sweeps/<sweep>/<run_id>/`` beside its
+``sweep.json``, a SweepManifest: run.sweep):
 
     manifest.json                     Manifest: parameters, seed, trial order, what ran (versions, hashes,
                                       images), host, msbench's own commit, the schema version
@@ -47,7 +48,7 @@ REQUEST_COLUMNS = ["conn", "client", "start", "request_end", "response_start", "
 SUMMARY_COLUMNS = ["phase", "operation", "requests", "errors", "unanswered", "slowdowns", "retries", "bytes_sent",
                    "bytes_received",
                    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms", "ttfb_p50_ms",
-                   "busy_s"]
+                   "busy_s", "span_s"]
 
 TIDY_COLUMNS = [*IDENT, "phase", "metric", "value", "unit"]
 LATENCY_COLUMNS = [*IDENT, "query", "latency_ms", "warmup"]
@@ -363,3 +364,66 @@ def load_run(run_path: Path | str) -> Run:
                *(_frame(run_path / name, columns) for name, columns in TRIAL_TABLES.items()),
                records=RunDir(run_path.parent, run_path.name).records())
 
+
+
+@dataclass(frozen=True)
+class SizePoint:
+    """One size of a sweep (run.sweep): the bucket bytes asked for, the workload they became, its run."""
+
+    label: str                   # as given, without spaces: "200MB"
+    target_bytes: int            # bucket bytes asked for
+    n_vectors: int
+    dim: int
+    run_id: str                  # its study run: a run folder beside sweep.json
+    overrides: dict[str, Any] = field(default_factory=dict)   # this size's own parameters (--at)
+
+
+@dataclass
+class SweepManifest:
+    """sweep.json: the ladder a sweep runs, how sizes became workloads, and what each size found."""
+
+    sweep: str
+    created: str = ""
+    profile: str = ""
+    provider: str = "native"
+    backends: str = ""           # as asked ("" = every backend available); each run's manifest says which ran
+    trials: int = 0
+    controls: bool | str | None = None
+    seed: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)   # every size's parameters (--set)
+    dim: int = 0
+    points: list[SizePoint] = field(default_factory=list)
+    bytes_per_vector: Facts = field(default_factory=dict)     # the model that mapped sizes to vectors
+    bucket_bytes: dict[str, float | None] = field(default_factory=dict)   # size -> mean bytes found (footprint)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepManifest:
+        raw = _known(cls, json.loads(text))
+        raw["points"] = [SizePoint(**_known(SizePoint, p)) for p in raw.get("points") or []]
+        return cls(**raw)
+
+
+@dataclass
+class Sweep:
+    """A sweep as the report reads it: its manifest and the runs of the sizes that have one."""
+
+    path: Path
+    manifest: SweepManifest
+    runs: dict[str, Run]         # size label -> its run, smallest size first
+
+    def point(self, label: str) -> SizePoint:
+        return next(p for p in self.manifest.points if p.label == label)
+
+
+def load_sweep(path: Path | str) -> Sweep:
+    """A sweep folder as the report reads it; a ConfigError when it is not one."""
+    path = Path(path)
+    if not (path / "sweep.json").is_file():
+        raise ConfigError(f"{path} is not a sweep folder (no sweep.json); give a folder under data/sweeps")
+    manifest = SweepManifest.from_json((path / "sweep.json").read_text())
+    runs = {p.label: load_run(path / p.run_id) for p in manifest.points if (path / p.run_id / "manifest.json").is_file()}
+    return Sweep(path, manifest, runs)

@@ -68,6 +68,9 @@ def test_cpu_quota_holds_a_real_process_and_is_removed():
 def test_controls_are_the_baselines_twins():
     defs = study.control_definitions("minio", 0.25)
     assert defs == {"minio-aa": {"alias_of": "minio"}, "minio-slow": {"alias_of": "minio", "handicap": {"cpu": 0.25}}}
+    assert study.control_definitions("minio", 0.25, study.control_kinds("slow", "native")) == {
+        "minio-slow": {"alias_of": "minio", "handicap": {"cpu": 0.25}}}
+    assert study.control_kinds(None, "native") == ("aa", "slow") and study.control_kinds(None, "deployment") == ()
     assert study.baseline_of(["seaweedfs", "minio"]) == "minio"
     assert study.baseline_of(["seaweedfs", "ceph-rgw"]) == "seaweedfs"
 

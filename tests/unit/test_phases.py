@@ -83,6 +83,7 @@ def test_settle_waits_for_a_quiet_window_and_is_bounded():
 # --- the phase functions against fakes on the real clock -----------------------------------
 
 DELAY = 0.15   # the fake server is done this long after the request
+ON_NODE = 0.09   # a load's rows are on the query node this long after the request, before it is Loaded
 
 
 class FakeServer:
@@ -137,6 +138,10 @@ class FakeServer:
     def load_state(self, name, using):
         return LoadState.Loaded if self._done("load") else LoadState.Loading
 
+    def get_query_segment_info(self, name, using):
+        on_node = time.perf_counter() >= self.requested["load"] + ON_NODE
+        return [SimpleNamespace(num_rows=self.rows // 2)] * 2 if on_node else [SimpleNamespace(num_rows=self.rows // 2)]
+
 
 @pytest.fixture()
 def trial(monkeypatch, tmp_path):
@@ -148,7 +153,8 @@ def trial(monkeypatch, tmp_path):
     (tmp_path / "store" / "blob").write_bytes(b"x" * 5000)
     stack = SimpleNamespace(store=SimpleNamespace(port=9000), bucket="b", listing=lambda: dict(server.listing),
                             data_paths=lambda: [tmp_path / "store"], capture_target=lambda: ("lo", 9000))
-    s = phases.TrialState(stack, params=SimpleNamespace(index_params=lambda: {}, n_vectors=100, dim=4),
+    s = phases.TrialState(stack, params=SimpleNamespace(index_params=lambda: {}, n_vectors=100, dim=4,
+                                                                 footprint_after_gc=True),
                           data=SimpleNamespace(train=range(100)), collection=server)
     return s, server
 
@@ -166,6 +172,20 @@ def test_timed_phase_tracks_the_true_completion(trial, phase, metric):
     # the request is sent microseconds after the phase's clock starts
     assert abs(got[f"{metric}_s"] - DELAY) <= got[f"{metric}_resolution_s"] + 0.002
     assert got[f"{metric}_resolution_s"] < 0.05
+    if metric.startswith("load"):   # and the rows on the query node, before Loaded
+        assert abs(got[f"{metric}_segments_s"] - ON_NODE) <= got[f"{metric}_segments_resolution_s"] + 0.002
+
+
+def test_a_stage_already_done_when_first_polled_keeps_an_honest_bound():
+    """The second state is reached (at 0.951) while the first is still being polled: it is done at its
+    first poll, and its bound reaches back to where the first stage's began."""
+    clock = SimClock()
+    clock.now = 0.001
+    waited = phases.wait_stages([("a", _flips_at(clock, 0.95, 0.002)), ("b", _flips_at(clock, 0.951, 0.002))],
+                                0.0, 60, clock=clock, sleep=clock.sleep)
+    for stage, true in (("a", 0.95), ("b", 0.951)):
+        assert abs(waited[stage].elapsed_s - true) <= waited[stage].resolution_s
+    assert waited["b"].elapsed_s - waited["a"].elapsed_s < 0.005   # b seen at its first poll
 
 
 def test_a_failed_index_build_stops_the_wait(trial, monkeypatch):

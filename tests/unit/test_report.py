@@ -40,6 +40,8 @@ BASE = {
     ("footprint", "bucket_other_bytes", "bytes"): 0.0, ("footprint", "bucket_bytes", "bytes"): 1.61e6,
     ("footprint", "disk_allocated_bytes", "bytes"): 2e6, ("footprint", "bucket_bytes_after_gc", "bytes"): 1.6e6,
     ("footprint", "disk_allocated_bytes_after_gc", "bytes"): 2.1e6,
+    **{(phase, f"{phase}_segments_s", "s"): 1.2 for phase in ("load_first", "load_warm", "load_cold")},
+    **{(phase, f"{phase}_s3_span_s", "s"): 0.4 for phase in ("load_first", "load_warm", "load_cold")},
 }
 
 
@@ -499,3 +501,18 @@ def test_a_run_stopped_by_the_until_precise_rule_is_analysed_at_its_calibrated_l
     assert f"each at {100 * wider.family.level:.4g}%" in report.power_table(stopped).attrs["note"]
     shown, before = (report.summary_table(r)["95% CI of mean"] for r in (stopped, full))
     assert (shown != before).any()
+
+
+def test_deviations_say_when_milvus_did_not_run_as_users_run_it():
+    from types import SimpleNamespace
+
+    from msbench.report import run_deviations
+
+    def said(**params):
+        return run_deviations._milvus_settings_deviations(SimpleNamespace(manifest=SimpleNamespace(
+            params=Params(**params))))
+
+    assert said() == []
+    lines = said(milvus_pacing="fine", milvus_mmap=True, footprint_after_gc=False)
+    assert [line.split(" ")[2] for line in lines] == ["with", "loaded", "after"]
+    assert "milvus_pacing=fine" in lines[0] and "1 s tick" in lines[0]

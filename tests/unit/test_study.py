@@ -36,6 +36,9 @@ def config(tmp_path, monkeypatch):
     ({"backends": "fake,nope"}, "unknown backend"),
     ({"overrides": {"unresponsive_s": 1}}, r"unresponsive_s must be .*5"),
     ({"overrides": {"store_disk_mib": 64}, "provider": "docker"}, "store_disk_mib=64 .* needs provider native"),
+    ({"overrides": {"milvus_pacing": "fast"}}, "milvus_pacing 'fast' is not valid; valid: default, fine"),
+    ({"overrides": {"milvus_pacing": "fine"}, "provider": "deployment"}, "milvus_pacing=fine needs a Milvus msbench starts"),
+    ({"controls": "slow,ab"}, "controls slow,ab not valid; valid: true, false or some of aa, slow"),
 ])
 def test_bad_input_leaves_no_run_folder(tmp_path, config, kwargs, message):
     with pytest.raises(ConfigError, match=message):

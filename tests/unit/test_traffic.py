@@ -158,8 +158,28 @@ def test_busy_seconds_and_peak_concurrency():
                          "response_body_bytes": 10.0, "duration_ms": 1.0, "ttfb_ms": 1.0})
     assert traffic.peak_concurrency(rows) == 3
     all_ops = traffic.summarize(rows).set_index("operation").loc["all"]
-    assert all_ops["busy_s"] == pytest.approx(1.5 + 0.6)
+    assert all_ops["busy_s"] == pytest.approx(1.5 + 0.6) and all_ops["span_s"] == pytest.approx(2.6)
     assert all_ops["bytes_received"] == 50
+
+
+def test_a_loads_reads_span_from_its_load_call_and_leave_the_gc_out():
+    """The cold load's restart GETs (before load() was sent) and the GC's LISTs are not the load's reads."""
+    rows = pd.DataFrame({"client": "milvus", "phase": ["load_first"] * 4 + ["load_cold"] * 3,
+                         "method": ["HEAD", "GET", "GET", "GET", "GET", "GET", "GET"],
+                         "operation": ["HEAD", "GET", "GET", "LIST", "GET", "GET", "GET"],
+                         "prefix": ["index_files", "index_files", "stats_log", "insert_log", "index_files",
+                                    "stats_log", "other"],   # a LIST's prefix is its query's
+                         "start": [10.2, 10.25, 10.6, 11.0, 19.0, 20.5, 20.6],
+                         "end": [10.21, 10.4, 10.9, 13.0, 19.1, 21.0, 20.7],
+                         "response_body_bytes": [0.0, 100.0, 10.0, 1.0, 5.0, 100.0, 10.0]})
+    got = {(p, m): v for p, m, v, _ in traffic.load_reads(rows, {"load_first": 10.0, "load_cold": 20.0})}
+    assert got[("load_first", "load_first_s3_span_s")] == pytest.approx(0.7)
+    assert got[("load_first", "load_first_s3_busy_s")] == pytest.approx(0.01 + 0.15 + 0.3)
+    assert got[("load_first", "load_first_s3_read_bytes")] == 110
+    assert got[("load_first", "load_first_s3_first_read_s")] == pytest.approx(0.2)
+    assert got[("load_cold", "load_cold_s3_span_s")] == pytest.approx(0.5)
+    assert got[("load_cold", "load_cold_s3_read_bytes")] == 100
+    assert not any(p == "load_warm" for p, _ in got)
 
 
 def test_phase_windows_assign_by_first_byte():

@@ -375,8 +375,9 @@ def assign_phases(table: pd.DataFrame, windows: list[tuple[str, float, float]]) 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Milvus's requests per phase and operation (and "all"): counts, HTTP errors (status >= 400),
     requests left unanswered (e.g. in flight when the capture stopped), retries, body bytes,
-    latency percentiles, and busy seconds (the union of the intervals when a request was open).
-    Our own requests (readiness probes, the footprint's listings) are left out."""
+    latency percentiles, busy seconds (the union of the intervals when a request was open) and the
+    span (first request's first byte to the last response's last byte). Our own requests (readiness
+    probes, the footprint's listings) are left out."""
     rows = []
     table = table[table["client"] == "milvus"]
     groups = [*table.groupby(["phase", "operation"]), *(((p, "all"), g) for p, g in table.groupby("phase"))]
@@ -393,7 +394,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
             "bytes_received": float(group["response_body_bytes"].fillna(0).sum()),
             "latency_p50_ms": pct(50), "latency_p90_ms": pct(90), "latency_p99_ms": pct(99),
             "latency_max_ms": float(dur.max()) if len(dur) else float("nan"),
-            "ttfb_p50_ms": float(group["ttfb_ms"].median()), "busy_s": _busy(group)})
+            "ttfb_p50_ms": float(group["ttfb_ms"].median()), "busy_s": _busy(group), "span_s": _span(group)})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -407,7 +408,34 @@ def _busy(group: pd.DataFrame) -> float:
     return busy
 
 
+def _span(group: pd.DataFrame) -> float:
+    return float(group["end"].fillna(group["start"]).max() - group["start"].min()) if len(group) else float("nan")
+
+
 LOADS = ("load_first", "load_warm", "load_cold")
+
+
+READS = ("GET", "GET range", "HEAD")   # what a load asks of the collection's objects (a LIST is the GC's)
+
+
+def load_reads(table: pd.DataFrame, sent: dict[str, float]) -> list[tuple[str, str, float, str]]:
+    """Per load phase, Milvus's reads of the collection's objects (GET and HEAD under its prefixes)
+    from when its load() was sent (``sent``, epoch; a cold load's restart before it is left out, as
+    are the GC's LISTs): their span, from the first one's first byte to the last one's last byte,
+    the seconds at least one was open (the store serving; the span's gaps are Milvus deserialising
+    what it read), their body bytes, and the wait from load() to the first read (Milvus's own
+    scheduling). Rows (phase, metric, value, unit) for results.csv: a store's part of a load that
+    is not on Milvus's 1 s load-state tick."""
+    reads = table[(table["client"] == "milvus") & table["operation"].isin(READS) & table["prefix"].isin(S3_PREFIXES)]
+    rows = []
+    for phase in LOADS:
+        mine = reads[(reads["phase"] == phase) & (reads["start"] >= sent.get(phase, -np.inf))]
+        if len(mine):
+            rows += [(phase, f"{phase}_s3_span_s", _span(mine), "s"), (phase, f"{phase}_s3_busy_s", _busy(mine), "s"),
+                     (phase, f"{phase}_s3_read_bytes", float(mine["response_body_bytes"].fillna(0).sum()), "bytes")]
+            if phase in sent:
+                rows.append((phase, f"{phase}_s3_first_read_s", float(mine["start"].min() - sent[phase]), "s"))
+    return rows
 
 
 def peak_concurrency(table: pd.DataFrame, phases: tuple[str, ...] = LOADS) -> int:
@@ -423,7 +451,8 @@ def peak_concurrency(table: pd.DataFrame, phases: tuple[str, ...] = LOADS) -> in
 
 
 def account(capture: Capture, bucket: str, windows: list[tuple[str, float, float]]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """A capture (stopped here) as (requests with their phases, per-phase summary, facts for the record)."""
+    """A capture (stopped here) as (requests with their phases, per-phase summary, facts for the record);
+    ``load_reads`` of the requests gives the load rows of results.csv."""
     capture.stop()
     table, facts = parse_capture(capture.path, capture.port, bucket)
     table = assign_phases(table, windows)

@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
+from msbench.config import Params
 from msbench.files import cache_dir, sha256_file
 from msbench.providers import registry
 from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_ok
@@ -39,6 +40,79 @@ GC_CONFIG: dict[str, int] = {
     "dataCoord.gc.dropTolerance": 1,
     "dataCoord.compaction.check.interval": 1,
 }
+
+
+# Milvus's own pacing (Params.milvus_pacing): the coordinator intervals that decide when a flush, an
+# index build and a load are seen done, so every such time falls on their steps. "default" keeps
+# Milvus's; "fine" sets them near 100 ms. Each key read once at start, must be > 0 (a 0 ticker
+# panics). Sources in Milvus v2.3.5 (pkg/util/paramtable/component_param.go and the users named):
+FINE_PACING: dict[str, Any] = {
+    "queryCoord.distPullInterval": 100,          # ms (500): load tasks are dispatched after each pull
+    "queryCoord.checkSegmentInterval": 100,      # ms (1000): segment checker, makes segment load tasks
+    "queryCoord.checkChannelInterval": 100,      # ms (1000): channel checker (also the balance checker)
+    "queryCoord.UpdateNextTargetInterval": 0.2,  # s (10): next -> current target, saves one 1 s observer tick
+    "queryCoord.checkHealthInterval": 1000,      # ms (3000): retries a delayed node-up after a restart
+    "proxy.timeTickInterval": 100,               # ms (200): DML time ticks, the flowgraphs' cadence
+    "dataNode.timetick.interval": 100,           # ms (500): when datacoord sees sealed segments flushable
+    "dataNode.dataSync.skipMode.enable": False,  # (true): idle channels process 1 tick in 5
+    "indexCoord.scheduler.interval": 100,        # ms (1000): index builder polls builds for completion
+}
+PACING: dict[str, dict[str, Any]] = {"default": {}, "fine": FINE_PACING}
+MMAP_KEY = "queryNode.mmapDirPath"   # 2.3.5: non-empty = segments and indexes mmapped from local files
+# What 2.3.5 runs with where its config file does not set a key (code default or the wheel's template).
+DEFAULTS_2_3_5: dict[str, Any] = {
+    "queryCoord.distPullInterval": 500, "queryCoord.checkSegmentInterval": 1000,
+    "queryCoord.checkChannelInterval": 1000, "queryCoord.UpdateNextTargetInterval": 10,
+    "queryCoord.checkHealthInterval": 3000, "proxy.timeTickInterval": 200, "dataNode.timetick.interval": 500,
+    "dataNode.dataSync.skipMode.enable": True, "indexCoord.scheduler.interval": 1000, MMAP_KEY: "",
+}
+# Pacing no key changes in 2.3.5 (so load times stay on whole seconds whatever the pacing).
+HARD_CODED_2_3_5 = {
+    "CollectionObserver period (writes load progress and the Loaded state)": "1 s",
+    "release: wait for the distribution to show nothing loaded": "200 ms poll",
+    "datacoord flush re-trigger of a segment": "2 s",
+    "data-node periodic channel checkpoint": "60 s",
+    "index-for-segment fallback loop": "60 s",
+    "sealed segment flushable after its last insert (dataCoord.segment.assignmentExpiration, left alone)": "2000 ms",
+}
+
+
+def milvus_settings(params: Params, mmap_dir: str) -> dict[str, Any]:
+    """The config overrides the parameters ask of a Milvus msbench starts: its pacing, and mmap."""
+    return {**PACING[params.milvus_pacing], **({MMAP_KEY: mmap_dir} if params.milvus_mmap else {})}
+
+
+def settings_facts(params: Params) -> dict[str, Any]:
+    """For the manifest: the pacing and load-read settings asked for, and what no setting changes."""
+    return {"pacing": params.milvus_pacing, "mmap": params.milvus_mmap,
+            "settings": milvus_settings(params, "<stack>/mmap"), "hard_coded_in_2_3_5": HARD_CODED_2_3_5}
+
+
+def _normal(name: str) -> str:
+    """How Milvus matches a config key: case ignored, '.', '_' and '/' ignored (pkg/config/config.go)."""
+    return re.sub(r"[._/]", "", name.lower())
+
+
+def effective_settings(config: dict[str, Any], env: Mapping[str, str],
+                       defaults: Mapping[str, Any] = DEFAULTS_2_3_5) -> dict[str, Any]:
+    """The value Milvus runs with for each key of ``defaults``, by its own precedence: an environment
+    variable of the same normalised name, then the config file, then its default."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        else:
+            flat[_normal(path)] = node
+
+    walk(config, "")
+    environment = {_normal(name): value for name, value in env.items()}
+    out = {}
+    for key, default in defaults.items():
+        norm = _normal(key)
+        out[key] = yaml.safe_load(environment[norm]) if norm in environment else flat.get(norm, default)
+    return out
 
 
 def _package_dir() -> Path:
@@ -187,15 +261,25 @@ class MilvusNative:
             conf_dir = self._write_config()
         bin_dir = unpack_binaries()
         self.root.mkdir(parents=True, exist_ok=True)
-        env = {
+        self.process = ManagedProcess("milvus", [bin_dir / "milvus", "run", "standalone"],
+                                      self.log_dir / "milvus.log", env=self._environment(bin_dir, conf_dir),
+                                      cwd=self.root).start()
+        return self.process.wait_ready(lambda: self.healthy(2.0), timeout, "healthz answered")
+
+    def _environment(self, bin_dir: Path, conf_dir: Path) -> dict[str, str]:
+        return {
             "DEPLOY_MODE": "STANDALONE", "MILVUSCONF": str(conf_dir), "METRICS_PORT": str(self.metrics_port),
             "LD_LIBRARY_PATH": f"{bin_dir}:{os.environ.get('LD_LIBRARY_PATH', '')}".rstrip(":"),
             "MINIO_ACCESS_KEY_ID": self.s3.access_key, "MINIO_SECRET_ACCESS_KEY": self.s3.secret_key,
             **NO_METADATA_LOOKUP,
         }
-        self.process = ManagedProcess("milvus", [bin_dir / "milvus", "run", "standalone"],
-                                      self.log_dir / "milvus.log", env=env, cwd=self.root).start()
-        return self.process.wait_ready(lambda: self.healthy(2.0), timeout, "healthz answered")
+
+    def settings(self) -> dict[str, Any]:
+        """The pacing and load-read settings this Milvus runs with: its config file, overridden by its
+        environment (ours and the inherited one), as Milvus itself resolves them."""
+        conf_dir = self.root / "configs"
+        config = yaml.safe_load((conf_dir / "milvus.yaml").read_text())
+        return effective_settings(config, {**os.environ, **self._environment(unpack_binaries(), conf_dir)})
 
     def healthy(self, timeout: float = 5.0) -> bool:
         return http_ok(f"http://{LOOPBACK}:{self.metrics_port}/healthz", timeout)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from msbench.providers import PROBE_TIMEOUT_S, StackBase, Watched, registry
 from msbench.providers.handicap import CpuQuota
-from msbench.providers.milvus_native import MilvusNative, S3Target
+from msbench.providers.milvus_native import MilvusNative, S3Target, milvus_settings
 from msbench.providers.process import ManagedProcess, http_ok, run_checked
 from msbench.providers.s3 import s3_client
 from msbench.providers.stores import ObjectStore, make_store
@@ -68,10 +68,13 @@ class NativeStack(StackBase):
         if not self.store.restartable:  # external: a bucket of our own, so footprints are ours alone
             self.bucket = f"msbench-{os.path.basename(self.root).lower().replace('_', '-')}"
         s3_client(self.store).create_bucket(Bucket=self.bucket)
+        mmap_dir = self.root / "milvus" / "mmap"
+        if self.params.milvus_mmap:
+            mmap_dir.mkdir(parents=True, exist_ok=True)
         self.milvus = MilvusNative(
             self.root / "milvus", self.log_dir,
             S3Target(self.store.host, self.store.port, self.store.access_key, self.store.secret_key, self.bucket),
-            session_ttl_s=self.params.milvus_session_ttl_s)
+            session_ttl_s=self.params.milvus_session_ttl_s, extra_config=milvus_settings(self.params, str(mmap_dir)))
         timings["milvus_ready_s"] = self.milvus.start(timeout)
         return timings
 
@@ -111,6 +114,11 @@ class NativeStack(StackBase):
 
     def data_paths(self) -> list[Path]:
         return self.store.data_paths
+
+    def ran(self) -> dict[str, object]:
+        """The pacing and load-read settings Milvus ran with (the binaries' hashes are in the manifest)."""
+        milvus = getattr(self, "milvus", None)
+        return {"milvus_settings": milvus.settings()} if milvus is not None and milvus.process else {}
 
     def handicap_facts(self) -> dict[str, float]:
         """The handicap applied and how long the store was held back by it (0 = it never bit)."""

@@ -18,7 +18,11 @@ What a metric means is decided here, so the rules are written next to the code:
   shows what a 9 ms "warm load" measured. The bytes the store served during each (kernel TCP
   counters of its connections) say which one read data; NaN, with the reason in the trial's
   record, where those counters cannot see the store (not on this host's loopback, or no ``ss``).
-- loads are done when the loading progress is 100% and the load state Loaded. A refused load()
+- loads are done when the loading progress is 100% and the load state Loaded. Milvus 2.3.5 writes
+  that state only on a fixed 1 s tick (querycoord's CollectionObserver), so load times come in
+  1 s steps; beside each, ``<phase>_segments_s`` is the time until every row is in a segment a
+  query node holds (querycoord's view of its nodes, pulled every queryCoord.distPullInterval: 500
+  ms by default, 100 ms under milvus_pacing=fine), which is not on that tick. A refused load()
   is tried again (up to 5 tries, 2 s apart; load_noop gets one); the time is the successful
   try's, and the failed tries are recorded beside it (count, seconds, errors), never dropped.
 - load_cold: release, restart Milvus and the store, drop the page cache, then load; the
@@ -28,7 +32,8 @@ What a metric means is decided here, so the rules are written next to the code:
   bucket; on a deployment, its collection's own) and the store's disk, as found at the end of the trial, then again
   after a forced compaction, the re-index of its segments and Milvus's GC (run every 5 s
   throughout the trial by ``GC_CONFIG``: a few LIST requests to the store each time) have
-  left the listing unchanged for a whole GC interval.
+  left the listing unchanged for a whole GC interval. The second listing re-indexes everything,
+  as long again as the index phase: ``footprint_after_gc`` false leaves it out (large sweeps).
 """
 from __future__ import annotations
 
@@ -97,17 +102,30 @@ def wait_until(done: Callable[[], bool], began: float, timeout: float, what: str
     started; for the first call, after ``began``) and before the deciding call returned. The
     elapsed time is taken at the start of the deciding call, so it is off by less than the
     larger of the last poll period and the deciding call's round trip: the resolution."""
-    previous = began
-    while True:
-        asked = clock()
-        finished = done()
-        answered = clock()
-        if finished:
-            return Waited(asked - began, max(asked - previous, answered - asked))
-        if answered - began > timeout:
-            raise TimeoutError(f"{what} not done after {timeout:.0f} s")
-        previous = asked
-        sleep(min(max(POLL_MIN_S, POLL_FRACTION * (answered - began)), POLL_MAX_S))
+    return wait_stages([(what, done)], began, timeout, clock, sleep)[what]
+
+
+def wait_stages(stages: list[tuple[str, Callable[[], bool]]], began: float, timeout: float,
+                clock: Callable[[], float] = time.perf_counter,
+                sleep: Callable[[float], None] = time.sleep) -> dict[str, Waited]:
+    """``wait_until`` for states reached in order (each implies the ones before it): each is polled
+    from the call that saw the one before, and timed from ``began``. A stage's completion follows the
+    previous stage's, so its bound starts where that one's did: the resolution stays honest when a
+    stage is already done at its first poll."""
+    previous, out = began, {}
+    for what, done in stages:
+        while True:
+            asked = clock()
+            finished = done()
+            answered = clock()
+            if finished:
+                out[what] = Waited(asked - began, max(asked - previous, answered - asked))
+                break
+            if answered - began > timeout:
+                raise TimeoutError(f"{what} not done after {timeout:.0f} s")
+            previous = asked
+            sleep(min(max(POLL_MIN_S, POLL_FRACTION * (answered - began)), POLL_MAX_S))
+    return out
 
 
 def _timed(stem: str, waited: Waited) -> list[Measurement]:
@@ -134,8 +152,12 @@ def timing_facts(p: Params) -> dict:
             "flush": "GetFlushState true for the segments the Flush call sealed, at its flush timestamp",
             "index": "DescribeIndex: state Finished, indexed_rows >= rows inserted, pending_index_rows 0",
             "load": "GetLoadingProgress 100% and GetLoadState Loaded",
-            "footprint_after_gc": "forced compaction Completed, every row indexed again, then the bucket "
-                                  f"listing unchanged for {GC_QUIET_S:g} s (at most {GC_SETTLE_TIMEOUT_S:g} s)",
+            "footprint_after_gc": ("forced compaction Completed, every row indexed again, then the bucket "
+                                   f"listing unchanged for {GC_QUIET_S:g} s (at most {GC_SETTLE_TIMEOUT_S:g} s)"
+                                   if p.footprint_after_gc else "not measured (footprint_after_gc false: the "
+                                   "compaction re-indexes everything, as long again as the index phase)"),
+            "load_segments": "get_query_segment_info: the rows of the segments on query nodes >= rows inserted "
+                             "(or the load already Loaded)",
         },
         "milvus_gc_config": dict(GC_CONFIG),
     }
@@ -161,6 +183,7 @@ class TrialState:
     bytes_served_note: str = ""                 # why store_bytes_served_during_load is NaN, if it is
     store_alone_note: str = ""                  # why warp did not run or failed
     milvus_get_concurrency: int | None = None   # the most GETs Milvus had open in a load (from the capture)
+    load_sent: dict[str, float] = field(default_factory=dict)   # load phase -> when its load() was sent (epoch)
 
     def connect(self) -> None:
         if connections.has_connection(self.alias):
@@ -233,6 +256,14 @@ def _loaded(s: TrialState) -> bool:
     return progress == "100%" and utility.load_state(s.name, using=s.alias) == LoadState.Loaded
 
 
+def _on_query_node(s: TrialState) -> bool:
+    """Every inserted row is in a segment a query node holds: querycoord's view of its nodes (pulled
+    every queryCoord.distPullInterval), not the Loaded state its 1 s observer writes; or, should that
+    view lag, the collection is already Loaded (which needs the rows there)."""
+    rows = sum(info.num_rows for info in utility.get_query_segment_info(s.name, using=s.alias))
+    return rows >= len(s.data.train) or _loaded(s)
+
+
 LOAD_RETRY_PAUSE_S = 2.0    # between a refused load() and the next try
 LOAD_ERROR_CHARS = 300      # of each failed try's message, kept in TrialState.load_failures
 
@@ -250,10 +281,12 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Measuremen
     for attempt in range(1, attempts + 1):
         tried = time.perf_counter()
         sent_before = count()
+        s.load_sent[phase] = time.time()   # the capture's clock: its reads are counted from here
         began = time.perf_counter()
         try:
             s.collection.load(timeout=limit, _async=True)   # returns once accepted
-            waited = wait_until(lambda: _loaded(s), began, limit, phase)
+            waited = wait_stages([("segments", lambda: _on_query_node(s)), (phase, lambda: _loaded(s))],
+                                 began, limit)
         except TimeoutError:
             raise
         except Exception as err:
@@ -268,7 +301,7 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Measuremen
                           else bytes_sent_between(sent_before, count(), port))
         if unseen and not s.bytes_served_note:   # the same cause in every load of a trial: said once
             s.bytes_served_note = f"store_bytes_served_during_load is NaN: {unseen}"
-        return _timed(phase, waited) + [
+        return _timed(phase, waited[phase]) + _timed(f"{phase}_segments", waited["segments"]) + [
             Measurement("load_retries", float(attempt - 1), "count"),
             Measurement("load_failed_attempts", float(attempt - 1), "count"),
             Measurement("load_failed_attempts_s", failed_s, "s"),
@@ -430,6 +463,8 @@ def footprint(s: TrialState) -> list[Measurement]:
     new segments, and GC having left the listing unchanged for a whole GC interval. If that
     point is not reached in time, the second listing is taken anyway and ``gc_settled`` says 0."""
     rows = _footprint_rows(s, s.stack.listing(), "")
+    if not s.params.footprint_after_gc:
+        return rows
     bound = 60.0 + 3 * (s.index_build_s or 60.0)   # the compaction re-indexes everything
     began = time.perf_counter()
     s.collection.compact()

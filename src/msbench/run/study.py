@@ -20,7 +20,7 @@ from msbench import backends as backend_registry
 from msbench.backends import DEPLOYMENT
 from msbench.config import DEFAULT_PROFILE, ConfigError, Params, UserConfig, load_user_config, make_params
 from msbench.measure import provenance
-from msbench.providers import COLLECTION, deployment
+from msbench.providers import COLLECTION, deployment, milvus_native
 from msbench.providers.catalog import (available_backends, check_provider, provider_unavailable_reason,
                                        unavailable_reason)
 from msbench.results import (Manifest, PlannedTrial, RunDir, StopRule, TrialRecord, check_results_root,
@@ -86,13 +86,32 @@ def baseline_of(names: list[str]) -> str:
     return BASELINE_STORE if BASELINE_STORE in names else names[0]
 
 
-def control_definitions(baseline: str, cpu: float) -> dict[str, dict[str, Any]]:
-    """The two controls of a baseline (Kalibera and Jones: show the method can and cannot see a
-    difference): an A/A twin, the same store under another name, where any claimed difference
-    is a false positive; and a handicapped twin, the same store held to ``cpu`` of one CPU
+CONTROL_KINDS = ("aa", "slow")   # the A/A twin and the handicapped twin
+
+
+def control_definitions(baseline: str, cpu: float, kinds: Iterable[str] = CONTROL_KINDS) -> dict[str, dict[str, Any]]:
+    """The controls of a baseline (Kalibera and Jones: show the method can and cannot see a
+    difference): an A/A twin ("aa"), the same store under another name, where any claimed difference
+    is a false positive; and a handicapped twin ("slow"), the same store held to ``cpu`` of one CPU
     (Params.control_cpu), which the study must see as slower in the phases that touch the store."""
-    return {f"{baseline}-aa": {"alias_of": baseline},
-            f"{baseline}-slow": {"alias_of": baseline, "handicap": {"cpu": cpu}}}
+    every = {"aa": (f"{baseline}-aa", {"alias_of": baseline}),
+             "slow": (f"{baseline}-slow", {"alias_of": baseline, "handicap": {"cpu": cpu}})}
+    return dict(every[kind] for kind in kinds)
+
+
+def control_kinds(controls: bool | str | Iterable[str] | None, provider: str) -> tuple[str, ...]:
+    """Which controls to run: True both, False none, None both wherever msbench runs the stores (not on
+    existing deployments), or some by name ("slow", "aa,slow")."""
+    if controls is None:
+        controls = provider != DEPLOYMENT
+    if isinstance(controls, bool):
+        return CONTROL_KINDS if controls else ()
+    kinds = tuple(_parse_list(controls))
+    wrong = [k for k in kinds if k not in CONTROL_KINDS]
+    if wrong or len(set(kinds)) != len(kinds):
+        raise ConfigError(f"controls {','.join(kinds) or 'empty'} not valid; valid: true, false or some of "
+                          f"{', '.join(CONTROL_KINDS)} (each once)")
+    return kinds
 
 
 def _with_controls(user: UserConfig, controls: dict[str, dict[str, Any]]) -> UserConfig:
@@ -114,13 +133,14 @@ def _count(value: Any, name: str, low: int) -> None:
 def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profile: str = DEFAULT_PROFILE,
             overrides: dict[str, Any] | None = None, provider: str = "native", run_id: str | None = None,
             results_root: str | Path = DEFAULT_RESULTS, seed: int | None = None,
-            config: str | Path | None = None, controls: bool | None = None, until_precise: float | None = None,
+            config: str | Path | None = None, controls: bool | str | Iterable[str] | None = None,
+            until_precise: float | None = None,
             max_trials: int | None = None, max_minutes: float | None = None, dry_run: bool = False) -> Study | str:
     """Check everything (parameters, msbench.yaml, the backends under ``provider``, the dataset's
     contents), then write the manifest and plan the order: bad input leaves no run folder, and
     nothing is installed. ``backends=None`` = all available here; ``controls`` adds the
-    baseline's A/A and handicapped twins (see control_definitions); None: wherever msbench runs the
-    stores (not on existing deployments). ``until_precise`` (a target
+    baseline's A/A and handicapped twins, or those named (see control_kinds); None: wherever
+    msbench runs the stores (not on existing deployments). ``until_precise`` (a target
     interval half-width as a fraction of the mean), ``max_trials`` and ``max_minutes``: after the
     ``trials`` planned rounds, add rounds until precise (stopping.py). Resuming with a rule given
     replaces the recorded one (a run can be extended); without one, the recorded rule holds.
@@ -129,7 +149,7 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     user = load_user_config(config)
     registry = backend_registry.load_backends(user)
     check_provider(provider)
-    controls = provider != DEPLOYMENT if controls is None else controls
+    controls = control_kinds(controls, provider)
     _count(trials, "trials", 1)
     if seed is not None:
         _count(seed, "seed (of the trial order)", 0)
@@ -151,8 +171,14 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     if controls and provider == DEPLOYMENT:
         raise ConfigError("controls need stores msbench runs (the handicapped twin is a CPU quota on its store); "
                           "with provider deployment, run without controls")
+    asked = {k: v for k, v in (("milvus_pacing", params.milvus_pacing), ("milvus_mmap", params.milvus_mmap))
+             if v != getattr(Params(), k)}
+    if asked and provider == DEPLOYMENT:
+        raise ConfigError(f"{', '.join(f'{k}={v}' for k, v in asked.items())} needs a Milvus msbench starts (provider "
+                          f"native or docker): an existing deployment keeps its own settings; valid here: "
+                          f"milvus_pacing=default, milvus_mmap=false")
     baseline = baseline_of(names)
-    control_defs = control_definitions(baseline, params.control_cpu) if controls else {}
+    control_defs = control_definitions(baseline, params.control_cpu, controls)
     clash = sorted(set(control_defs) & (set(registry) | set(names)))
     if clash:
         raise ConfigError(f"control backend name(s) {', '.join(clash)} already defined; rename them, or run "
@@ -184,7 +210,8 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         skipped={name: unavailable_reason(b, user, provider=provider) or "available, but not requested"
                  for name, b in sorted(registry.items()) if name not in names},
         host=provenance.host_facts(results_root), packages=provenance.package_versions(),
-        milvus=EXISTING_MILVUS if provider == DEPLOYMENT else provenance.milvus_facts(provider),
+        milvus=(EXISTING_MILVUS if provider == DEPLOYMENT
+                else {**provenance.milvus_facts(provider), **milvus_native.settings_facts(params)}),
         timing=phases.timing_facts(params), tools=provenance.tool_facts(),
         components={b.name: provenance.component_facts(b, user, provider) for b in chosen},
         msbench=provenance.msbench_facts(), config_file=str(user.path) if user.path else None)

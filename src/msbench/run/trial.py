@@ -66,7 +66,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                         on_phase(phase.name)
                         if not phase.captured and capture is not None:
                             # the store on its own is not Milvus's traffic; it runs at Milvus's concurrency
-                            tables.update(_account(capture, stack.bucket, windows, record))
+                            tables.update(_account(capture, stack.bucket, windows, record, rows, state.load_sent))
                             state.milvus_get_concurrency = record.s3_capture.get("milvus_peak_get_concurrency")
                             capture = None
                         opened = time.time()
@@ -102,7 +102,8 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             record.stalls = "; ".join(f"{x['component']} did not answer for {x['seconds']:g} s in {x['phase']}"
                                       for x in (dog.stalls if dog else []))
             if capture is not None:
-                tables.update(_account(capture, stack.bucket, windows, record))
+                tables.update(_account(capture, stack.bucket, windows, record, rows,
+                                       state.load_sent if state is not None else {}))
             tables["phase_windows.csv"] = pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)
             record.s3_capture_note = _capture_note(record.s3_capture)
             record.finished, record.duration_s = _now(), round(time.monotonic() - began, 3)
@@ -165,11 +166,14 @@ def _capture_note(facts: dict) -> str:
     return "; ".join(lost)
 
 
-def _account(capture: traffic.Capture, bucket: str, windows: list, record: TrialRecord) -> dict[str, pd.DataFrame]:
-    """The capture parsed into tables; a parse failure is recorded and never fails the trial."""
+def _account(capture: traffic.Capture, bucket: str, windows: list, record: TrialRecord,
+             rows: list[tuple[str, str, float, str]], load_sent: dict[str, float]) -> dict[str, pd.DataFrame]:
+    """The capture parsed into tables, and its load rows (traffic.load_reads) added to ``rows``; a
+    parse failure is recorded and never fails the trial."""
     try:
         requests, summary, record.s3_capture = traffic.account(capture, bucket, windows)
     except Exception as err:
         record.s3_capture = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
         return {}
+    rows += traffic.load_reads(requests, load_sent)
     return {"s3_requests.parquet": requests, "s3_summary.csv": summary}

@@ -196,35 +196,41 @@ def container_files(comp: dict, values: dict[str, str], role: str) -> dict[str, 
             for path, text in (comp.get("files") or {}).items()}
 
 
+MILVUS_DATA = "/var/lib/milvus"   # the Milvus container's data volume
+USER_YAML = "/milvus/configs/user.yaml"
+
+
 def milvus_config(comp: dict, values: dict[str, str], addr: Addressing, bucket: str, region: str,
-                  session_ttl_s: int) -> tuple[str, str]:
+                  params: Params) -> tuple[str, str]:
     """(path in the container, YAML text): the full config (local 2.3.5 image, rendered from the
-    wheel's template) or the overrides Milvus 2.4+ merges from user.yaml."""
+    wheel's template) or the overrides Milvus 2.4+ merges from user.yaml; with the pacing and mmap
+    settings the parameters ask for (milvus_native.milvus_settings)."""
+    from msbench.providers.milvus_native import GC_CONFIG, milvus_settings, render_config
+
     cfg = comp.get("config") or {}
     etcd = values["etcd_endpoint"]
     overrides: dict[str, Any] = {
         "etcd.use.embed": False, "etcd.endpoints": [etcd],
-        "common.storageType": "minio", "common.session.ttl": session_ttl_s,
+        "common.storageType": "minio", "common.session.ttl": params.milvus_session_ttl_s,
         "minio.address": values["store_host"], "minio.port": int(values["store_port"]),
         "minio.bucketName": bucket, "minio.rootPath": "files", "minio.useSSL": False,
         "minio.cloudProvider": "aws", "minio.useVirtualHost": False, "minio.region": region,
         # The keys reach Milvus through the environment, never a file.
         "minio.accessKeyID": "", "minio.secretAccessKey": "",
-        "localStorage.path": "/var/lib/milvus/data", "rocksmq.path": "/var/lib/milvus/rdb_data",
+        "localStorage.path": f"{MILVUS_DATA}/data", "rocksmq.path": f"{MILVUS_DATA}/rdb_data",
     }
     for name, spec in (comp.get("ports") or {}).items():
         if isinstance(spec, dict) and spec.get("config"):
             overrides[spec["config"]] = addr.ports["milvus"][name]
     if addr.host_network:
         overrides.update({f"{role}.ip": LOOPBACK for role in _MILVUS_ROLES})
-    from msbench.providers.milvus_native import GC_CONFIG, render_config
-
     overrides.update(GC_CONFIG)   # the same short GC as the native stack: footprint after GC
+    overrides.update(milvus_settings(params, f"{MILVUS_DATA}/mmap"))
     overrides.update(comp.get("extra_config") or {})
-    path = cfg.get("path", "/milvus/configs/user.yaml")
+    path = cfg.get("path", USER_YAML)
     if cfg.get("mode") == "full":
-        config = render_config({"etcd_data_dir": "/var/lib/milvus/etcd", "local_storage_dir": "/var/lib/milvus/data",
-                                "rocksmq_data_dir": "/var/lib/milvus/rdb_data", "system_log_path": "",
+        config = render_config({"etcd_data_dir": f"{MILVUS_DATA}/etcd", "local_storage_dir": f"{MILVUS_DATA}/data",
+                                "rocksmq_data_dir": f"{MILVUS_DATA}/rdb_data", "system_log_path": "",
                                 "etcd_log_path": "stdout"}, overrides)
         for role in _MILVUS_ROLES[8:]:   # 2.6 roles: not in the 2.3.5 template
             config.pop(role, None)
@@ -295,6 +301,19 @@ def plan_stack(backend: BackendDef, params: Params, ident: StackIdentity, host_n
         files[role] = container_files(comp, values[role], role)
     if "store" in specs:
         specs["store"].update(handicap.docker_quota(backend.handicap))
-    path, text = milvus_config(chosen["milvus"], values["milvus"], addr, bucket, region, params.milvus_session_ttl_s)
+    path, text = milvus_config(chosen["milvus"], values["milvus"], addr, bucket, region, params)
     files["milvus"][path] = text
     return StackPlan(ident, addr, chosen, specs, files, values, access, secret, bucket, region, network)
+
+
+def milvus_settings_ran(plan: StackPlan) -> dict[str, Any]:
+    """The pacing and load-read settings the stack's Milvus runs with: its config file, overridden by
+    its container's environment; a key neither sets keeps the version's default (known for 2.3.5)."""
+    from msbench.providers.milvus_native import DEFAULTS_2_3_5, effective_settings
+
+    comp = plan.defs["milvus"]
+    cfg = comp.get("config") or {}
+    config = yaml.safe_load(plan.files["milvus"][cfg.get("path", USER_YAML)]) or {}
+    defaults = (DEFAULTS_2_3_5 if str(comp.get("version")) == "2.3.5"
+                else dict.fromkeys(DEFAULTS_2_3_5, f"Milvus {comp.get('version')}'s default"))
+    return effective_settings(config, plan.specs["milvus"]["environment"], defaults)

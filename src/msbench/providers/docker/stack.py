@@ -21,7 +21,8 @@ from msbench.providers.docker.cleanup import cleanup
 from msbench.providers.docker.engine import (ContainerNotReady, ContainerProcess, container_exit, docker_client,
                                              drop_page_cache_via_container, ensure_image, tar_of, use_local_images,
                                              wait_healthy)
-from msbench.providers.docker.specs import ROLE_LABEL, StackIdentity, StackPlan, plan_stack, resolve_definitions
+from msbench.providers.docker.specs import (ROLE_LABEL, StackIdentity, StackPlan, milvus_settings_ran, plan_stack,
+                                            resolve_definitions)
 from msbench.providers.process import LOOPBACK, http_ok
 from msbench.providers.s3 import s3_client
 
@@ -238,7 +239,8 @@ class DockerStack(StackBase):
                 continue
             repo_digests = image.attrs.get("RepoDigests") or []
             digests[ref] = repo_digests[0].split("@", 1)[1] if repo_digests else image.id
-        return {"images": digests, **({"volume_owner": self.volume_owner} if self.volume_owner else {})}
+        return {"images": digests, **({"volume_owner": self.volume_owner} if self.volume_owner else {}),
+                **({"milvus_settings": milvus_settings_ran(self.plan)} if self.plan else {})}
 
     def handicap_facts(self) -> dict[str, float]:
         return dict(self.backend.handicap)
