@@ -112,6 +112,26 @@ def fit_line(x, y) -> Fit | None:
     return Fit(len(x), 0, ols, ols_cov, wls, wls_cov)
 
 
+def _welch_df(va: np.ndarray, vb: np.ndarray, na: int, nb: int) -> np.ndarray:
+    """Welch-Satterthwaite df of va + vb, the squared standard errors of two estimates (inf without variance)."""
+    denominator = va ** 2 / (na - 1) + vb ** 2 / (nb - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, (va + vb) ** 2 / denominator, np.inf)
+
+
+def _fieller(ma, mb, va, vb, df, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fieller (1954) interval of ma/mb for independent estimates: every r with (ma - r mb)^2 <=
+    t^2 (va + r^2 vb); unbounded, (-inf, inf), when mb is not clearly above zero."""
+    t2 = sstats.t.ppf(0.5 + confidence / 2, df) ** 2
+    a = mb ** 2 - t2 * vb
+    half_b = ma * mb
+    root = np.sqrt(np.maximum(half_b ** 2 - a * (ma ** 2 - t2 * va), 0.0))
+    bounded = a > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.where(bounded, (half_b - root) / a, -np.inf),
+                np.where(bounded, (half_b + root) / a, np.inf))
+
+
 def ratio_at(fit: Fit, baseline: Fit, x: float, confidence: float = 0.95) -> tuple[float, float, float]:
     """The ratio of the two lines at x (OLS estimates) and the envelope of the OLS and WLS Fieller
     intervals of it (independent fits; Welch-Satterthwaite df from each fit's n - 2)."""
@@ -120,8 +140,8 @@ def ratio_at(fit: Fit, baseline: Fit, x: float, confidence: float = 0.95) -> tup
     lows, highs = [], []
     for weighted in (False, True):
         (ma, va), (mb, vb) = fit.predict(x, weighted), baseline.predict(x, weighted)
-        df = stats._welch_df(np.array(va), np.array(vb), fit.df + 1, baseline.df + 1)
-        low, high = stats._fieller(ma, mb, va, vb, 0.0, df, confidence)
+        df = _welch_df(np.array(va), np.array(vb), fit.df + 1, baseline.df + 1)
+        low, high = _fieller(ma, mb, va, vb, df, confidence)
         lows.append(float(low))
         highs.append(float(high))
     (ma, _), (mb, _) = fit.predict(x), baseline.predict(x)
