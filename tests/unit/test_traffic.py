@@ -92,7 +92,7 @@ def test_retransmissions_are_counted_once_and_100_continue_keeps_the_request_ope
     assert len(table) == 1
     row = table.iloc[0]
     assert row["operation"] == "multipart part" and row["request_wire_bytes"] == len(head) + 5000
-    assert row["query"] == "partNumber&uploadId"
+    assert row["query"] == "partNumber=1&uploadId"   # the part's number, never the store's upload token
 
 
 def test_slowdown_and_the_retry_that_follows(tmp_path):
