@@ -509,14 +509,16 @@ def _wire(capture: traffic.Capture, windows: list, tables: dict, meta: dict) -> 
 
 
 def wire_rows(requests: pd.DataFrame, windows: list) -> list[tuple[str, str, float, str]]:
-    """Per phase, what the capture saw: requests and busy seconds (``wire_busy_s [PHASE]``), the
-    figures the recording's trace has, measured the same way."""
+    """Per phase, what the capture saw: requests and busy seconds, from each request's first byte
+    (``wire_busy_s [PHASE]``) and from its last (``wire_store_busy_s``): the figures the recording's
+    trace has (trace.describe), measured the same way."""
     rows = []
     for phase, _, _ in windows:
         mine = requests[requests["phase"] == phase]
-        busy = traffic.busy_seconds(mine["start"], mine["end"].fillna(mine["start"]))
+        ends = mine["end"].fillna(mine["request_end"])
         rows += [(phase, f"wire_requests [{phase}]", float(len(mine)), "count"),
-                 (phase, f"wire_busy_s [{phase}]", busy, "s")]
+                 (phase, f"wire_busy_s [{phase}]", traffic.busy_seconds(mine["start"], ends), "s"),
+                 (phase, f"wire_store_busy_s [{phase}]", traffic.busy_seconds(mine["request_end"], ends), "s")]
     return rows
 
 

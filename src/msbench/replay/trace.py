@@ -38,6 +38,7 @@ SCHEMA = {
     "seq": (pa.int64(), False),
     "start_s": (pa.float64(), False),
     "duration_s": (pa.float64(), True),
+    "send_s": (pa.float64(), True),
     "method": (pa.string(), False),
     "operation": (pa.string(), False),
     "key": (pa.string(), False),
@@ -123,6 +124,7 @@ def from_requests(requests: pd.DataFrame, windows: pd.DataFrame | list | None = 
         "start_s": table["start"] - table["phase"].map(lambda p: starts.get(p)).fillna(
             table.groupby("phase")["start"].transform("min")),
         "duration_s": table["end"] - table["start"],
+        "send_s": table["request_end"] - table["start"],
         "method": table["method"], "operation": table["operation"],
         "key": table["key"].fillna(""), "query": table["query"].fillna(""), "range": table["range"].fillna(""),
         "request_bytes": table["request_body_bytes"].fillna(0), "response_bytes": table["response_body_bytes"].fillna(0),
@@ -161,10 +163,10 @@ def from_pcap(path: str | Path, server_port: int, bucket: str, windows=None, cli
                           f"capture with `tcpdump -s {traffic.SNAPLEN} ... tcp port PORT` on the store's port")
     spans = _windows(windows)
     if spans:
-        requests = traffic.assign_phases(requests, list((p, s, e) for p, (s, e) in spans.items()))
+        requests = traffic.assign_phases(requests, [(p, s, e) for p, (s, e) in spans.items()])
     else:
         requests = requests.assign(phase=CAPTURE_PHASE)
-    trace = from_requests(requests, spans or None, {"pcap": path.name, "port": server_port, **facts}, clients)
+    trace = from_requests(requests, windows, {"pcap": path.name, "port": server_port, **facts}, clients)
     return pseudonymize(trace, pseudonym_secret) if pseudonym_secret else trace
 
 
@@ -386,7 +388,8 @@ def _check_ranges(frame: pd.DataFrame, objects: pd.DataFrame | None, bad) -> Non
         if first >= size and size > 0:
             raise bad(i, f"range {row['range']} starts past the object's end ({size} bytes)")
         if row["operation"] != "HEAD" and int(row["response_bytes"]) > size - first:
-            raise bad(i, f"{row['response_bytes']} bytes were read from byte {first} of an object of {size} bytes")
+            raise bad(i, f"{'range ' + row['range'] + ': ' if row['range'] else ''}{row['response_bytes']} bytes were "
+                         f"read from byte {first} of an object of {size} bytes")
 
 
 def _check_order(frame: pd.DataFrame, bad) -> None:
@@ -419,15 +422,20 @@ def object_bytes_written(frame: pd.DataFrame) -> pd.Series:
 
 
 def describe(trace: Trace) -> pd.DataFrame:
-    """Per phase: recorded length, requests, connections, object bytes read and written, busy seconds."""
+    """Per phase: recorded length, requests, connections, object bytes read and written, and busy
+    seconds: ``busy_s`` with any request open (first byte sent to last byte received), and
+    ``store_busy_s`` counted from each request's last byte, which leaves out how fast the client
+    sent its bodies (Milvus's uploads pause while it computes; a replay's do not)."""
     rows = []
     frame = trace.requests
     for span in trace.meta.phases:
         mine = frame[frame["phase"] == span.name]
         starts = mine["start_s"].to_numpy(float)
+        ends = starts + mine["duration_s"].fillna(0).to_numpy(float)
+        sent = starts + mine["send_s"].fillna(0).to_numpy(float)
         rows.append({"phase": span.name, "recorded_s": span.duration_s, "requests": len(mine),
                      "connections": mine["conn"].nunique(), "object_bytes_read": int(object_bytes_read(mine).sum()),
                      "object_bytes_written": int(object_bytes_written(mine).sum()),
-                     "busy_s": traffic.busy_seconds(starts, starts + mine["duration_s"].fillna(0).to_numpy(float))})
+                     "busy_s": traffic.busy_seconds(starts, ends), "store_busy_s": traffic.busy_seconds(sent, ends)})
     return pd.DataFrame(rows, columns=["phase", "recorded_s", "requests", "connections", "object_bytes_read",
-                                       "object_bytes_written", "busy_s"])
+                                       "object_bytes_written", "busy_s", "store_busy_s"])
