@@ -502,7 +502,7 @@ def _wire(capture: traffic.Capture, windows: list, tables: dict, meta: dict) -> 
         meta["s3_capture"] = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
         return []
     meta["s3_capture"] = {**capture.facts, **facts}
-    requests = traffic.assign_phases(requests, windows)
+    requests = traffic.assign_phases(requests, windows).assign(key="")   # the trace has them; no record repeats them
     tables.update({"s3_requests.parquet": requests,
                    "phase_windows.csv": pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)})
     return wire_rows(requests, windows)
