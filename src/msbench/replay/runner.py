@@ -125,6 +125,8 @@ def find_traces(sources: list[str | Path], from_backend: str | None = None,
 def _study_traces(run_path: Path, from_backend: str | None, objects) -> list[tuple[str, Path | None, tr.Trace]]:
     """The traces of a study run's trials of one backend (see find_traces)."""
     manifest = json.loads((run_path / "manifest.json").read_text())
+    if manifest.get("kind") == "replay":
+        raise ConfigError(f"{run_path} is a replay run, not a study: give its traces/ folder to replay its traces again")
     backend = from_backend or manifest.get("baseline") or manifest["backends"][0]
     if backend not in manifest.get("backends", []):
         raise ConfigError(f"{run_path}: --from-backend {backend!r} is not in the run; it has: "
