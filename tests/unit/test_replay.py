@@ -4,17 +4,22 @@ capture imported through the same parser the trials use (a pcap written here byt
 integration test (tests/integration/test_replay.py) replays a real trace against real stores."""
 from __future__ import annotations
 
+import datetime as dt
 import math
 import threading
 
+import botocore.auth
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
 
 from msbench import cli
 from msbench.config import ConfigError
 from msbench.measure import traffic
-from msbench.replay import engine, fidelity, runner, trace as tr
+from msbench.replay import client, engine, fidelity, runner, trace as tr
 from msbench.replay.record import ReplayRun
 from msbench.report import replay as report
 
@@ -361,3 +366,15 @@ def test_export_writes_a_trace_per_trial_that_captured_traffic(tmp_path):
     assert tr.read(written[0]).meta.source["store"] == "minio"
     with pytest.raises(ConfigError, match=r"trial\(s\) garage/1 not in"):
         runner.export_run(run, ["garage/1"])
+
+
+def test_the_signature_is_the_one_botocore_computes(monkeypatch):
+    """The replay's own SigV4 (no boto3 on the hot path) signs as AWS's SDK does, query and all."""
+    when = dt.datetime(2026, 12, 2, 7, 0, 0, tzinfo=dt.timezone.utc)
+    path, params = "/bucket/files/index_files/1/2/HNSW_0.bin", {"partNumber": "3", "uploadId": "a/b+c="}
+    mine = client.sign("PUT", "127.0.0.1:9000", path, params, client.Credentials("AKID", "SECRET"), when)
+    request = AWSRequest("PUT", f"http://127.0.0.1:9000{path}?{client.canonical_query(params)}")
+    request.context["client_config"] = Config(s3={"payload_signing_enabled": False})
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when.replace(tzinfo=None))
+    botocore.auth.S3SigV4Auth(Credentials("AKID", "SECRET"), "s3", "us-east-1").add_auth(request)
+    assert mine["authorization"] == request.headers["Authorization"]
