@@ -378,3 +378,40 @@ def test_the_signature_is_the_one_botocore_computes(monkeypatch):
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when.replace(tzinfo=None))
     botocore.auth.S3SigV4Auth(Credentials("AKID", "SECRET"), "s3", "us-east-1").add_auth(request)
     assert mine["authorization"] == request.headers["Authorization"]
+
+
+class FakeConnection:
+    """Answers like a store would, and remembers what it was asked."""
+
+    def __init__(self):
+        self.asked = []
+
+    def request(self, method, path, params=None, headers=None, body=b"", keep_body=False):
+        self.asked.append((method, path, dict(params or {}), dict(headers or {}), bytes(body)))
+        if "uploads" in (params or {}):
+            return client.Response(200, 90, 0.0, {}, b"<InitiateMultipartUploadResult><UploadId>U-1</UploadId>"
+                                                     b"</InitiateMultipartUploadResult>")
+        etag = {"partNumber": f'"etag-{(params or {}).get("partNumber")}"'} if "partNumber" in (params or {}) else {}
+        return client.Response(200, 0, 0.0, {"etag": etag.get("partNumber", "")})
+
+
+def test_a_multipart_upload_is_replayed_with_the_replays_own_upload_and_etags():
+    issuer = engine.Issuer("bucket", np.random.default_rng(0).bytes(2000 + engine.POOL_SLACK))
+    conn = FakeConnection()
+    steps = [engine.Step(0, 0, 0, 0, 0.0, 0.1, "multipart create", "POST", "k", "uploads", "", 0, 90, 200.0, 0, 0),
+             engine.Step(1, 1, 1, 0, 0.2, 0.1, "multipart part", "PUT", "k", "partNumber=2&uploadId", "", 1000, 0,
+                         200.0, 0, 2),
+             engine.Step(2, 1, 2, 0, 0.2, 0.1, "multipart part", "PUT", "k", "partNumber=1&uploadId", "", 2000, 0,
+                         200.0, 0, 1),
+             engine.Step(3, 3, 0, 1, 0.4, 0.1, "multipart complete", "POST", "k", "uploadId", "", 200, 0, 200.0, 0, 0)]
+    sent = [issuer.issue(conn, step, n)[1] for n, step in enumerate(steps)]
+    (_, _, create, _, _), (_, _, part2, _, body2), (_, _, part1, _, body1), (_, path, done, _, xml) = conn.asked
+    assert create == {"uploads": ""} and path == "/bucket/k"
+    assert part2 == {"uploadId": "U-1", "partNumber": "2"} and part1 == {"uploadId": "U-1", "partNumber": "1"}
+    assert (len(body2), len(body1), body1[:1000] != body2) == (1000, 2000, True)   # of their sizes, not alike
+    assert done == {"uploadId": "U-1"} and xml == (b'<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>'
+                                                   b'<ETag>"etag-1"</ETag></Part><Part><PartNumber>2</PartNumber>'
+                                                   b'<ETag>"etag-2"</ETag></Part></CompleteMultipartUpload>')
+    assert sent[:3] == [0, 1000, 2000]
+    with pytest.raises(LookupError, match="its upload was not created in this replay"):
+        engine.Issuer("bucket", bytes(1000)).issue(conn, steps[1], 0)
