@@ -254,6 +254,8 @@ def test_fidelity_is_exact_on_counts_and_bytes_and_states_the_busy_ratio():
     assert table["exact"].all() and table["busy_within_tolerance"].all()
     assert table.loc["load_first", "busy_ratio"] == pytest.approx(1.0)
     assert (table.loc["load_first", "busy_ratio_min"], table.loc["load_first", "busy_ratio_max"]) == pytest.approx((0.9, 1.1))
+    slow = [{**r, "value": r["value"] * 5} if r["metric"].startswith("wire_store_busy_s") else r for r in rows]
+    assert not fidelity.fidelity(trace, pd.DataFrame(slow))["busy_within_tolerance"].any()   # 5x is beyond the factor 4
     rows[0]["value"] += 1   # one trial replayed one request too many
     assert not fidelity.fidelity(trace, pd.DataFrame(rows)).set_index("phase").loc["flush", "exact"]
 
