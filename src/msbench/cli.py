@@ -98,7 +98,7 @@ def cmd_replay(args) -> int:
     replay = runner.prepare(args.traces, backends=args.backends, trials=args.trials, pacing=args.pacing,
                             phases=args.phases, controls=args.controls, run_id=args.run_id, results_root=args.results,
                             seed=args.seed, config=args.config, objects=args.objects, from_backend=args.from_backend,
-                            capture=not args.no_capture, dry_run=args.dry_run)
+                            capture=not args.no_capture, repeat=args.repeat, dry_run=args.dry_run)
     if args.dry_run:
         print(replay)
         return 0
@@ -336,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--pacing", default="fast", help="fast (closed loop, recorded order kept; default) or recorded "
                                                       "(open loop at the recorded offsets, late starts counted)")
     rep.add_argument("--phases", help="comma-separated phases to replay (default: every phase of the trace)")
+    rep.add_argument("--repeat", type=int, default=1,
+                     help="replay each phase this many times in a row per trial, its times the median (default 1; "
+                          "a phase that deletes is replayed once)")
     rep.add_argument("--from-backend", help="study run folders: whose trials' traces (default: the run's baseline)")
     rep.add_argument("--objects", help="CSV or Parquet of key,size: object sizes the trace cannot know")
     rep.add_argument("--run-id", help="name of the run (default: timestamp-replay); reuse to resume")

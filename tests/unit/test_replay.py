@@ -417,3 +417,10 @@ def test_a_multipart_upload_is_replayed_with_the_replays_own_upload_and_etags():
     assert sent[:3] == [0, 1000, 2000]
     with pytest.raises(LookupError, match="its upload was not created in this replay"):
         engine.Issuer("bucket", bytes(1000)).issue(conn, steps[1], 0)
+
+
+def test_repeated_replays_of_a_phase_give_median_times_summed_errors_and_the_first_counts():
+    reps = [[("replay_s [p]", t, "s"), ("requests [p]", 40.0, "count"), ("errors [p]", e, "count"),
+             ("latency_p50_ms [p, GET]", 10 * t, "ms")] for t, e in ((1.0, 0.0), (9.0, 1.0), (2.0, 0.0))]
+    assert engine.combine(reps) == [("replay_s [p]", 2.0, "s"), ("requests [p]", 40.0, "count"),
+                                    ("errors [p]", 1.0, "count"), ("latency_p50_ms [p, GET]", 20.0, "ms")]

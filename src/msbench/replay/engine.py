@@ -44,8 +44,9 @@ POOL_SLACK = 1 << 20       # PUT bodies start at different offsets of one random
 LIST_DEFAULTS = {"list-type": "2", "encoding-type": "url", "fetch-owner": "true"}   # for traces without query values
 LIST_TOKENS = ("continuation-token", "start-after")   # the store's own, or a key: a listing restarts from the top
 PERCENTILES = (50, 90, 99)
-REQUEST_COLUMNS = ["phase", "conn", "conn_seq", "operation", "recorded_start_s", "recorded_duration_s", "recorded_status",
-                   "scheduled_s", "start_s", "first_byte_s", "end_s", "late_s", "status", "request_bytes",
+TIMED = ("replay_s", "busy_s", "late_s_max", "latency_")   # a phase's figures that vary from one replay to the next
+REQUEST_COLUMNS = ["phase", "repetition", "conn", "conn_seq", "operation", "recorded_start_s", "recorded_duration_s",
+                   "recorded_status", "scheduled_s", "start_s", "first_byte_s", "end_s", "late_s", "status", "request_bytes",
                    "response_bytes", "object_bytes_read", "object_bytes_written", "error"]
 
 
@@ -354,13 +355,13 @@ def _class(status: float) -> float:
     return math.nan if math.isnan(status) else status // 100
 
 
-def request_rows(replayed: PhaseReplay) -> pd.DataFrame:
-    """Per request: what was recorded, what the replay saw (no key)."""
+def request_rows(replayed: PhaseReplay, repetition: int = 1) -> pd.DataFrame:
+    """Per request: what was recorded, what the replay saw (no key); ``repetition``: which replay of the phase."""
     rows = []
     for o in replayed.outcomes:
         s = o.step
         ok = not math.isnan(o.status) and 200 <= o.status < 300
-        rows.append({"phase": replayed.phase, "conn": s.conn, "conn_seq": s.seq, "operation": s.operation,
+        rows.append({"phase": replayed.phase, "repetition": repetition, "conn": s.conn, "conn_seq": s.seq, "operation": s.operation,
                      "recorded_start_s": s.offset_s, "recorded_duration_s": s.duration_s, "recorded_status": s.status,
                      "scheduled_s": o.scheduled_s, "start_s": o.start_s, "first_byte_s": o.first_byte_s,
                      "end_s": o.end_s, "late_s": o.late_s, "status": o.status, "request_bytes": o.request_bytes,
@@ -393,3 +394,25 @@ def phase_rows(phase: str, requests: pd.DataFrame, replay_s: float, pacing: str)
         latency = (group["end_s"] - group["start_s"]).to_numpy() * 1000.0
         rows += [(f"latency_p{q}_ms [{phase}, {op}]", float(np.percentile(latency, q)), "ms") for q in PERCENTILES]
     return rows
+
+
+
+def combine(repetitions: list[list[tuple[str, float, str]]]) -> list[tuple[str, float, str]]:
+    """One phase's rows from its replays in a trial: times (TIMED) the median over the replays,
+    errors summed over them, counts and bytes the first replay's (the bucket as recorded)."""
+    values: dict[str, list[float]] = defaultdict(list)
+    units = {}
+    for rows in repetitions:
+        for metric, value, unit in rows:
+            values[metric].append(value)
+            units[metric] = unit
+    out = []
+    for metric, got in values.items():
+        if metric.startswith(TIMED):
+            value = float(np.median(got))
+        elif metric.startswith("errors"):
+            value = float(sum(got))
+        else:
+            value = got[0]
+        out.append((metric, value, units[metric]))
+    return out

@@ -53,6 +53,7 @@ from msbench.run.study import baseline_of, control_definitions
 DEFAULT_RESULTS = Path("data") / "runs"
 BUCKET = "msbench-replay"
 REQUESTS_TABLE = "replay_requests.parquet"
+ONCE = ("DELETE", "DELETE multi")   # a phase that deletes is replayed once: a repetition would miss what it deleted
 SETTLE_KEY = "msbench-replay-settle"
 STORE_TIMEOUT_S = 240.0
 DEFAULT_SEED = 0
@@ -84,6 +85,7 @@ class Replay:
     objects: pd.DataFrame | None
     manifest: dict[str, Any]
     capture: bool = True
+    repeat: int = 1
 
     def pending(self) -> list[schedule.PlannedTrial]:
         return [t for t in self.order if self.run.trial_status(t.backend, t.trial) != "ok"]
@@ -205,17 +207,23 @@ def _parse_list(value) -> list[str]:
 def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: str = "fast", phases=None,
             controls: bool = False, run_id: str | None = None, results_root: str | Path = DEFAULT_RESULTS,
             seed: int | None = None, config: str | Path | None = None, objects: str | Path | None = None,
-            from_backend: str | None = None, capture: bool = True, dry_run: bool = False) -> Replay | str:
+            from_backend: str | None = None, capture: bool = True, repeat: int = 1,
+            dry_run: bool = False) -> Replay | str:
     """Check everything (traces, phases, pacing, backends and their availability, controls) before
     anything is provisioned, then write the manifest and plan the order; ``dry_run`` returns the
     plan as text and writes nothing. Rerunning with the same run_id and inputs resumes the run.
-    ``capture``: tcpdump the replay too (root), so its busy time is also measured on the wire."""
+    ``capture``: tcpdump the replay too (root), so its busy time is also measured on the wire.
+    ``repeat``: each phase replayed that many times in a row on the trial's store, its times the
+    median of them (engine.combine), a phase that deletes once: a trial's figure then has less of
+    the machine's noise; the first replay is the one of the bucket as recorded (counts, capture)."""
     if pacing not in engine.PACINGS:
         raise ConfigError(f"--pacing {pacing!r} not valid; valid: {', '.join(engine.PACINGS)}")
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+        raise ConfigError(f"repeat (replays of each phase per trial) must be a positive integer, got {repeat!r}")
     declared = tr.read_objects(objects) if objects else None
     chosen_phases = _parse_list(phases)
     inputs = []
@@ -266,7 +274,7 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
         kept.append(TraceInput(name, copy, sha256_file(copy), cut, full))
     manifest = {
         "kind": "replay", "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "traces": [t.facts() for t in kept], "phases": chosen_phases or None, "pacing": pacing,
+        "traces": [t.facts() for t in kept], "phases": chosen_phases or None, "pacing": pacing, "repeat": repeat,
         "late_tolerance_s": engine.LATE_TOLERANCE_S, "objects": str(objects) if objects else None,
         "backends": [b.name for b in chosen], "stores": {b.name: b.kind for b in chosen}, "baseline": baseline,
         "handicaps": {b.name: b.handicap for b in chosen if b.handicap}, "controls": control_defs,
@@ -277,14 +285,14 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     }
     previous = run.read_manifest()
     if previous:
-        inputs_of = lambda m: ([t["sha256"] for t in m["traces"]], m["phases"], m["pacing"], m["backends"], m["trials"],
-                               m["order_seed"])
+        inputs_of = lambda m: ([t["sha256"] for t in m["traces"]], m["phases"], m["pacing"], m.get("repeat", 1),
+                               m["backends"], m["trials"], m["order_seed"])
         if inputs_of(previous) != inputs_of(manifest):
-            raise ConfigError(f"run {run_id} exists with other traces, phases, pacing, backends, trials or seed; use a "
-                              f"new run_id, or the same inputs to resume it")
+            raise ConfigError(f"run {run_id} exists with other traces, phases, pacing, repeat, backends, trials or seed; "
+                              f"use a new run_id, or the same inputs to resume it")
         manifest = previous
     run.write_manifest(manifest)
-    return Replay(run, kept, chosen, user, order, pacing, declared, manifest, capture)
+    return Replay(run, kept, chosen, user, order, pacing, declared, manifest, capture, repeat)
 
 
 def plan_text(run_id: str, pacing: str, inputs, backends: list[BackendDef], order) -> str:
@@ -464,17 +472,21 @@ def _replay_phases(replay: Replay, chosen: tr.Trace, store, meta: dict, planned,
         meta["failed_phase"] = phase
         progress.write_phase(replay.run.path, planned.backend, planned.trial, phase)
         mine = frame[frame["phase"] == phase]
-        opened = time.time()
-        try:
-            replayed = engine.replay_phase(phase, mine, uploads, lambda: S3Connection(store.host, store.port, creds,
-                                                                                       pacer.clock), issuer, pacer)
-        finally:
-            windows.append((phase, opened, time.time()))
-        requests = engine.request_rows(replayed)
-        frames.append(requests)
-        reconnects += replayed.reconnects
-        rows += [(phase, metric, value, unit) for metric, value, unit in
-                 engine.phase_rows(phase, requests, replayed.replay_s, replay.pacing)]
+        times = 1 if mine["operation"].isin(ONCE).any() else replay.repeat
+        repetitions = []
+        for repetition in range(1, times + 1):
+            opened = time.time()
+            try:
+                replayed = engine.replay_phase(phase, mine, uploads, lambda: S3Connection(
+                    store.host, store.port, creds, pacer.clock), issuer, pacer)
+            finally:
+                if repetition == 1:   # the capture's phase: the replay of the bucket as recorded
+                    windows.append((phase, opened, time.time()))
+            requests = engine.request_rows(replayed, repetition)
+            frames.append(requests)
+            reconnects += replayed.reconnects
+            repetitions.append(engine.phase_rows(phase, requests, replayed.replay_s, replay.pacing))
+        rows += [(phase, metric, value, unit) for metric, value, unit in engine.combine(repetitions)]
     meta["reconnects"] = reconnects
     return rows
 
