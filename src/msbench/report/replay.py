@@ -60,7 +60,13 @@ def phase_time_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
     return noted(table.reset_index(drop=True),
                  f"Per phase, the {WHAT[metric]}, per store alone (no Milvus), completed trials only. 95% CI of "
                  f"the mean: Student t over trials (a trial is one fresh store replaying the trace). Pacing: "
-                 f"{run.manifest['pacing']}.")
+                 f"{run.manifest['pacing']}; {_repeats(run)}.")
+
+
+def _repeats(run: ReplayRun) -> str:
+    repeat = run.manifest.get("repeat", 1)
+    return ("each phase replayed once per trial" if repeat == 1 else
+            f"each phase replayed {repeat} times in a row per trial, its figure the median (a phase that deletes once)")
 
 
 def compare(run: ReplayRun, metric: str = "replay_s", baseline: str | None = None) -> pd.DataFrame:
