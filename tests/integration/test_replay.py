@@ -30,13 +30,13 @@ def stores():
     return ",".join(STORES)
 
 
-def test_the_shipped_trace_replays_on_two_stores_with_its_counts_and_bytes(scratch, stores):
+def test_the_shipped_trace_replays_on_two_stores_with_its_counts_and_bytes(store_scratch, stores):
     recorded = tr.describe(tr.read(TRACE)).set_index("phase")
-    replay = runner.prepare([TRACE], backends=stores, trials=1, run_id="replay-it", results_root=scratch / "runs")
+    replay = runner.prepare([TRACE], backends=stores, trials=1, run_id="replay-it", results_root=store_scratch / "runs")
     outcomes = runner.run_all(replay, show=False)
     assert [o["status"] for o in outcomes] == ["ok", "ok"], [o["error"] for o in outcomes]
 
-    run = record.load(scratch / "runs" / "replay-it")
+    run = record.load(store_scratch / "runs" / "replay-it")
     for backend in STORES:
         mine = run.results[run.results["backend"] == backend]
         got = mine.pivot_table(index="phase", columns="name", values="value", aggfunc="first")
@@ -61,11 +61,11 @@ def test_the_shipped_trace_replays_on_two_stores_with_its_counts_and_bytes(scrat
         assert not [k for k in keys if k.encode() in text], f"{path.name} names keys of the trace"
 
 
-def test_recorded_pacing_keeps_the_offsets_and_counts_late_starts(scratch, stores):
+def test_recorded_pacing_keeps_the_offsets_and_counts_late_starts(store_scratch, stores):
     replay = runner.prepare([TRACE], backends="minio", trials=1, pacing="recorded", phases="load_first",
-                            run_id="replay-open", results_root=scratch / "runs", capture=False)
+                            run_id="replay-open", results_root=store_scratch / "runs", capture=False)
     assert [o["status"] for o in runner.run_all(replay, show=False)] == ["ok"]
-    run = record.load(scratch / "runs" / "replay-open")
+    run = record.load(store_scratch / "runs" / "replay-open")
     requests = run.requests
     assert (requests["start_s"] >= requests["scheduled_s"] - 1e-3).all()   # never before its recorded offset
     late = run.results[run.results["name"] == "late_starts"]["value"].iloc[0]
