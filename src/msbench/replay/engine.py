@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import math
 import threading
 import time
@@ -295,7 +294,7 @@ def run_connection(steps: list[Step], conn: S3Connection, issuer: Issuer, pacer:
                 ended = clock()
                 out.append(Outcome(step, scheduled, late, began - t0, response.first_byte - t0, ended - t0,
                                    float(response.status), sent, response.body_bytes))
-            except (OSError, http.client.HTTPException, LookupError, ValueError, ET.ParseError) as err:
+            except Exception as err:   # transport, protocol, or an answer we cannot use: the request's error
                 conn.close()   # a half-read response leaves the connection unusable; the next request reopens it
                 ended = clock()
                 out.append(Outcome(step, scheduled, late, began - t0, math.nan, ended - t0, math.nan, 0, 0,
@@ -332,10 +331,14 @@ def replay_phase(phase: str, requests: pd.DataFrame, uploads: dict[int, tuple[in
             return next(counter)
 
     results: dict[int, list[Outcome]] = {}
+    failures: list[BaseException] = []
     t0 = pacer.clock()
 
     def work(c: int) -> None:
-        results[c] = run_connection(plan[c], conns[c], issuer, pacer, frontier, t0, numbers)
+        try:
+            results[c] = run_connection(plan[c], conns[c], issuer, pacer, frontier, t0, numbers)
+        except BaseException as err:   # not a request's failure (those are recorded): the phase's
+            failures.append(err)
 
     threads = [threading.Thread(target=work, args=(c,), name=f"replay-conn-{c}") for c in plan]
     for thread in threads:
@@ -344,7 +347,9 @@ def replay_phase(phase: str, requests: pd.DataFrame, uploads: dict[int, tuple[in
         thread.join()
     for conn in conns.values():
         conn.close()
-    outcomes = [o for c in plan for o in results.get(c, [])]
+    if failures:
+        raise failures[0]
+    outcomes = [o for c in plan for o in results[c]]
     ends = [o.end_s for o in outcomes if not math.isnan(o.end_s)]
     return PhaseReplay(phase, outcomes, max(ends) if ends else 0.0, sum(c.reconnects for c in conns.values()))
 
