@@ -1,5 +1,5 @@
-"""Command line: ``msbench backends | run | replay | trace | doctor | overhead | cleanup | images build-local |
-stores install``."""
+"""Command line: ``msbench backends | run | compare | replay | trace | doctor | overhead | cleanup |
+images build-local | stores install``."""
 from __future__ import annotations
 
 import argparse
@@ -10,9 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from msbench import backends as backend_registry
-from msbench.config import DEFAULT_MAX_TRIALS, PROFILES, ConfigError, load_user_config
+from msbench.backends import builds
+from msbench.config import DEFAULT_MAX_TRIALS, DEFAULT_PROFILE, PROFILES, ConfigError, load_user_config
 from msbench.providers.catalog import PROVIDERS, provider_unavailable_reason, unavailable_reason
+from msbench.results import load_run
 
 WORKS = ("capture", "watchdog", "search", "insert")   # msbench overhead: what to measure (overhead.measure)
 
@@ -81,10 +85,10 @@ def cmd_run(args) -> int:
     done = len(s.order) - len(s.pending())
     print(f"run {s.run.run_id}: {len(s.order)} trials planned, {done} already complete -> {s.run.path}")
     outcomes = study.run_all(s, progress=not args.no_progress)
-    failed = [o for o in outcomes if o["status"] != "ok"]
+    failed = [o for o in outcomes if o.status != "ok"]
     for o in failed:
-        print(f"FAILED {o['backend']} trial {o['trial']} in {o['failed_phase']}: {o['error']}", file=sys.stderr)
-    if s.manifest.get("until_precise"):
+        print(f"FAILED {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
+    if s.manifest.until_precise:
         print(stopping.describe(s.manifest))
     print(f"results: {s.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
     return 1 if failed else 0
@@ -145,8 +149,6 @@ def cmd_trace_from_pcap(args) -> int:
 
 def _read_windows(path: Path):
     """Phase windows (CSV: phase, start, end in epoch seconds) for a capture made elsewhere."""
-    import pandas as pd
-
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as err:
@@ -241,31 +243,66 @@ def cmd_images_build_local(args) -> int:
 
 
 def cmd_stores_install(args) -> int:
-    """Build the pinned store servers that come as source (MinIO with go, Garage with cargo) and
-    the warp client."""
-    from msbench.backends import builds
-
+    """Build the pinned store servers that come as source (MinIO with go, Garage and RustFS with cargo)
+    and the warp client; with --max-minutes, not those whose cold build takes longer (the tests' set-up)."""
     user = load_user_config(args.config)
     registry = backend_registry.load_backends(user)
     buildable = {name: (b.binary, b.install) for name, b in registry.items() if b.install and not b.alias_of}
-    buildable.update({name: (name, spec) for name, spec in builds.CLIENTS.items()})
+    buildable.update({name: (name, build) for name, build in builds.CLIENTS.items()})
     names = args.names or sorted(buildable)
     unknown = [n for n in names if n not in buildable]
     if unknown:
         raise ConfigError(f"nothing to build for {', '.join(unknown)}; buildable: {', '.join(sorted(buildable))}")
     failed = 0
     for name in names:
-        binary, spec = buildable[name]
-        reason = builds.missing_tool(spec)
+        binary, build = buildable[name]
+        reason = builds.missing_tool(build)
         if reason and args.if_toolchain:
             print(f"skipped  {name}: {reason}")
             continue
+        if args.max_minutes is not None and build.minutes > args.max_minutes and not builds.installed(binary, build):
+            print(f"skipped  {name}: its build takes about {build.minutes:g} min on 2 cores, over --max-minutes "
+                  f"{args.max_minutes:g} (`msbench stores install {name}` builds it)")
+            continue
         try:
-            builds.install(binary, spec, force=args.force)
+            builds.install(binary, build, force=args.force)
         except RuntimeError as err:
             print(f"FAILED   {name}: {err}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+def _run_folder(given: str, results: str) -> Path:
+    """A run folder, given as its path or as its id under --results."""
+    path = Path(given) if Path(given).is_dir() else Path(results) / given
+    if not (path / "manifest.json").is_file():
+        raise ConfigError(f"no run {given!r}: neither a run folder nor a run id under {results} "
+                          f"(a run folder holds manifest.json)")
+    return path
+
+
+def _pairs(texts: list[str]) -> dict[str, str]:
+    out = {}
+    for text in texts:
+        a, sep, b = text.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise ConfigError(f"--match takes A_STORE=B_STORE, got {text!r}")
+        out[a.strip()] = b.strip()
+    return out
+
+
+def cmd_compare(args) -> int:
+    """Two runs' shared stores and metrics side by side: means, ratio B / A, verdict."""
+    from msbench.report.compare import compare_runs
+
+    table = compare_runs(load_run(_run_folder(args.run_a, args.results)), load_run(_run_folder(args.run_b, args.results)),
+                         metrics=args.metric or None, match=_pairs(args.match))
+    if args.out:
+        table.to_csv(args.out, index=False)
+    with pd.option_context("display.max_colwidth", 60, "display.width", 250):
+        print(table.to_string(index=False))
+    print(table.attrs["note"])
+    return 0
 
 
 def cmd_overhead(args) -> int:
@@ -305,14 +342,17 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run trials; rerun with the same --run-id to complete a run")
     run.add_argument("--backends", help="comma-separated names (default: every backend available here)")
     run.add_argument("--trials", type=int, default=3, help="trials per backend (default 3)")
-    run.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    run.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
+                     help=f"workload size (default {DEFAULT_PROFILE}: the default study, as scripts/run-all runs it)")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     run.add_argument("--provider", default="native", choices=PROVIDERS)
     run.add_argument("--run-id", help="name of the run (default: timestamp-profile); reuse to resume")
     run.add_argument("--results", default="data/runs", help="results root (default data/runs)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
-    run.add_argument("--controls", action="store_true",
-                     help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control)")
+    run.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
+                     help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control); "
+                          "by default on wherever msbench runs the stores (as in scripts/run-all), off on existing "
+                          "deployments")
     run.add_argument("--until-precise", type=_fraction, metavar="TARGET",
                      help="after the --trials rounds, add one round at a time until every headline metric's 95%% "
                           "interval is within TARGET of its mean (0.05 or 5%%) for every backend")
@@ -379,6 +419,16 @@ def main(argv: list[str] | None = None) -> int:
     ovh.add_argument("--works", default=",".join(WORKS),
                      help=f"comma-separated, from {', '.join(WORKS)} (default: all)")
     ovh.set_defaults(func=cmd_overhead)
+    cmp = sub.add_parser("compare", help="two runs side by side: the stores and metrics both have, ratios B / A, "
+                                         "verdicts (a store before and after an upgrade, a cluster against a reference)")
+    cmp.add_argument("run_a", metavar="RUN_A", help="a run folder, or a run id under --results")
+    cmp.add_argument("run_b", metavar="RUN_B", help="a run folder, or a run id under --results")
+    cmp.add_argument("--metric", action="append", default=[], help="only this headline metric (repeatable)")
+    cmp.add_argument("--match", action="append", default=[], metavar="A_STORE=B_STORE",
+                     help="compare these two stores although their names differ (repeatable)")
+    cmp.add_argument("--results", default="data/runs", help="where run ids are looked up (default data/runs)")
+    cmp.add_argument("--out", help="also write the table as CSV")
+    cmp.set_defaults(func=cmd_compare)
     clean = sub.add_parser("cleanup", help="stop and remove what crashed runs left: servers, scratch folders, mounts, "
                                            "cgroups, Milvus's PID file, Docker containers (ours only)")
     clean.add_argument("--run", help="Docker: only this run id (default: everything with msbench's labels)")
@@ -397,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("names", nargs="*", help="backends or clients (warp) to build (default: every one with an install pin)")
     inst.add_argument("--force", action="store_true", help="rebuild even when the pinned build exists")
     inst.add_argument("--if-toolchain", action="store_true",
-                      help="skip, instead of failing, a backend whose toolchain (go, cargo) is missing")
+                      help="skip, instead of failing, a backend whose toolchain (go, cargo, protoc) is missing")
+    inst.add_argument("--max-minutes", type=float, metavar="M",
+                      help="skip builds that take longer than M minutes on 2 cores, unless already built")
     inst.set_defaults(func=cmd_stores_install)
     args = parser.parse_args(argv)
     try:

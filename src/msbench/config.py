@@ -55,11 +55,18 @@ class Params:
     warp_seconds: float = 5.0           # the store on its own: warp PUT and GET for this long each; 0 = off
     unresponsive_s: float = 60.0        # a server not answering its health check this long fails the phase
     store_disk_mib: int = 0             # >0: the store's data on a filesystem of this size of our own (tmpfs)
+    control_cpu: float = 0.05           # the handicapped control's store may use this share of one CPU
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["concurrency"] = list(self.concurrency)
         return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Params:
+        """As recorded (a manifest): taken as they were, not checked again (a dataset file may be gone)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if k == "concurrency" else v for k, v in raw.items() if k in known})
 
     def index_params(self) -> dict[str, Any]:
         if self.index_type == "HNSW":
@@ -90,6 +97,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   concurrency=(1, 8, 16), throughput_seconds=30.0),
 }
 
+DEFAULT_PROFILE = "standard"   # the default study: `msbench run` and run_all.ipynb alike
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Params)}
 _KINDS = {name: type(getattr(Params(), name)) for name in _FIELDS}   # int, float, bool, str or tuple (of int)
 _WORDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
@@ -101,7 +110,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "seed": (0, 2**63 - 1), "hnsw_m": (2, 2048), "hnsw_ef_construction": (1, None), "ivf_nlist": (1, 65_536),
     "search_ef": (1, None), "ivf_nprobe": (1, 65_536), "top_k": (1, 16_384), "warmup_queries": (0, None),
     "milvus_session_ttl_s": (1, 3600), "throughput_seconds": (0.1, 3600), "warp_seconds": (0, 600),
-    "unresponsive_s": (5, 3600), "store_disk_mib": (0, None),
+    "unresponsive_s": (5, 3600), "store_disk_mib": (0, None), "control_cpu": (0.01, 1.0),
 }
 
 

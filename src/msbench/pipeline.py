@@ -1,5 +1,5 @@
 """What the notebooks call: run_all plans, runs one benchmark notebook per trial (a progress bar
-over the trials, see progress.py; rounds added until precise, see precision.py), then the
+over the trials, see run.progress; rounds added until precise, see run.stopping), then the
 analysis notebook, and publishes it as a self-contained HTML report. The analysis notebook
 without a run_id analyses the newest complete run (``choose_run``).
 
@@ -9,7 +9,6 @@ write to the same places.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -23,8 +22,9 @@ import yaml
 
 import msbench
 from msbench import execute
+from msbench.config import DEFAULT_PROFILE, ConfigError
+from msbench.results import Manifest, RunDir, TrialRecord
 from msbench.run import study as study_mod
-from msbench.config import ConfigError
 
 
 def project_root() -> Path:
@@ -64,9 +64,9 @@ def parse_overrides(overrides: Mapping[str, Any] | str | None) -> dict[str, Any]
     return dict(overrides)
 
 
-def prepare(backends=None, profile: str = "smoke", overrides: Mapping[str, Any] | str | None = None, trials: int = 3,
-            provider: str = "auto", seed: int | None = None, run_id: str | None = None,
-            results_root: str = "data/runs", config: str | None = None, controls: bool = False,
+def prepare(backends=None, profile: str = DEFAULT_PROFILE, overrides: Mapping[str, Any] | str | None = None,
+            trials: int = 3, provider: str = "auto", seed: int | None = None, run_id: str | None = None,
+            results_root: str = "data/runs", config: str | None = None, controls: bool | None = None,
             until_precise: float | None = None, max_trials: int | None = None,
             max_minutes: float | None = None) -> study_mod.Study:
     """The body of run_all.ipynb's first cell: every input checked (``overrides`` may be YAML or
@@ -77,11 +77,10 @@ def prepare(backends=None, profile: str = "smoke", overrides: Mapping[str, Any] 
                              until_precise=until_precise, max_trials=max_trials, max_minutes=max_minutes)
 
 
-def _complete(run: Path, manifest: dict[str, Any]) -> bool:
+def _complete(run: Path, manifest: Manifest) -> bool:
     """Every trial the run planned has its trial.json (whatever its status)."""
-    order = manifest.get("order") or []
-    return bool(order) and all((run / "trials" / t["backend"] / f"trial-{t['trial']:02d}" / "trial.json").exists()
-                               for t in order)
+    return bool(manifest.order) and all((run / "trials" / t.backend / f"trial-{t.trial:02d}" / "trial.json").exists()
+                                        for t in manifest.order)
 
 
 def choose_run(results_root: str | Path, run_id: str | None = None) -> str:
@@ -94,12 +93,12 @@ def choose_run(results_root: str | Path, run_id: str | None = None) -> str:
     found, complete = 0, []
     for path in root.glob("*/manifest.json"):
         try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError):
+            manifest = Manifest.from_json(path.read_text())
+        except (OSError, ValueError, TypeError):
             continue
         found += 1
         if _complete(path.parent, manifest):
-            complete.append((str(manifest.get("created", "")), path.stat().st_mtime, path.parent.name))
+            complete.append((manifest.created, path.stat().st_mtime, path.parent.name))
     if not complete:
         raise ConfigError(f"no complete run under {root} ({found} run folder(s), none with every planned trial "
                           f"done): run run_all.ipynb or `msbench run` first, or give run_id")
@@ -122,7 +121,7 @@ def run_benchmarks(study: study_mod.Study, kernel: str = "python3", progress: bo
     out_dir = study.run.path / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def run_one(planned) -> dict[str, Any]:
+    def run_one(planned) -> TrialRecord:
         output = out_dir / f"benchmark-{planned.backend}-trial-{planned.trial:02d}.ipynb"
         meta_path = study.run.trial_path(planned.backend, planned.trial) / "trial.json"
         before = meta_path.stat().st_mtime_ns if meta_path.exists() else None
@@ -132,18 +131,18 @@ def run_benchmarks(study: study_mod.Study, kernel: str = "python3", progress: bo
                 "trial": planned.trial, "config": str(study.user.path) if study.user.path else None})
         except Exception as err:  # the kernel died or the notebook failed outside run_trial
             if not meta_path.exists() or meta_path.stat().st_mtime_ns == before:
-                meta = {"run": study.run.run_id, "backend": planned.backend, "provider": study.provider,
-                        "trial": planned.trial, "seq": planned.seq, "status": "failed", "failed_phase": "notebook",
-                        "error": f"{type(err).__name__}: {str(err)[-2000:]}", "traceback": traceback.format_exc()}
-                study.run.write_trial(planned.backend, planned.trial, meta, pd.DataFrame(), None, None, [])
-        return json.loads(meta_path.read_text())
+                record = TrialRecord(study.run.run_id, planned.backend, study.backend(planned.backend).kind,
+                                     study.provider, planned.trial, planned.seq, failed_phase="notebook",
+                                     error=f"{type(err).__name__}: {str(err)[-2000:]}", traceback=traceback.format_exc())
+                study.run.write_trial(record, pd.DataFrame(), None, None, [])
+        return study.run.record(planned.backend, planned.trial)
 
     study_mod.execute(study, run_one, progress)
     return plan_table(study)
 
 
 def run_benchmark_trial(results_root: str, run_id: str, backend: str, trial: int,
-                        config: str | None = None) -> dict[str, Any]:
+                        config: str | None = None) -> TrialRecord:
     """The body of benchmark.ipynb: one trial of a prepared run."""
     study = study_mod.open_run(resolve(results_root), run_id, config)
     planned = next((t for t in study.order if t.backend == backend and t.trial == int(trial)), None)
@@ -152,11 +151,11 @@ def run_benchmark_trial(results_root: str, run_id: str, backend: str, trial: int
     return study.run_one(planned)
 
 
-def trial_summary(results_root: str, meta: dict[str, Any]) -> pd.DataFrame:
+def trial_summary(results_root: str, record: TrialRecord) -> pd.DataFrame:
     """What one benchmark notebook shows: its status and its figures (resource rows left out)."""
-    path = study_mod.RunDir(resolve(results_root), meta["run"]).trial_path(meta["backend"], meta["trial"])
-    header = {k: meta.get(k) for k in ("run", "backend", "provider", "trial", "seq", "status", "failed_phase",
-                                       "error", "duration_s")}
+    path = RunDir(resolve(results_root), record.run).trial_path(record.backend, record.trial)
+    header = {k: getattr(record, k) for k in ("run", "backend", "provider", "trial", "seq", "status", "failed_phase",
+                                              "error", "duration_s")}
     print("\n".join(f"{k}: {v}" for k, v in header.items() if v not in (None, "")))
     if (path / "results.csv").exists():
         frame = pd.read_csv(path / "results.csv")

@@ -30,7 +30,7 @@ THEIR_ROWS = 300
 
 def _bucket(stack) -> dict[str, tuple[int, str]]:
     pages = stack.s3().get_paginator("list_objects_v2").paginate(Bucket=stack.bucket)
-    return {o["Key"]: (o["Size"], o["ETag"]) for page in pages for o in page.get("Contents", [])}
+    return {o.Key: (o.Size, o.ETag) for page in pages for o in page.get("Contents", [])}
 
 
 class RestartDesk:
@@ -131,8 +131,8 @@ def _measure_the_stand_in(standin: NativeStack, desk: RestartDesk, scratch: Path
     assert "restart_milvus" in plan and "not controllable here" in plan
 
     s = study.prepare(run_id="deploy", **args)
-    outcomes = {o["backend"]: o for o in study.execute(s, s.run_one, show=False)}
-    assert {b: o["status"] for b, o in outcomes.items()} == {"standin-hooks": "ok", "standin-plain": "ok"}, outcomes
+    outcomes = {o.backend: o for o in study.execute(s, s.run_one, show=False)}
+    assert {b: o.status for b, o in outcomes.items()} == {"standin-hooks": "ok", "standin-plain": "ok"}, outcomes
     assert desk.restarts == 1
 
     run = s.run.path
@@ -174,8 +174,8 @@ def _measure_the_stand_in(standin: NativeStack, desk: RestartDesk, scratch: Path
     try:
         s2 = study.prepare(**{**args, "backends": "standin-plain"}, run_id="deploy2")
         [refused] = study.execute(s2, s2.run_one, show=False)
-        assert refused["status"] == "failed" and "Refused" in refused["error"], refused
-        assert "not made by msbench" in refused["error"]
+        assert refused.status == "failed" and "Refused" in refused.error, refused
+        assert "not made by msbench" in refused.error
         assert squatter in after_client.list_collections()
     finally:
         after_client.drop_collection(squatter)

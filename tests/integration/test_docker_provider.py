@@ -17,7 +17,7 @@ from msbench.backends import load_backends
 from msbench.providers.catalog import unavailable_reason
 from msbench.backends import builds
 from msbench.config import make_params
-from msbench.run.phases import PHASES, flush, insert
+from msbench.run.phases import PHASES, Phase, flush, insert
 from msbench.providers import docker as dk
 from msbench.providers.docker.local_images import build_local
 from msbench.providers.process import port_is_open
@@ -76,22 +76,22 @@ def test_every_phase_through_docker(scratch, docker_env, backend):
     seen = {}
 
     def spy_insert(state):  # records what the stack looked like from inside a phase
-        seen["digests"] = state.stack.image_digests()
+        seen["digests"] = state.stack.ran()["images"]
         seen["data_paths"] = state.stack.data_paths()
         seen["containers"] = dk.leftovers(docker_env, run=run.run_id)["containers"]
         return insert(state)
 
-    assert PHASES[0] is insert
-    phases = (spy_insert, *PHASES[1:])
+    assert PHASES[0].run is insert
+    phases = (Phase("insert", spy_insert), *PHASES[1:])
     meta = run_trial(run, load_backends()[backend], 1, 0, params, load_dataset(params), provider="docker",
                      phases=phases)
-    assert meta["status"] == "ok", meta.get("traceback") or meta
-    assert meta["provider"] == "docker"
+    assert meta.status == "ok", meta.traceback or meta
+    assert meta.provider == "docker"
     df = pd.read_parquet(run.path / "results.parquet")
     assert set(df.provider) == {"docker"}
     value = check_trial(df, backend)
     # cold load: the host page cache was dropped by the helper container
-    assert "helper container" in meta["cold_load"]["page_cache_note"]
+    assert "helper container" in meta.cold_load["page_cache_note"]
     # footprint from the store's named volume on the host, plus the bucket listing
     assert all("/volumes/msbench-" in str(p) and str(p).endswith("/_data") for p in seen["data_paths"])
     # the containers' processes are measured from the host
@@ -120,9 +120,9 @@ def test_failed_phase_tears_the_stack_down(scratch, docker_env):
         return insert(state)
 
     meta = run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), provider="docker",
-                     phases=(spy, _explode))
-    assert meta["status"] == "failed" and meta["failed_phase"] == "_explode"
-    assert "phase failed on purpose" in meta["error"]
+                     phases=(Phase("insert", spy), Phase("_explode", _explode)))
+    assert meta.status == "failed" and meta.failed_phase == "_explode"
+    assert "phase failed on purpose" in meta.error
     assert len(during["containers"]) == 3 and len(during["volumes"]) == 3   # they did exist
     assert dk.leftovers(docker_env, run=run.run_id) == {"containers": [], "networks": [], "volumes": []}
     assert not any(port_is_open(p) for p in during["ports"])
@@ -139,13 +139,12 @@ def test_a_killed_container_fails_its_phase_at_once(scratch, docker_env):
         state.stack.containers["store"].kill()
         return flush(state)
 
-    flush_without_store.__name__ = "flush"
     meta = run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), provider="docker",
-                     phases=(insert, flush_without_store))
-    assert meta["status"] == "failed" and meta["failed_phase"] == "flush", meta
-    assert "store container" in meta["error"] and "was killed by SIGKILL" in meta["error"], meta["error"]
-    assert "exit code 137" in meta["error"] and "during phase flush" in meta["error"], meta["error"]
-    assert meta["duration_s"] < 300, meta
+                     phases=(Phase("insert", insert), Phase("flush", flush_without_store)))
+    assert meta.status == "failed" and meta.failed_phase == "flush", meta
+    assert "store container" in meta.error and "was killed by SIGKILL" in meta.error, meta.error
+    assert "exit code 137" in meta.error and "during phase flush" in meta.error, meta.error
+    assert meta.duration_s < 300, meta
     assert dk.leftovers(docker_env, run=run.run_id) == {"containers": [], "networks": [], "volumes": []}
 
 
@@ -158,7 +157,7 @@ def test_interrupt_tears_the_stack_down(scratch, docker_env):
 
     with pytest.raises(KeyboardInterrupt):
         run_trial(run, load_backends()["seaweedfs"], 1, 0, params, load_dataset(params), provider="docker",
-                  phases=(interrupt,))
+                  phases=(Phase("interrupt", interrupt),))
     assert run.trial_status("seaweedfs", 1) is None
     assert dk.leftovers(docker_env, run=run.run_id) == {"containers": [], "networks": [], "volumes": []}
 

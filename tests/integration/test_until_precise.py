@@ -16,6 +16,7 @@ from msbench import execute, pipeline
 from msbench.run import stopping
 from msbench.backends import load_backends
 from msbench.providers.catalog import unavailable_reason
+from msbench.results import Manifest, RunDir
 from msbench.run.phases import PHASES
 
 # 2 to 3 smoke trials of about a minute each, then the analysis notebook.
@@ -33,12 +34,13 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
         pytest.skip(f"prerequisite missing for minio: {reason}")
     results = scratch / "runs"
     args = ["run", "--backends", "minio", "--trials", "2", "--until-precise", f"{TARGET:.0%}", "--max-trials",
-            str(MAX_TRIALS), "--profile", "smoke", "--set", "warp_seconds=0", "--run-id", "precise",
+            str(MAX_TRIALS), "--profile", "smoke", "--no-controls", "--set", "warp_seconds=0", "--run-id", "precise",
             "--results", str(results)]
     done = _msbench(*args)
     assert done.returncode == 0, done.stdout + done.stderr
     run = results / "precise"
     manifest = json.loads((run / "manifest.json").read_text())
+    typed = Manifest.from_json((run / "manifest.json").read_text())
     trials = pd.read_csv(run / "trials.csv")
     stop = manifest["stopping"]
     rounds = len(trials)
@@ -48,7 +50,8 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
     assert stop["rounds"] == rounds == max(t["round"] for t in manifest["order"])
     assert [c["rounds"] for c in stop["checks"]] == list(range(2, rounds + 1))
     # The recorded reason is the one the run's own figures give.
-    table = stopping.widths(pd.read_parquet(run / "results.parquet"), trials, manifest)
+    rundir = RunDir(results, "precise")
+    table = stopping.widths(rundir.rows(), rundir.records(), typed)
     assert len(table) >= 15 and (table.n == rounds).all()
     precise = bool((table.relative <= TARGET).all())
     assert stop["reason"] == ("precise" if precise else "max_trials"), table.to_string()
@@ -58,8 +61,8 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
     for n in range(1, rounds + 1):
         assert re.search(rf"^minio trial {n} \(round {n}, #{n}\): ok in \d", done.stdout, re.M), done.stdout
     assert re.search(r"^round 2: \d+ of \d+ intervals wider than ±50%", done.stdout, re.M), done.stdout
-    assert stopping.describe(manifest) in done.stdout
-    names = "|".join(["provision", "teardown", *(p.__name__ for p in PHASES)])
+    assert stopping.describe(typed) in done.stdout
+    names = "|".join(["provision", "teardown", *(p.name for p in PHASES)])
     assert re.search(rf"minio #\d \(round \d\): ({names}) \d", done.stderr), done.stderr[-3000:]
     assert "trials |" in done.stderr and "elapsed" in done.stderr
     # Resuming: nothing more runs, and the rule says the same.

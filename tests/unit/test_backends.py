@@ -77,7 +77,7 @@ def test_missing_binary_says_how_to_enable(monkeypatch, tmp_path):
     minio = load_backends()["minio"]
     reason = unavailable_reason(minio)
     assert "no 'minio' binary found" in reason and "MSBENCH_MINIO_BIN" in reason
-    assert "(not built: 'go' is not on PATH" in reason and "msbench stores install minio" in reason
+    assert "(not built: 'go' not on PATH" in reason and "msbench stores install minio" in reason
     monkeypatch.setenv("MSBENCH_MINIO_BIN", str(tmp_path / "nothing"))
     assert "is not an executable file" in unavailable_reason(minio)
     fake = tmp_path / "minio"

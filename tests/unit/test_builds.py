@@ -13,13 +13,19 @@ from msbench.providers.stores import ProcessStore
 def test_minio_and_garage_are_pinned_to_their_registries():
     registry = load_backends()
     # the commit of the pinned image RELEASE.2025-09-07T16-13-09Z, as a Go module version
-    assert registry["minio"].install == {"go": "github.com/minio/minio",
-                                         "version": "v0.0.0-20250907161309-07c3a429bfed"}
-    assert registry["garage"].install == {"cargo": "garage", "version": "2.5.0"}
+    assert registry["minio"].install == builds.Build("go", "github.com/minio/minio",
+                                                     "v0.0.0-20250907161309-07c3a429bfed", minutes=5)
+    assert registry["garage"].install == builds.Build("cargo", "garage", "2.5.0", minutes=25)
+    # RustFS 1.0.1 declares Rust 1.98.1; with this kind's 1.95 it builds when told to ignore that, without
+    # the default features a single S3 server does not need (ftps, webdav, gcs), and a build script calls protoc
+    assert registry["rustfs"].install == builds.Build("cargo", "rustfs", "1.0.1",
+                                                      args=("--no-default-features", "--ignore-rust-version"),
+                                                      needs=("protoc",), minutes=150)
 
 
 @pytest.mark.parametrize("raw", [{"go": "x"}, {"go": "x", "cargo": "y", "version": "1"}, {"pip": "x", "version": "1"},
-                                 "minio"])
+                                 "minio", {"cargo": "x", "version": "1", "args": "--locked"},
+                                 {"cargo": "x", "version": "1", "minutes": True}])
 def test_bad_install_pins_are_refused(raw):
     with pytest.raises(ConfigError, match="install must be"):
         load_backends(UserConfig(backends={"minio": {"install": raw}}))
@@ -39,8 +45,10 @@ def test_a_finished_build_is_found_and_skipped(monkeypatch, tmp_path, capsys):
     assert find_binary(minio) == str(folder / "minio")
     assert builds.install("minio", minio.install)["sha256"] == "ab"   # not rebuilt
     assert "already built" in capsys.readouterr().out
-    with pytest.raises(RuntimeError, match="'go' is not on PATH"):
+    with pytest.raises(RuntimeError, match="'go' not on PATH"):
         builds.install("minio", minio.install, force=True)
+    assert builds.missing_tool(load_backends()["rustfs"].install) == (
+        "'cargo', 'protoc' not on PATH (needed to build rustfs@1.0.1)")
 
 
 def test_bootstrap_runs_once_and_captures(tmp_path):

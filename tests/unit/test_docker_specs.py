@@ -101,7 +101,8 @@ def test_minio_spec_matches_the_pinned_image():
       ENTRYPOINT /usr/bin/docker-entrypoint.sh; CMD minio.
     - dockerscripts/docker-entrypoint.sh: a first argument other than ``minio`` gets ``minio`` put
       before it, so the command starts with ``server``.
-    - internal/config/constants.go: MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, MINIO_BROWSER.
+    - internal/config/constants.go: MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, MINIO_BROWSER, MINIO_UPDATE
+      (cmd/common-main.go: "off" skips the release check against dl.min.io).
     - docs/orchestration/docker-compose/docker-compose.yaml: healthcheck ``mc ready local``; our
       MC_HOST_local makes the ``local`` alias our port (not mc's default 9000).
     """
@@ -113,7 +114,7 @@ def test_minio_spec_matches_the_pinned_image():
     assert spec["command"] == ["server", "/data", "--address", f"127.0.0.1:{port}",
                                "--console-address", f"127.0.0.1:{console}"]
     assert spec["environment"] == {"MINIO_ROOT_USER": ACCESS, "MINIO_ROOT_PASSWORD": SECRET, "MINIO_BROWSER": "off",
-                                   "MC_HOST_local": f"http://{ACCESS}:{SECRET}@127.0.0.1:{port}"}
+                                   "MINIO_UPDATE": "off", "MC_HOST_local": f"http://{ACCESS}:{SECRET}@127.0.0.1:{port}"}
     assert spec["volumes"] == {"msbench-abcd1234-store-data": {"bind": "/data", "mode": "rw"}}
     assert spec["network_mode"] == "host" and "ports" not in spec
     assert spec["healthcheck"] == {"test": ["CMD", "mc", "ready", "local"], "interval": 30 * NS,

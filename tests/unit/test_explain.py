@@ -5,7 +5,7 @@ import pytest
 
 from msbench.measure import traffic
 from msbench.report import explain
-from msbench.results import IDENT, RunDir, load_run
+from msbench.results import IDENT, RunDir, TrialRecord, load_run
 
 from .test_report import make_run
 
@@ -41,17 +41,17 @@ def run(tmp_path_factory):
     make_run(root, {"minio": {}, "slowstore": {"load_first_s": 1.5, "load_cold_s": 1.5}}, 3)
     rundir = RunDir(root, "synthetic")
     for tdir in rundir.trial_dirs():
-        meta = pd.read_json(tdir / "trial.json", typ="series")
-        ident = {k: meta[k] for k in IDENT}
-        slow = meta["backend"] == "slowstore"
-        rng = np.random.default_rng(int(meta["trial"]))
+        record = TrialRecord.from_json((tdir / "trial.json").read_text())
+        ident = {k: getattr(record, k) for k in IDENT}
+        slow = record.backend == "slowstore"
+        rng = np.random.default_rng(record.trial)
         requests = requests_of(2.0 if slow else 1.0, 2 if slow else 0, rng)
         requests.assign(**ident).to_parquet(tdir / "s3_requests.parquet")
         traffic.summarize(requests).assign(**ident).to_csv(tdir / "s3_summary.csv", index=False)
         pd.DataFrame(PHASES, columns=["phase", "start", "end"]).assign(**ident).to_csv(tdir / "phase_windows.csv",
                                                                                         index=False)
         results = pd.read_csv(tdir / "results.csv")
-        warp_failed = slow and meta["trial"] == 2
+        warp_failed = slow and record.trial == 2
         warp = {"warp_put_mib_per_s": 200.0, "warp_get_mib_per_s": 800.0 * (0.5 if slow else 1.0),
                 "warp_put_latency_p50_ms": 5.0, "warp_put_latency_p99_ms": 9.0, "warp_get_latency_p50_ms": 2.0,
                 "warp_get_latency_p99_ms": 4.0, "warp_put_errors": 0.0, "warp_get_errors": 0.0,
@@ -59,8 +59,8 @@ def run(tmp_path_factory):
                 "warp_put_concurrency": 2.0, "warp_get_concurrency": 2.0}
         if warp_failed:
             warp = {k: v for k, v in warp.items() if not k.startswith("warp_get")} | {"warp_get_failed": 1.0}
-            meta["store_alone_note"] = "warp get: RuntimeError: warp get failed (exit 1): internal error"
-            (tdir / "trial.json").write_text(meta.to_json())
+            record.store_alone_note = "warp get: RuntimeError: warp get failed (exit 1): internal error"
+            (tdir / "trial.json").write_text(record.to_json())
         extra = pd.DataFrame([{**ident, "phase": "store_alone", "metric": m, "value": v * (1 + 0.02 * rng.random()),
                                "unit": "x"} for m, v in warp.items()])
         pd.concat([results, extra]).to_csv(tdir / "results.csv", index=False)

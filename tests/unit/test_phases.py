@@ -153,9 +153,9 @@ def trial(monkeypatch, tmp_path):
     return s, server
 
 
-def _values(rows):
-    assert all(len(r) == 4 for r in rows)
-    return {metric: value for _phase, metric, value, _unit in rows}
+def _values(measured):
+    assert all(isinstance(m, phases.Measurement) for m in measured)
+    return {m.metric: m.value for m in measured}
 
 
 @pytest.mark.parametrize("phase,metric", [(phases.flush, "flush"), (phases.index_build, "index_build"),
@@ -182,9 +182,9 @@ def test_load_retries_a_refused_load_and_still_times_the_successful_one(trial, m
     got = _values(phases._timed_load(s, "load_warm"))
     assert got["load_retries"] == 2 and got["load_failed_attempts"] == 2
     assert 0.2 <= got["load_failed_attempts_s"] < 0.3           # the failed tries with their pauses
-    assert got["store_bytes_served_during_load"] == 0 and "bytes_served_note" not in s.notes
+    assert got["store_bytes_served_during_load"] == 0 and s.bytes_served_note == ""
     assert abs(got["load_warm_s"] - DELAY) <= got["load_warm_resolution_s"] + 0.002
-    assert s.notes["load_failures"] == ["load_warm attempt 1: RuntimeError: node not match",
+    assert s.load_failures == ["load_warm attempt 1: RuntimeError: node not match",
                                         "load_warm attempt 2: RuntimeError: node not match"]
 
 
@@ -192,7 +192,7 @@ def test_a_load_that_needed_no_retry_says_so(trial):
     s, _server = trial
     got = _values(phases._timed_load(s, "load_first"))
     assert (got["load_retries"], got["load_failed_attempts"], got["load_failed_attempts_s"]) == (0, 0, 0)
-    assert "load_failures" not in s.notes
+    assert s.load_failures == []
 
 
 def test_the_last_failed_load_is_recorded_and_raised_and_a_timeout_is_not_retried(trial, monkeypatch):
@@ -202,9 +202,9 @@ def test_the_last_failed_load_is_recorded_and_raised_and_a_timeout_is_not_retrie
         RuntimeError("x" * 1000)))
     with pytest.raises(RuntimeError):
         phases._timed_load(s, "load_cold", attempts=3)
-    assert [f[:len("load_cold attempt 1: RuntimeError: ")] for f in s.notes["load_failures"]] == [
+    assert [f[:len("load_cold attempt 1: RuntimeError: ")] for f in s.load_failures] == [
         f"load_cold attempt {n}: RuntimeError: " for n in (1, 2, 3)]
-    assert all(len(f) == len("load_cold attempt 1: RuntimeError: ") + 300 for f in s.notes["load_failures"])
+    assert all(len(f) == len("load_cold attempt 1: RuntimeError: ") + 300 for f in s.load_failures)
     calls = []
 
     def times_out(timeout=None, _async=False):
@@ -212,10 +212,10 @@ def test_the_last_failed_load_is_recorded_and_raised_and_a_timeout_is_not_retrie
         raise TimeoutError("load not done")
 
     monkeypatch.setattr(server, "load", times_out)
-    s.notes.clear()
+    s.load_failures.clear()
     with pytest.raises(TimeoutError):
         phases._timed_load(s, "load_warm")
-    assert calls == [1] and "load_failures" not in s.notes
+    assert calls == [1] and s.load_failures == []
 
 
 @pytest.mark.parametrize("after,why", [
@@ -227,12 +227,12 @@ def test_bytes_served_are_nan_with_the_reason_said_once_when_the_counter_cannot_
     readings = iter([{"c": 1000}, after, {"c": 1000}, after])
     monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: next(readings))
     first = _values(phases._timed_load(s, "load_first"))
-    note = s.notes["bytes_served_note"]
+    note = s.bytes_served_note
     second = _values(phases._timed_load(s, "load_warm"))
     assert first["store_bytes_served_during_load"] != first["store_bytes_served_during_load"]   # NaN
     assert second["store_bytes_served_during_load"] != second["store_bytes_served_during_load"]
     assert note.startswith(f"store_bytes_served_during_load is NaN: {why}")
-    assert s.notes["bytes_served_note"] == note and list(s.notes) == ["bytes_served_note"]
+    assert s.bytes_served_note == note and s.load_failures == []
 
 
 def test_bytes_served_count_what_the_store_sent_during_the_load(trial, monkeypatch):
@@ -240,7 +240,7 @@ def test_bytes_served_count_what_the_store_sent_during_the_load(trial, monkeypat
     readings = iter([{"a 1": 1000, "a 2": 10}, {"a 1": 5000, "a 3": 2000}])
     monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: next(readings))
     assert _values(phases._timed_load(s, "load_warm"))["store_bytes_served_during_load"] == 6000
-    assert "bytes_served_note" not in s.notes
+    assert s.bytes_served_note == ""
 
 
 def test_bytes_served_are_nan_when_milvus_does_not_reach_the_store_through_this_host(trial, monkeypatch):
@@ -248,12 +248,12 @@ def test_bytes_served_are_nan_when_milvus_does_not_reach_the_store_through_this_
     monkeypatch.setattr(s.stack, "capture_target", lambda: "the store is elsewhere")
     monkeypatch.setattr(phases, "tcp_bytes_sent", lambda port: pytest.fail("counters read for an unseen store"))
     served = _values(phases._timed_load(s, "load_warm"))["store_bytes_served_during_load"]
-    assert served != served and s.notes["bytes_served_note"] == "store_bytes_served_during_load is NaN: the store is elsewhere"
+    assert served != served and s.bytes_served_note == "store_bytes_served_during_load is NaN: the store is elsewhere"
 
 
 def test_footprint_as_found_and_after_compaction_and_gc(trial, monkeypatch):
     s, server = trial
-    s.notes["index_build_s"] = 1.0
+    s.index_build_s = 1.0
     monkeypatch.setattr(phases, "GC_QUIET_S", 0.3)
     monkeypatch.setattr(phases, "GC_SETTLE_TIMEOUT_S", 5.0)
     calls = {"n": 0}

@@ -40,7 +40,8 @@ def test_html_report_has_no_code_and_fetches_nothing(tmp_path):
 def test_the_notebook_path_checks_before_it_writes(tmp_path):
     """run_all.ipynb goes through the same checks as `msbench run`, in the same order."""
     with pytest.raises(ConfigError, match="concurrency levels must differ, got 1,1"):
-        pipeline.prepare(backends="seaweedfs", overrides={"concurrency": [1, 1]}, results_root=str(tmp_path / "runs"))
+        pipeline.prepare(backends="seaweedfs", profile="smoke", overrides={"concurrency": [1, 1]},
+                         results_root=str(tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
 
 
@@ -66,9 +67,11 @@ def test_overrides_that_are_no_mapping_are_refused_in_one_line(given, why):
 def test_text_overrides_go_through_the_same_checks(tmp_path):
     """`papermill -p overrides TEXT` reaches the same validation as a mapping, before anything is written."""
     with pytest.raises(ConfigError, match="concurrency levels must differ, got 1,1"):
-        pipeline.prepare(backends="seaweedfs", overrides="concurrency: [1, 1]", results_root=str(tmp_path / "runs"))
+        pipeline.prepare(backends="seaweedfs", profile="smoke", overrides="concurrency: [1, 1]",
+                         results_root=str(tmp_path / "runs"))
     with pytest.raises(ConfigError, match="unknown parameter 'n_vector'"):
-        pipeline.prepare(backends="seaweedfs", overrides='{"n_vector": 5}', results_root=str(tmp_path / "runs"))
+        pipeline.prepare(backends="seaweedfs", profile="smoke", overrides='{"n_vector": 5}',
+                         results_root=str(tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
 
 

@@ -3,9 +3,13 @@ import io
 import time
 
 from msbench.run import progress
-from msbench.run.schedule import PlannedTrial
+from msbench.results import PlannedTrial, TrialRecord
 
 PLANNED = PlannedTrial(seq=4, round=2, backend="minio", trial=2)
+
+
+def _record(**fields) -> TrialRecord:
+    return TrialRecord("r1", "minio", "minio", "native", 2, 4, **fields)
 
 
 def test_status_names_the_trial_and_its_phase_when_the_file_is_about_it():
@@ -17,9 +21,9 @@ def test_status_names_the_trial_and_its_phase_when_the_file_is_about_it():
 
 
 def test_one_line_per_trial():
-    assert progress.trial_line(PLANNED, {"status": "ok", "duration_s": 63.4}) == "minio trial 2 (round 2, #5): ok in 1:03"
-    failed = progress.trial_line(PLANNED, {"status": "failed", "failed_phase": "flush", "duration_s": 12,
-                                           "error": "ComponentFailed: store minio was killed\n by SIGKILL " + "x" * 300})
+    assert progress.trial_line(PLANNED, _record(status="ok", duration_s=63.4)) == "minio trial 2 (round 2, #5): ok in 1:03"
+    failed = progress.trial_line(PLANNED, _record(status="failed", failed_phase="flush", duration_s=12,
+                                                  error="ComponentFailed: store minio was killed\n by SIGKILL " + "x" * 300))
     assert failed.startswith("minio trial 2 (round 2, #5): failed in phase flush in 12 s: ComponentFailed: store "
                              "minio was killed by SIGKILL x") and failed.endswith("...") and len(failed) < 260
 
@@ -40,11 +44,11 @@ def test_bar_refreshes_with_the_phase_and_says_each_trial(tmp_path, capsys):
         progress.write_phase(tmp_path, "minio", 2, "index")
         time.sleep(0.3)
         assert "minio #2 (round 2): index" in out.getvalue()
-        bar.finish(PLANNED, {"status": "ok", "duration_s": 5})
+        bar.finish(PLANNED, _record(status="ok", duration_s=5))
         bar.add(2)
     text = out.getvalue()
     assert "run r1 1/5 trials" in text and "elapsed" in text and "left" in text
     assert "minio trial 2 (round 2, #5): ok in 5 s" in capsys.readouterr().out
     with progress.TrialBar(tmp_path, "r1", total=1, enabled=False) as bar:   # --no-progress: the lines stay
-        bar.finish(PLANNED, {"status": "ok", "duration_s": 5})
+        bar.finish(PLANNED, _record(status="ok", duration_s=5))
     assert capsys.readouterr().out == "minio trial 2 (round 2, #5): ok in 5 s\n"

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from msbench.measure.watchdog import ComponentFailed, Watchdog, Watched
+from msbench.measure.watchdog import ComponentFailed, Watchdog
+from msbench.providers import Watched
 
 
 class Server:
@@ -74,15 +75,28 @@ def test_a_phase_error_with_every_server_alive_stays_what_it_was():
 
 
 def test_a_restart_we_asked_for_is_not_a_fault():
+    """Down on purpose (stopped by us: its exit status says None; its health check silent) is no fault."""
     server = Server()
-    with Watchdog(lambda: [server.watched()], unresponsive_s=60) as dog:
+    with Watchdog(lambda: [server.watched()], unresponsive_s=0.5, probe_every=0.1) as dog:
         with dog.phase("load_cold"):
-            with dog.paused():
-                server.ended = "was killed by SIGTERM"
+            with dog.restarting():
+                server.answering = False
                 _busy(1.2)
-                server.ended = None   # the restarted server
+                server.answering = True   # the restarted server
             _busy(0.6)
     assert dog.fault is None
+
+
+def test_a_server_that_dies_during_the_restart_fails_the_phase_at_once():
+    server = Server()
+    with Watchdog(lambda: [server.watched()], unresponsive_s=60) as dog:
+        began = time.monotonic()
+        with pytest.raises(ComponentFailed, match=r"killed by SIGKILL during phase load_cold"):
+            with dog.phase("load_cold"):
+                with dog.restarting():
+                    server.ended = "was killed by SIGKILL"
+                    _busy(10)
+        assert time.monotonic() - began < 5
 
 
 def test_silence_longer_than_the_limit_fails_the_phase_and_a_short_one_is_recorded():

@@ -1,4 +1,4 @@
-"""Statistics the analysis notebook applies to msbench results.
+"""Statistics the analysis notebook and the report apply to msbench results.
 
 Inputs are the tidy results frame (``run, backend, provider, trial, phase,
 metric, value, unit``; one row per trial and metric) and the per-query latency
@@ -7,26 +7,33 @@ unit of replication: every test and interval on the results frame treats the
 per-trial values as the independent observations. Only :func:`latency_spread`
 works on individual queries, because it describes the latency distribution.
 
-Intervals over trials are closed-form (Student t, Fieller), chosen because their
-simulated coverage matches their label at 3-10 trials, where bootstraps did not
-(tests/unit/test_stats.py simulates every interval the report prints). Power and
-testability figures simulate the report's own decision rule. Every resampling or
-simulation takes a ``seed`` and builds a fresh generator from it, so a number
-never depends on which other groups were in the frame or in which order they
-were computed.
+Every claim the report makes about stores (better, worse, equivalent within a
+margin, best store) comes from one rule (:func:`compare`, :func:`leaders`): the
+ratio of geometric means on the log scale, paired by round, read off intervals
+that hold together over a declared :class:`Family` of comparisons, so the chance
+of any false claim in the report is at most 1 - confidence. Its error rates are
+simulated by :func:`simulate_rule` (tests/unit/test_stats.py checks each case);
+its power is exact (:func:`claim_power`). Intervals of means are Student t,
+chosen because their simulated coverage matches their label at 3-10 trials,
+where bootstraps did not. Every resampling or simulation takes a ``seed`` and
+builds a fresh generator from it, so a number never depends on which other
+groups were in the frame or in which order they were computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import combinations
 from math import comb
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 DIRECTIONS = ("lower", "higher")
+VERDICTS = ("better", "worse", "equivalent", "not detectable")
 
 # Below this many observations beyond a quantile on either side, a bootstrap of
 # that quantile mostly resamples the same few extreme points, so its interval
@@ -36,34 +43,32 @@ MIN_TAIL_POINTS = 10
 SUMMARY_COLUMNS = [
     "backend", "metric", "unit", "n", "mean", "median", "sd", "cv", "ci_low", "ci_high", "ci_method",
 ]
-# The interval columns _ratio_analyses fills (NaN when a group has fewer than 2 trials).
-RATIO_COLUMNS = [
-    "ratio_mean_low", "ratio_mean_high", "p_test",
-    "ratio_indep_low", "ratio_indep_high", "p_welch",
-    "ratio_paired_low", "ratio_paired_high", "p_paired",
-]
 COMPARE_COLUMNS = [
-    "backend", "baseline", "metric", "unit", "direction",
-    "n_backend", "n_baseline", "n_pairs", "mean_backend", "mean_baseline",
-    "median_backend", "median_baseline", "ratio_median",
-    "ratio_mean", *RATIO_COLUMNS, "paired", "ratio_method",
-    "p_bm", "bm_testable", "p_holm", "verdict",
+    "backend", "other", "metric", "unit", "direction", "primary",
+    "n_backend", "n_other", "n_pairs", "mean_backend", "mean_other", "cv_backend", "cv_other", "ratio_mean",
+    "ratio", "ratio_low", "ratio_high", "claim_low", "claim_high", "method", "df", "floor", "margin",
+    "p_claim", "p_equivalent", "verdict", "equivalent", "identical", "no_interval", "caveat", "bm_testable", "p_bm",
 ]
 VARIANCE_COLUMNS = ["metric", "unit", "n_groups", "backends", "statistic", "p_value", "power", "testable"]
 DETECTABILITY_COLUMNS = [
     "metric", "unit", "n", "cv_dof", "cv_pooled", "cv_low", "cv", "cv_high", "effect",
     "detectable_low", "detectable", "detectable_high", "trials_low", "trials", "trials_high",
+    "margin", "trials_equivalence_low", "trials_equivalence", "trials_equivalence_high",
 ]
 MEAN_METHOD = "Student t"
-# Largest CV at which the simulated coverage of the intervals was verified (tests/unit/test_stats.py).
+PAIRED_METHOD = "paired by round: t on log ratios (df n − 1)"
+INDEPENDENT_METHOD = "independent: Welch standard error on logs, df min(n) − 1 (Hsu)"
+# Largest CV at which the simulated coverage of the mean's t interval was verified (tests/unit/test_stats.py).
 VERIFIED_MAX_CV = 0.30
-# Choosing the narrower of the paired and the independent interval favours whichever happened to
-# underestimate the noise: with no round effect, the chosen interval missed up to 1.46x as often as
-# its level says (simulated, n = 3-10; at most 2x by Bonferroni). Both are therefore computed at
-# 1 - (1 - confidence) / SELECTION_INFLATION and the chosen p multiplied by it.
-SELECTION_INFLATION = 1.5
-# Simulation sizes of the power and testability figures (power SE about 0.01 at 0.8).
+# ... and of the ratio intervals and claims: exact for lognormal noise at any CV, but with normal noise
+# a store at CV 25% against one at 5% was covered 94.2% (30%: 93.4%), at 20% 94.6% (tests/unit/test_stats.py).
+RATIO_VERIFIED_MAX_CV = 0.20
+# Defaults of Thresholds: "equivalent within ±5%"; no difference below 1% is claimed.
+EQUIVALENCE = 0.05
+MINIMUM_EFFECT = 0.01
+# Simulation size of the Brown-Forsythe power (SE about 0.01 at 0.8); quantiles in numerical integrals.
 POWER_DRAWS = 2000
+QUADRATURE = 2000
 MAX_TRIALS = 100
 MAX_EFFECT = 10.0
 # Brown-Forsythe is "not testable" when it detects this sd ratio less often than TESTABLE_POWER.
@@ -109,23 +114,6 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _welch_df(va: np.ndarray, vb: np.ndarray, na: int, nb: int) -> np.ndarray:
-    """Welch-Satterthwaite df of va + vb, the squared standard errors of two means (inf without variance)."""
-    denominator = va ** 2 / (na - 1) + vb ** 2 / (nb - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, (va + vb) ** 2 / denominator, np.inf)
-
-
-def _two_sided_p(estimate, variance, df, scale) -> np.ndarray:
-    """t-test p of estimate = 0.
-
-    NaN when the variance is zero up to rounding relative to ``scale`` (the data's magnitude):
-    a zero-variance "t = inf" is not evidence.
-    """
-    tested = variance > (1e-12 * scale) ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.abs(estimate) / np.sqrt(variance)
-    return np.where(tested, 2 * stats.t.sf(t, df), np.nan)
 
 
 def _mean_interval(x: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -169,116 +157,6 @@ def summarize(df: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
-
-def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni step-down adjusted p-values, in input order.
-
-    NaN p-values (tests that could not be run) stay NaN and do not count
-    towards the family size, so an untestable metric does not dilute the others.
-    """
-    p = np.asarray(pvalues, dtype=float)
-    adjusted = np.full(p.shape, np.nan)
-    tested = ~np.isnan(p)
-    m = int(tested.sum())
-    order = np.argsort(p[tested], kind="stable")
-    stepped = p[tested][order] * (m - np.arange(m))
-    ranked = np.empty(m)
-    ranked[order] = np.minimum(1.0, np.maximum.accumulate(stepped))
-    adjusted[tested] = ranked
-    return adjusted
-
-
-def _fieller(ma, mb, va, vb, cov, df, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fieller (1954) interval of ma/mb: every r with (ma - r mb)^2 <= t^2 (va - 2 r cov + r^2 vb).
-
-    It inverts the t test of ma - r mb = 0, so it is exact for normal means at any n and
-    keeps the skew of a ratio, which a bootstrap of 3 trials cannot. When the baseline mean
-    is not clearly above zero (mb^2 <= t^2 vb) the confidence set is unbounded and is
-    returned as (-inf, inf).
-    """
-    t2 = stats.t.ppf(0.5 + confidence / 2, df) ** 2
-    a = mb ** 2 - t2 * vb
-    half_b = ma * mb - t2 * cov
-    root = np.sqrt(np.maximum(half_b ** 2 - a * (ma ** 2 - t2 * va), 0.0))
-    bounded = a > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (np.where(bounded, (half_b - root) / a, -np.inf),
-                np.where(bounded, (half_b + root) / a, np.inf))
-
-
-def _independent_ratio(a: np.ndarray, b: np.ndarray, confidence: float):
-    """Fieller interval with Welch-Satterthwaite df (evaluated at the estimated ratio) and Welch's p."""
-    na, nb = a.shape[-1], b.shape[-1]
-    ma, mb = a.mean(axis=-1), b.mean(axis=-1)
-    va, vb = a.var(axis=-1, ddof=1) / na, b.var(axis=-1, ddof=1) / nb
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = ma / mb
-    low, high = _fieller(ma, mb, va, vb, 0.0, _welch_df(va, ratio ** 2 * vb, na, nb), confidence)
-    p = _two_sided_p(ma - mb, va + vb, _welch_df(va, vb, na, nb), np.maximum(abs(ma), abs(mb)))
-    return low, high, p
-
-
-def _paired_ratio(a: np.ndarray, b: np.ndarray, confidence: float):
-    """Fieller interval for paired means (df n - 1) and the paired t test's p, a[i] paired with b[i]."""
-    n = a.shape[-1]
-    ma, mb = a.mean(axis=-1), b.mean(axis=-1)
-    va, vb = a.var(axis=-1, ddof=1) / n, b.var(axis=-1, ddof=1) / n
-    cov = np.sum((a - ma[..., None]) * (b - mb[..., None]), axis=-1) / ((n - 1) * n)
-    low, high = _fieller(ma, mb, va, vb, cov, n - 1, confidence)
-    p = _two_sided_p(ma - mb, (a - b).var(axis=-1, ddof=1) / n, n - 1, np.maximum(abs(ma), abs(mb)))
-    return low, high, p
-
-
-def _chosen_ratio(
-    a: np.ndarray, b: np.ndarray, confidence: float, pairs: tuple[np.ndarray, np.ndarray] | None
-) -> dict[str, np.ndarray]:
-    """The analysis the verdict uses: interval of mean(a)/mean(b), its p and whether it is paired.
-
-    Without ``pairs`` it is the independent one. With them (the values of the trials both
-    groups have, aligned by round) it is the narrower of the paired and the independent
-    interval, each computed at 1 - (1 - confidence) / SELECTION_INFLATION, and its p is
-    multiplied by SELECTION_INFLATION (see there), so the chosen interval still covers
-    ``confidence`` and its test keeps its level.
-    """
-    if pairs is None:
-        low, high, p = _independent_ratio(a, b, confidence)
-        return {"ratio_mean_low": low, "ratio_mean_high": high, "p_test": p,
-                "paired": np.zeros(np.shape(p), bool)}
-    level = 1 - (1 - confidence) / SELECTION_INFLATION
-    ind_low, ind_high, ind_p = _independent_ratio(a, b, level)
-    pair_low, pair_high, pair_p = _paired_ratio(*pairs, level)
-    with np.errstate(invalid="ignore"):
-        paired = (pair_high - pair_low) < (ind_high - ind_low)
-    return {"ratio_mean_low": np.where(paired, pair_low, ind_low),
-            "ratio_mean_high": np.where(paired, pair_high, ind_high),
-            "p_test": np.minimum(1.0, SELECTION_INFLATION * np.where(paired, pair_p, ind_p)),
-            "paired": paired}
-
-
-def _ratio_analyses(
-    a: np.ndarray, b: np.ndarray, confidence: float, pairs: tuple[np.ndarray, np.ndarray] | None
-) -> dict[str, np.ndarray]:
-    """Every interval of the ratio of means :func:`compare` reports, along the last axis.
-
-    Independent: Fieller with Welch df (``ratio_indep_*``, Welch's p). Paired: Fieller with
-    the paired variance, df n - 1 (``ratio_paired_*``, paired t p; NaN without ``pairs``).
-    Plus the one the verdict uses (:func:`_chosen_ratio`).
-    """
-    independent = _independent_ratio(a, b, confidence)
-    paired = (_paired_ratio(*pairs, confidence) if pairs is not None
-              else (np.full(np.shape(independent[2]), np.nan),) * 3)
-    return (dict(zip(("ratio_indep_low", "ratio_indep_high", "p_welch"), independent))
-            | dict(zip(("ratio_paired_low", "ratio_paired_high", "p_paired"), paired))
-            | _chosen_ratio(a, b, confidence, pairs))
-
-
-def _ratio_method(paired: bool, choice: bool, confidence: float) -> str:
-    """How the verdict's interval was computed, in the words the report prints."""
-    method = "Fieller, paired by round (t, df n-1)" if paired else "Fieller, independent (Welch df)"
-    if not choice:
-        return method
-    level = 1 - (1 - confidence) / SELECTION_INFLATION
-    return f"{method}; narrower of paired and independent, each at {level:.1%}"
 
 
 def _brunner_munzel_statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -334,125 +212,332 @@ def _rank_test_min_p(n_a: int, n_b: int) -> float:
     return min(1.0, 2 / comb(n_a + n_b, n_a))
 
 
-def _pair(
-    a: np.ndarray, b: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None,
-    confidence: float, alpha: float, n_resamples: int, seed: int,
-) -> dict:
-    """Effect sizes, intervals and raw p-values for backend sample ``a`` against baseline sample ``b``."""
-    row = {
-        "n_backend": a.size, "n_baseline": b.size, "n_pairs": 0 if pairs is None else pairs[0].size,
-        "mean_backend": _mean(a), "mean_baseline": _mean(b),
-        "median_backend": _median(a), "median_baseline": _median(b),
-    }
-    row["ratio_mean"] = _ratio(row["mean_backend"], row["mean_baseline"])
-    row["ratio_median"] = _ratio(row["median_backend"], row["median_baseline"])
-    row["bm_testable"] = min(a.size, b.size) >= 2 and _rank_test_min_p(a.size, b.size) < alpha
+
+# --- the claim rule: every verdict of the report --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a claim on one metric must clear, as fractions of the baseline (ratios, both ways alike).
+
+    ``equivalence``: "equivalent within ±X" when the claim interval of the ratio lies inside
+    [1/(1+X), 1+X] (symmetric on the log scale, so A is equivalent to B exactly when B is to A).
+    ``minimum_effect``: no difference is claimed unless the interval excludes [1/(1+f), 1+f], f the
+    larger of this and ``resolution`` (the step the metric is recorded in, in its unit) over the
+    smaller geometric mean, so a sub-resolution offset is never a finding.
+    """
+
+    equivalence: float = EQUIVALENCE
+    minimum_effect: float = MINIMUM_EFFECT
+    resolution: float = 0.0
+
+    def __post_init__(self):
+        if not (self.equivalence > 0 and self.minimum_effect >= 0 and self.resolution >= 0):
+            raise ValueError(f"thresholds need equivalence > 0, minimum_effect >= 0 and resolution >= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Family:
+    """The comparisons whose claims are controlled together: every non-baseline store against the
+    baseline and, with ``pairwise``, every pair of non-baseline stores (needed to name a best store),
+    each on every primary metric (``metrics``; others are shown without claim words).
+
+    Every claim (better, worse, equivalent, best store) is read off an interval at :attr:`level`,
+    ``1 - (1 - confidence) / size`` (Bonferroni). A false claim of any kind on one comparison needs
+    its interval to miss the true ratio (the three words partition the ratio axis; see
+    :func:`_claims`), and a best store is false only if one of the claims it rests on is, so the
+    chance of any false claim in the family is at most ``1 - confidence``, under any dependence.
+    Step-down schemes (Holm, gatekeeping that passes on the level of a decided comparison) do not
+    carry over: every comparison can make a true claim (equivalence where the stores are alike), so
+    passing its level on would spend it twice -- e.g. Holm over comparisons that are all truly alike
+    and all decided "equivalent" ends by testing the last one at the full level. Power therefore
+    comes from the family's size: few primary metrics, and ``pairwise`` only when a best store is wanted.
+    """
+
+    baseline: str
+    stores: tuple[str, ...]
+    metrics: tuple[str, ...]
+    pairwise: bool = True
+    confidence: float = 0.95
+
+    def __post_init__(self):
+        if self.baseline not in self.stores:
+            raise ValueError(f"baseline {self.baseline!r} is not one of the stores {self.stores}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """(store, other) of every comparison on one metric: the baseline ones first."""
+        others = [s for s in self.stores if s != self.baseline]
+        return tuple([(s, self.baseline) for s in others]
+                     + (list(combinations(others, 2)) if self.pairwise else []))
+
+    @property
+    def size(self) -> int:
+        return len(self.pairs) * len(self.metrics)
+
+    @property
+    def level(self) -> float:
+        """The level of each claim interval."""
+        return 1 - (1 - self.confidence) / max(self.size, 1)
+
+    def statement(self) -> str:
+        """The family and its error control in one sentence, for the report."""
+        others = len(self.stores) - 1
+        among = others * (others - 1) // 2
+        pairs = (f" and {'the pair' if among == 1 else f'the {among} pairs'} of the other stores"
+                 if self.pairwise and others > 1 else "")
+        return (f"Claims (better, worse, equivalent, best store) are made on {len(self.metrics)} primary metric"
+                f"{'s' if len(self.metrics) != 1 else ''} ({', '.join(self.metrics)}) and controlled together: "
+                f"{others} store{'s' if others != 1 else ''} against {self.baseline}{pairs}, {self.size} comparisons "
+                f"in all, each read off an interval at {100 * self.level:.4g}%, so the chance of any false claim "
+                f"in this report is at most {1 - self.confidence:.0%} (Bonferroni); other metrics are shown "
+                "without claims.")
+
+
+def _rounding_variance(resolution: float, logs: np.ndarray) -> np.ndarray:
+    """Variance on the log scale of recording a value in steps of ``resolution``: (step / value)^2 / 12.
+
+    Added to each group's variance, so a group constant up to its resolution (byte counts) is never
+    taken as known exactly, and an offset within the resolution is never significant."""
+    return (resolution / np.exp(logs.mean(axis=-1))) ** 2 / 12
+
+
+def _log_difference(la: np.ndarray, lb: np.ndarray, shared: int, resolution: float = 0.0):
+    """Estimate, standard error and df of log(ratio of geometric means) of a over b, along the last axis.
+
+    The first ``shared`` trials of each group ran in the same rounds. Paired by round (t on the log
+    ratios of the rounds) when every trial of the smaller group has its partner: exact at any
+    variance ratio and round effect for lognormal data. Otherwise independent: Welch's standard
+    error with df min(n_a, n_b) - 1 (Hsu 1938), which holds its level at every variance ratio --
+    Welch's own df does not at these n and levels: its exact size at 3 vs 3 is 4.4x nominal at
+    alpha 0.000625 (variance ratio 250), 8x at 3 vs 2. Both have df min(n_a, n_b) - 1, so no choice
+    between them is made on the data (choosing the narrower, the previous rule, missed up to 1.5x as
+    often). Where the pairs' log ratios do not vary at all the paired analysis has no noise to go
+    on and the independent one is used.
+
+    Why logs: with a store at CV 30% and the baseline at 5% (lognormal), the mean of the skewed
+    group is skewed, and the Fieller interval of the ratio of arithmetic means missed on one side 2x
+    as often as its level at 95% and 3-5x at the family's levels (n = 5-10), where the t interval on
+    logs is exact. With symmetric (normal) noise the log scale errs the other way, less: the same
+    30% vs 5% covered 93.4% at n=5, 20% vs 5% 94.6% (hence RATIO_VERIFIED_MAX_CV). The estimand is the ratio of
+    geometric means: the typical factor between two stores, the same whichever way a metric is
+    expressed (time or throughput).
+    """
+    na, nb = la.shape[-1], lb.shape[-1]
+    var_a, var_b = (_rounding_variance(resolution, x) for x in (la, lb))
+    df = min(na, nb) - 1
+    estimate = la.mean(axis=-1) - lb.mean(axis=-1)
+    se = np.sqrt((la.var(axis=-1, ddof=1) + var_a) / na + (lb.var(axis=-1, ddof=1) + var_b) / nb)
+    if shared == min(na, nb) >= 2:
+        rounds = la[..., :shared] - lb[..., :shared]
+        varying = np.ptp(rounds, axis=-1) > 1e-12
+        estimate = np.where(varying, rounds.mean(axis=-1), estimate)
+        se = np.where(varying, np.sqrt((rounds.var(axis=-1, ddof=1) + var_a + var_b) / shared), se)
+        return estimate, se, df, varying
+    return estimate, se, df, np.zeros(np.shape(estimate), bool)
+
+
+def _claims(estimate, se, df: int, level: float, floor, margin):
+    """(above, below, equivalent): what an interval at ``level`` of the log ratio supports.
+
+    above/below: it lies beyond +floor / -floor (a difference larger than the floor); equivalent:
+    inside (-margin, margin). Each is false only where the interval misses the true log ratio r:
+    "above" needs r <= floor < low, "below" r >= -floor > high, "equivalent" |r| >= margin with the
+    interval inside (-margin, margin). So a comparison makes a false claim of any kind with
+    probability at most 1 - level. Equivalence is the two one-sided tests at (1 - level) / 2 each
+    (TOST), which need no adjustment between them; across comparisons the family's level pays."""
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    low, high = estimate - half, estimate + half
+    return low > floor, high < -floor, (low > -margin) & (high < margin)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """One comparison's analysis on the log scale, arrays over any leading axes (simulated runs)."""
+
+    estimate: np.ndarray     # log ratio of geometric means
+    se: np.ndarray
+    df: int
+    paired: np.ndarray
+    floor: np.ndarray        # log(1 + the smallest difference claimed)
+    margin: float            # log(1 + the equivalence margin)
+    above: np.ndarray        # the claim interval lies above +floor
+    below: np.ndarray
+    equivalent: np.ndarray
+
+
+def _decision(la: np.ndarray, lb: np.ndarray, shared: int, thresholds: Thresholds, level: float) -> _Decision:
+    """The analysis of logs ``la`` against ``lb`` (:func:`_log_difference`) and its claims at ``level``."""
+    estimate, se, df, paired = _log_difference(la, lb, shared, thresholds.resolution)
+    smaller = np.exp(np.minimum(la.mean(axis=-1), lb.mean(axis=-1)))
+    floor = np.log1p(np.maximum(thresholds.minimum_effect, thresholds.resolution / smaller))
+    margin = float(np.log1p(thresholds.equivalence))
+    return _Decision(estimate, se, df, paired, floor, margin, *_claims(estimate, se, df, level, floor, margin))
+
+
+def _family_p(estimate, se, df: int, floor, margin, size: int) -> tuple[float, float]:
+    """Family-adjusted p of the directional claim and of equivalence: a claim is made exactly when its
+    p is below 1 - confidence (each is 2 x size x the one-sided t tail at the claim's boundary)."""
+    with np.errstate(divide="ignore", invalid="ignore"):   # zero error (constant groups): a sure p, 0 or 1
+        direction = stats.t.sf(np.divide(abs(estimate) - floor, se), df)
+        equivalence = max(stats.t.sf(np.divide(margin - estimate, se), df), stats.t.sf(np.divide(margin + estimate, se), df))
+    return min(1.0, 2 * size * float(direction)), min(1.0, 2 * size * float(equivalence))
+
+
+def _in_rounds(mine: pd.DataFrame, theirs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """Both groups' values with the trials they share (same trial number = same round) first, in the
+    same order: (a, b, shared). shared is 0 without a ``trial`` column or when a trial number repeats."""
+    if "trial" not in mine or "trial" not in theirs:
+        return _values(mine), _values(theirs), 0
+    sides = [pd.Series(pd.to_numeric(g["value"], errors="coerce").to_numpy(float), index=g["trial"].to_numpy())
+             .dropna() for g in (mine, theirs)]
+    if any(side.index.has_duplicates for side in sides):
+        return _values(mine), _values(theirs), 0
+    common = sides[0].index.intersection(sides[1].index).sort_values()
+    a, b = (np.r_[side[common].to_numpy(), side.drop(common).to_numpy()] for side in sides)
+    return a, b, common.size
+
+
+def _cv_caveat(*groups: np.ndarray) -> str:
+    cvs = [abs(_ratio(_sd(x), _mean(x))) for x in groups if x.size >= 2]
+    worst = max(cvs, default=np.nan)
+    return (f"coverage unverified: CV {worst:.0%} above the {RATIO_VERIFIED_MAX_CV:.0%} verified"
+            if worst > RATIO_VERIFIED_MAX_CV else "")
+
+
+def _comparison(a: np.ndarray, b: np.ndarray, shared: int, thresholds: Thresholds, direction: str,
+                family: Family, primary: bool, confidence: float) -> dict:
+    """One row of :func:`compare` for sample a (the store) against sample b (the other)."""
+    row = {"n_backend": a.size, "n_other": b.size, "n_pairs": shared,
+           "mean_backend": _mean(a), "mean_other": _mean(b), "ratio_mean": _ratio(_mean(a), _mean(b)),
+           "cv_backend": _ratio(_sd(a), _mean(a)), "cv_other": _ratio(_sd(b), _mean(b)),
+           "margin": thresholds.equivalence, "caveat": _cv_caveat(a, b)}
+    empty = dict.fromkeys(("ratio", "ratio_low", "ratio_high", "claim_low", "claim_high", "floor",
+                           "p_claim", "p_equivalent"), np.nan) | {
+        "method": "", "df": np.nan, "verdict": "not detectable" if primary else "", "equivalent": False,
+        "identical": False}
     if min(a.size, b.size) < 2:
-        return row | dict.fromkeys(RATIO_COLUMNS, np.nan) | {"paired": False, "ratio_method": "", "p_bm": np.nan}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        analyses = _ratio_analyses(a, b, confidence, pairs)
-    row |= {key: (bool(value) if key == "paired" else float(value)) for key, value in analyses.items()}
-    row["ratio_method"] = _ratio_method(row["paired"], pairs is not None, confidence)
-    row["p_bm"] = _brunner_munzel_p(a, b, n_resamples, seed) if row["bm_testable"] else np.nan
-    return row
-
-
-def _verdict(row: dict, a: np.ndarray, b: np.ndarray, direction: str, alpha: float) -> str:
-    """Plain-words reading of one comparison.
-
-    A difference is claimed only when the Holm-corrected p of the chosen analysis
-    (paired or Welch) is below alpha AND its Fieller interval of the ratio of means
-    excludes 1. The two nearly coincide (the interval inverts the same t test); the
-    interval condition guards the few cases where their degrees of freedom differ.
-    """
-    n_a, n_b = a.size, b.size
-    if min(n_a, n_b) < 2:
-        return f"not enough data (n={n_a} vs {n_b})"
-
-    def word(higher: bool) -> str:
-        return "better" if higher == (direction == "higher") else "worse"
-
-    if _is_constant(a) and _is_constant(b):
-        if a[0] == b[0]:
-            return "identical (zero variance)"
-        return f"{word(a[0] > b[0])} (zero variance, untested)"
-    excludes_one = row["ratio_mean_low"] > 1 or row["ratio_mean_high"] < 1
-    if row["p_holm"] < alpha and excludes_one:
-        return word(row["ratio_mean_low"] > 1)
-    at_n = f"n={n_a}" if n_a == n_b else f"n={n_a} vs {n_b}"
-    return f"no detectable difference at {at_n}"
-
-
-def _trial_pairs(backend: pd.DataFrame, baseline: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
-    """Values of the trials both groups completed, aligned by trial number (= RMIT round).
-
-    None when the frame has no ``trial`` column, a trial number repeats, or fewer than
-    2 rounds are shared: the paired analysis then does not apply.
-    """
-    if "trial" not in backend or "trial" not in baseline:
-        return None
-    sides = []
-    for group in (backend, baseline):
-        values = pd.to_numeric(group["value"], errors="coerce").to_numpy(float)
-        trials = group["trial"].to_numpy()[~np.isnan(values)]
-        if np.unique(trials).size < trials.size:
-            return None
-        sides.append((trials, values[~np.isnan(values)]))
-    (trials_a, a), (trials_b, b) = sides
-    _, in_a, in_b = np.intersect1d(trials_a, trials_b, return_indices=True)
-    return (a[in_a], b[in_b]) if in_a.size >= 2 else None
+        return row | empty | {"no_interval": f"needs ≥ 2 trials of each (n={a.size} vs {b.size})"}
+    if min(a.min(), b.min()) <= 0:
+        return row | empty | {"no_interval": "a value ≤ 0: no ratio on the log scale"}
+    d = _decision(np.log(a), np.log(b), shared, thresholds, family.level)
+    estimate, se, floor = float(d.estimate), float(d.se), float(d.floor)
+    half, claim_half = (stats.t.ppf(0.5 + level / 2, d.df) * se for level in (confidence, family.level))
+    row |= {"ratio": np.exp(estimate), "ratio_low": np.exp(estimate - half), "ratio_high": np.exp(estimate + half),
+            "method": PAIRED_METHOD if d.paired else INDEPENDENT_METHOD, "df": d.df, "floor": np.expm1(floor),
+            "no_interval": "", "identical": bool(_is_constant(np.r_[a, b]))}
+    if not primary:
+        return row | {"claim_low": np.nan, "claim_high": np.nan, "p_claim": np.nan, "p_equivalent": np.nan,
+                      "verdict": "", "equivalent": False}
+    p_claim, p_equivalent = _family_p(estimate, se, d.df, floor, d.margin, family.size)
+    higher_is_better = direction == "higher"
+    verdict = (("better" if bool(d.above) == higher_is_better else "worse") if d.above or d.below
+               else "equivalent" if d.equivalent else "not detectable")
+    return row | {"claim_low": np.exp(estimate - claim_half), "claim_high": np.exp(estimate + claim_half),
+                  "p_claim": p_claim, "p_equivalent": p_equivalent, "verdict": verdict,
+                  "equivalent": bool(d.equivalent)}
 
 
 def compare(
     df: pd.DataFrame,
-    baseline: str,
+    family: Family,
     directions: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, Thresholds] | None = None,
     *,
-    alpha: float = 0.05,
-    confidence: float = 0.95,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    confidence: float | None = None,
     n_resamples: int = 9999,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Each non-baseline backend against ``baseline``, metric by metric.
+    """The family's comparisons, and descriptive ones: one row per (backend, other, metric).
 
-    Needs columns ``backend, metric, unit, value``; with ``trial`` (trial k of every backend
-    ran in round k) the paired analysis is offered too. Ratios are backend/baseline.
+    Rows: every store against the baseline on every metric in ``df`` (claims on the family's
+    primary metrics, none on the others), and with ``family.pairwise`` every pair of other stores on
+    the primary metrics. ``pairs`` replaces those pairs (e.g. the controls against the baseline), on
+    every metric: they are judged exactly as a comparison of the family would be, at its level.
+    Needs ``backend, metric, unit, value``; with ``trial`` (trial k of every store ran in round k)
+    the analysis is paired by round (:func:`_log_difference`).
 
-    Ratio of means: Fieller (1954) intervals, independent with Welch-Satterthwaite df
-    (``ratio_indep_*``, p ``p_welch``) and paired by round (``ratio_paired_*``, paired t p
-    ``p_paired``). ``ratio_mean_low/high``, ``p_test`` and ``ratio_method`` are the analysis
-    the verdict uses (see :func:`_ratio_analyses`); ``paired`` says which. Bootstraps were
-    dropped: at 3-10 trials their "95%" intervals covered 72-88%. The ratio of medians has
-    no interval: no method we tried holds its level at these n.
-
-    ``p_bm``: studentized permutation Brunner-Munzel, computed only when ``bm_testable``
-    (its smallest attainable p, 2 / C(n_a + n_b, n_a), is below alpha; 3 vs 3 reaches only
-    0.1). ``p_holm``: Holm over ``p_test`` across the metrics of one backend. Tests need >= 2
-    trials per group; fewer gives NaN and a "not enough data" verdict.
-    ``directions`` maps metric -> "lower" | "higher" (better); default "lower".
+    ``ratio`` is the ratio of geometric means (backend / other) with its interval at ``confidence``
+    (default the family's) in ``ratio_low/high``; ``claim_low/high`` is the interval at the family's
+    level that the ``verdict`` reads (:func:`_claims`): "better" / "worse" (beyond ``floor``),
+    "equivalent" (inside ±``margin``), "not detectable"; "" on metrics outside the family.
+    ``equivalent`` is also set beside a directional verdict when the difference lies within the
+    margin. ``p_claim`` / ``p_equivalent``: family-adjusted p of those claims. ``identical``: every
+    trial of both gave the same value. ``no_interval`` says why there is none (too few trials, a
+    value <= 0); ``caveat`` flags a CV above VERIFIED_MAX_CV. ``ratio_mean`` (arithmetic) is shown
+    without interval. ``p_bm``: studentized permutation Brunner-Munzel (descriptive, against the
+    baseline only), computed only when ``bm_testable`` (its smallest attainable p is below 1 -
+    confidence; 3 vs 3 reaches only 0.1). ``directions`` maps metric -> "lower" | "higher" (better,
+    default "lower"); ``thresholds`` maps metric -> :class:`Thresholds` (default for the rest).
     """
-    directions = directions or {}
-    if baseline not in set(df["backend"]):
-        raise ValueError(f"baseline backend {baseline!r} not in the results")
+    directions, thresholds = directions or {}, thresholds or {}
+    confidence = confidence or family.confidence
     groups = dict(iter(df.groupby(["backend", "metric"])))
     units = df.groupby("metric")["unit"].first()
+    empty = df.iloc[0:0]
     rows = []
-    for backend in sorted(set(df["backend"]) - {baseline}):
-        block = []
+    for backend, other in (pairs or family.pairs):
+        against_baseline = other == family.baseline
         for metric in sorted(units.index):
-            if (backend, metric) not in groups and (baseline, metric) not in groups:
+            primary = metric in family.metrics
+            mine, theirs = (groups.get((name, metric), empty) for name in (backend, other))
+            if not (primary or against_baseline or pairs) or (mine.empty and theirs.empty):
                 continue
-            mine, theirs = (groups.get((name, metric), df.iloc[0:0]) for name in (backend, baseline))
-            a, b = _values(mine), _values(theirs)
-            row = {"backend": backend, "baseline": baseline, "metric": metric,
-                   "unit": units[metric], "direction": _direction(metric, directions),
-                   **_pair(a, b, _trial_pairs(mine, theirs), confidence, alpha, n_resamples, seed)}
-            block.append((row, a, b))
-        for (row, a, b), p in zip(block, holm([row["p_test"] for row, _, _ in block])):
-            row["p_holm"] = float(p)
-            row["verdict"] = _verdict(row, a, b, row["direction"], alpha)
+            a, b, shared = _in_rounds(mine, theirs)
+            row = {"backend": backend, "other": other, "metric": metric, "unit": units[metric],
+                   "direction": _direction(metric, directions), "primary": primary}
+            row |= _comparison(a, b, shared, thresholds.get(metric, Thresholds()), row["direction"], family,
+                               primary, confidence)
+            row["bm_testable"] = (against_baseline and min(a.size, b.size) >= 2
+                                  and _rank_test_min_p(a.size, b.size) < 1 - confidence)
+            row["p_bm"] = _brunner_munzel_p(a, b, n_resamples, seed) if row["bm_testable"] else np.nan
             rows.append(row)
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def _closure(better: np.ndarray) -> np.ndarray:
+    """Transitive closure of "claimed better than" over the last two axes (store x store): a chain of
+    claims each beyond the floor is a claim beyond it too, and is true whenever its links are."""
+    closed = better.copy()
+    for _ in range(better.shape[-1]):
+        closed = closed | (np.matmul(closed.astype(np.int64), closed.astype(np.int64)) > 0)
+    return closed
+
+
+def _leaders(better: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(best, leaders) from "claimed better than" (..., K, K): the index of the store claimed better than
+    every other (-1 if none) and the stores no other is claimed better than (the tied leaders; none
+    when the claims contradict each other in a cycle, which needs a false claim)."""
+    closed = _closure(better)
+    k = better.shape[-1]
+    beats_all = (closed | np.eye(k, dtype=bool)).all(axis=-1) & ~np.diagonal(closed, axis1=-2, axis2=-1)
+    best = np.where(beats_all.any(axis=-1), beats_all.argmax(axis=-1), -1)
+    return best, ~closed.any(axis=-2)
+
+
+def leaders(comparisons: pd.DataFrame, family: Family) -> pd.DataFrame:
+    """Per primary metric: ``best`` (the store claimed better than every other store, directly or
+    through a chain of claims; "" if none) and ``leaders`` (the stores no other is claimed better
+    than: the best alone, or the tied leaders). Only the family's comparisons count."""
+    index = {s: i for i, s in enumerate(family.stores)}
+    pairs = set(family.pairs)
+    in_family = comparisons[comparisons["primary"].astype(bool).to_numpy()
+                            & np.array([pair in pairs for pair in zip(comparisons["backend"], comparisons["other"])],
+                                       dtype=bool)]
+    rows = []
+    for metric in family.metrics:
+        better = np.zeros((len(index), len(index)), bool)
+        for row in in_family[in_family["metric"] == metric].itertuples():
+            if row.verdict in ("better", "worse"):
+                winner, loser = (row.backend, row.other) if row.verdict == "better" else (row.other, row.backend)
+                better[index[winner], index[loser]] = True
+        best, leading = _leaders(better)
+        rows.append({"metric": metric, "best": family.stores[best] if best >= 0 else "",
+                     "leaders": tuple(s for s, lead in zip(family.stores, leading) if lead)})
+    return pd.DataFrame(rows, columns=["metric", "best", "leaders"])
 
 
 def _brown_forsythe_p(groups: Sequence[np.ndarray]) -> np.ndarray:
@@ -558,143 +643,250 @@ def latency_spread(
     return pd.DataFrame(rows, columns=columns)
 
 
-def _claimed(a: np.ndarray, b: np.ndarray, first_step_alpha: float, confidence: float) -> np.ndarray:
-    """The report's claim rule on simulated samples (last axis = trials, paired by position).
 
-    Holm is reduced to its first step: the metric under study is taken to be the only real
-    effect among m, so it is claimed when its p < alpha / m. This ignores the rare case of a
-    null metric rejected first, so the power it gives is a slight underestimate.
+# --- power of the claim rule, and what a run can detect --------------------------------------------
+
+
+def _log_sd(cv: float) -> float:
+    """sd of the logs of lognormal values with this CV."""
+    return float(np.sqrt(np.log1p(cv ** 2)))
+
+
+def _critical_t(n: int, comparisons: int, confidence: float) -> float:
+    """The t a comparison's estimate must clear (in standard errors) in a family of ``comparisons``."""
+    return float(stats.t.ppf(1 - (1 - confidence) / (2 * comparisons), n - 1))
+
+
+def claim_power(n: int, cv: float, effect: float, comparisons: int, confidence: float = 0.95,
+                minimum_effect: float = MINIMUM_EFFECT) -> float:
+    """Chance that a store whose geometric mean is (1 + effect) x the baseline's is claimed different
+    (in that direction) by the rule, in a family of ``comparisons`` at ``confidence``.
+
+    n trials each, both at CV ``cv`` (lognormal), paired by round without a round effect (one shared
+    by the stores would only help). Exact, not simulated: the claim is the event that the paired t
+    of the log ratios, shifted by the floor, clears the family's critical t, and that statistic is
+    noncentral t with n - 1 df. Symmetric on the log scale: effect e and 1/(1+e) - 1 have equal power.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = _chosen_ratio(a, b, confidence, (a, b))
-    return (r["p_test"] < first_step_alpha) & ((r["ratio_mean_low"] > 1) | (r["ratio_mean_high"] < 1))
+    if n < 2:
+        return 0.0
+    shift = abs(np.log1p(effect)) - np.log1p(minimum_effect)
+    if cv == 0:
+        return float(shift > 0)
+    noncentrality = shift * np.sqrt(n) / (np.sqrt(2) * _log_sd(cv))
+    return float(stats.nct.sf(_critical_t(n, comparisons, confidence), n - 1, noncentrality))
+
+
+def equivalence_power(n: int, cv: float, comparisons: int, confidence: float = 0.95,
+                      margin: float = EQUIVALENCE, effect: float = 0.0) -> float:
+    """Chance that the rule calls a store equivalent within ±``margin`` when its geometric mean is
+    (1 + effect) x the baseline's (setting as :func:`claim_power`).
+
+    The claim interval lies inside ±margin when the estimate is within margin - t s of 0, s its
+    standard error; integrated over the distribution of s (chi, n - 1 df) at QUADRATURE quantiles."""
+    if n < 2:
+        return 0.0
+    bound, shift = np.log1p(margin), np.log1p(effect)
+    if cv == 0:
+        return float(abs(shift) < bound)
+    spread = np.sqrt(2 / n) * _log_sd(cv)   # sd of the estimate
+    s = spread * np.sqrt(stats.chi2.ppf((np.arange(QUADRATURE) + 0.5) / QUADRATURE, n - 1) / (n - 1))
+    half = _critical_t(n, comparisons, confidence) * s
+    inside = (stats.norm.cdf((bound - half - shift) / spread) - stats.norm.cdf((half - bound - shift) / spread))
+    return float(np.mean(np.maximum(inside, 0.0)))
 
 
 @lru_cache(maxsize=None)
-def claim_power(n: int, cv: float, effect: float, family: int, alpha: float = 0.05,
-                confidence: float = 0.95, draws: int = POWER_DRAWS, seed: int = 0) -> float:
-    """Probability that :func:`compare` calls a backend whose mean is (1 + effect) x the baseline's.
+def detectable_difference(n: int, cv: float, comparisons: int, confidence: float = 0.95, power: float = 0.8,
+                          minimum_effect: float = MINIMUM_EFFECT) -> float:
+    """Smallest relative difference of geometric means the rule claims with ``power`` at n trials each;
+    inf beyond MAX_EFFECT."""
+    def shortfall(log_effect: float) -> float:
+        return claim_power(n, cv, float(np.expm1(log_effect)), comparisons, confidence, minimum_effect) - power
 
-    Simulates ``draws`` runs of n trials per backend, lognormal noise of CV ``cv`` in both
-    (skewed like timing data), no round effect (which would only help the paired analysis),
-    and applies the verdict rule with a Holm family of ``family`` metrics (see :func:`_claimed`).
-    Fixed seed: the same random numbers at every effect, so the curve over effect is smooth.
-    """
-    sigma = np.sqrt(np.log1p(cv ** 2))
-    noise = np.exp(sigma * _rng(seed).standard_normal((2, draws, n)) - sigma ** 2 / 2)
-    return float(np.mean(_claimed((1 + effect) * noise[0], noise[1], alpha / family, confidence)))
-
-
-@lru_cache(maxsize=None)
-def detectable_difference(n: int, cv: float, family: int, alpha: float = 0.05, power: float = 0.8,
-                          confidence: float = 0.95) -> float:
-    """Smallest relative difference of means the rule detects with ``power`` at n trials per backend.
-
-    Bisection on log(effect) over [0.1%, MAX_EFFECT]; inf when even MAX_EFFECT is not detected.
-    """
-    def reaches(effect: float) -> bool:
-        return claim_power(n, cv, effect, family, alpha, confidence) >= power
-
-    low, high = 1e-3, MAX_EFFECT
-    if not reaches(high):
+    low, high = np.log1p(minimum_effect), np.log1p(MAX_EFFECT)
+    if n < 2 or shortfall(high) < 0:
         return np.inf
-    for _ in range(12):   # 0.2% relative precision
-        middle = np.sqrt(low * high)
-        low, high = (low, middle) if reaches(middle) else (middle, high)
-    return float(high)
+    if shortfall(low) >= 0:   # no noise: anything beyond the floor is claimed
+        return float(minimum_effect)
+    return float(np.expm1(optimize.brentq(shortfall, low, high, rtol=1e-4)))
 
 
-@lru_cache(maxsize=None)
-def trials_needed(effect: float, cv: float, family: int, alpha: float = 0.05, power: float = 0.8,
-                  confidence: float = 0.95, cap: int = MAX_TRIALS) -> int | None:
-    """Smallest trials per backend at which the rule detects ``effect`` with ``power``; None above ``cap``."""
-    def reaches(n: int) -> bool:
-        return claim_power(n, cv, effect, family, alpha, confidence) >= power
-
+def _fewest_trials(reaches: Callable[[int], bool], cap: int) -> int | None:
+    """Smallest n in [2, cap] where ``reaches`` (monotone in n) holds; None if not even at cap."""
     if not reaches(cap):
         return None
-    low, high = 1, cap   # reaches(high) holds; low is below the smallest n with a test
+    low, high = 1, cap
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if reaches(middle) else (middle, high)
     return high
 
 
-def _cv_bounds(cv: float, dof: float, confidence: float) -> tuple[float, float]:
-    """Confidence bounds of a CV from the chi-square distribution of the sample variance (normal data)."""
+@lru_cache(maxsize=None)
+def trials_needed(effect: float, cv: float, comparisons: int, confidence: float = 0.95, power: float = 0.8,
+                  minimum_effect: float = MINIMUM_EFFECT, cap: int = MAX_TRIALS) -> int | None:
+    """Trials per store at which the rule claims ``effect`` with ``power``; None above ``cap``."""
+    return _fewest_trials(
+        lambda n: claim_power(n, cv, effect, comparisons, confidence, minimum_effect) >= power, cap)
+
+
+@lru_cache(maxsize=None)
+def trials_for_equivalence(cv: float, comparisons: int, confidence: float = 0.95, margin: float = EQUIVALENCE,
+                           power: float = 0.8, cap: int = MAX_TRIALS) -> int | None:
+    """Trials per store at which two stores that are alike are called equivalent within ±``margin``
+    with ``power``; None above ``cap``."""
+    return _fewest_trials(lambda n: equivalence_power(n, cv, comparisons, confidence, margin) >= power, cap)
+
+
+def _cv_bounds(log_variance: float, dof: float, confidence: float) -> tuple[float, float]:
+    """Confidence bounds of a CV from the chi-square distribution of the sample variance of the logs."""
     upper_q, lower_q = stats.chi2.ppf([0.5 + confidence / 2, 0.5 - confidence / 2], dof)
-    return cv * np.sqrt(dof / upper_q), cv * np.sqrt(dof / lower_q)
+    return tuple(float(np.sqrt(np.expm1(log_variance * dof / q))) for q in (upper_q, lower_q))
 
 
 def detectability(
     df: pd.DataFrame,
-    family: int,
+    family: Family,
     effect: float = 0.10,
-    alpha: float = 0.05,
     power: float = 0.8,
-    *,
-    confidence: float = 0.95,
+    thresholds: Mapping[str, Thresholds] | None = None,
 ) -> pd.DataFrame:
-    """Per metric: what the report's rule can detect at this run's n, and the n needed for ``effect``.
+    """Per metric: what the family's rule can detect at this run's n, and the trials it would need.
 
-    The noise is the pooled CV across backends, sqrt(sum((n_i - 1) cv_i^2) / sum(n_i - 1)),
-    with its ``confidence`` bounds (:func:`_cv_bounds`, df = sum(n_i - 1)); ``n`` is the fewest
-    trials any backend completed. ``detectable*`` is :func:`detectable_difference` and
-    ``trials*`` :func:`trials_needed` at the pooled CV and at its two bounds, so each is a range
-    that carries the uncertainty of the CV. ``family`` is the Holm family size (metrics compared).
+    The noise is the CV of lognormal values with the log variance pooled over the stores (weights
+    n_i - 1), with chi-square bounds at the family's confidence; ``n`` is the fewest trials any
+    store completed. ``detectable*`` is :func:`detectable_difference`, ``trials*`` :func:`trials_needed`
+    for ``effect``, ``trials_equivalence*`` :func:`trials_for_equivalence` at the metric's margin,
+    each at the pooled CV and its two bounds, all at the family's size and confidence (the run's level).
     """
+    thresholds = thresholds or {}
     rows = []
     for (metric, unit), group in df.groupby(["metric", "unit"], dropna=False, sort=True):
-        dof = weighted = 0.0
-        sizes = []
+        rule = thresholds.get(metric, Thresholds())
+        dof = squares = 0.0
+        sizes, logs = [], []
         for _, g in group.groupby("backend"):
             x = _values(g)
             sizes.append(x.size)
-            if x.size >= 2 and _mean(x) > 0:
+            if x.size >= 2 and x.min() > 0:
                 dof += x.size - 1
-                weighted += (x.size - 1) * (_sd(x) / _mean(x)) ** 2
-        cv = np.sqrt(weighted / dof) if dof else np.nan
-        row = {"metric": metric, "unit": unit, "n": min(sizes), "cv_dof": dof, "cv_pooled": cv,
-               "effect": effect}
-        cvs = dict(zip(("_low", "", "_high"), (cv, cv, cv) if not dof else
-                       (_cv_bounds(cv, dof, confidence)[0], cv, _cv_bounds(cv, dof, confidence)[1])))
-        for suffix, value in cvs.items():
-            usable = np.isfinite(value) and value > 0 and row["n"] >= 2
-            row[f"cv{suffix}"] = value
-            row[f"detectable{suffix}"] = (detectable_difference(row["n"], float(value), family, alpha, power,
-                                                                confidence) if usable else np.nan)
-            row[f"trials{suffix}"] = (trials_needed(effect, float(value), family, alpha, power, confidence)
-                                      if np.isfinite(value) and value > 0 else None)
+                squares += (x.size - 1) * np.var(np.log(x), ddof=1)
+                logs.append(np.log(x))
+        variance = squares / dof if dof else np.nan
+        floor = (max(rule.minimum_effect, rule.resolution / np.exp(np.mean(np.concatenate(logs))))
+                 if logs else rule.minimum_effect)
+        row = {"metric": metric, "unit": unit, "n": min(sizes), "cv_dof": dof, "effect": effect,
+               "margin": rule.equivalence, "cv_pooled": float(np.sqrt(np.expm1(variance)))}
+        bounds = _cv_bounds(variance, dof, family.confidence) if dof and variance > 0 else (row["cv_pooled"],) * 2
+        for suffix, cv in zip(("_low", "", "_high"), (bounds[0], row["cv_pooled"], bounds[1])):
+            known = bool(np.isfinite(cv))
+            row[f"cv{suffix}"] = cv
+            row[f"detectable{suffix}"] = (detectable_difference(row["n"], cv, family.size, family.confidence, power,
+                                                                floor) if known else np.nan)
+            row[f"trials{suffix}"] = (trials_needed(effect, cv, family.size, family.confidence, power, floor)
+                                      if known else None)
+            row[f"trials_equivalence{suffix}"] = (trials_for_equivalence(cv, family.size, family.confidence,
+                                                                         rule.equivalence, power) if known else None)
         rows.append(row)
     out = pd.DataFrame(rows, columns=DETECTABILITY_COLUMNS)
-    for column in ("trials_low", "trials", "trials_high"):
+    for column in out.columns[out.columns.str.startswith("trials")]:
         out[column] = out[column].astype("Int64")
     return out
 
 
-def aa_false_positive_rate(
-    n_sims: int = 400,
-    n: int = 10,
-    seed: int = 0,
-    alpha: float = 0.05,
-    *,
-    sigma: float = 0.3,
-    n_resamples: int = 999,
-) -> float:
-    """Fraction of A/A comparisons that :func:`compare` calls "better" or "worse".
+# --- the rule's own operating characteristics, by simulation ----------------------------------------
 
-    Both groups draw ``n`` values from the same lognormal(0, sigma) -- skewed
-    like timing data -- in ``n`` rounds, so the paired-or-independent choice is
-    exercised too; every call is a false positive and a calibrated pipeline
-    returns at most about ``alpha``.
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """What :func:`simulate_rule` found; every rate with its Monte Carlo standard error."""
+
+    draws: int
+    false_claim: float   # runs with at least one false claim: better, worse, equivalent or best store
+    false_best: float    # runs naming a best store that is not better than every other beyond the floor
+    coverage: float      # ratio intervals at ``confidence`` (stores against the baseline) covering the truth
+    intervals: int       # how many intervals ``coverage`` counts
+    power: float         # comparisons whose true ratio is beyond the floor, claimed in its direction
+
+    @property
+    def false_claim_se(self) -> float:
+        return monte_carlo_se(self.false_claim, self.draws)
+
+    @property
+    def coverage_se(self) -> float:
+        return monte_carlo_se(self.coverage, self.intervals)
+
+
+def monte_carlo_se(rate: float, draws: int) -> float:
+    return float(np.sqrt(rate * (1 - rate) / draws))
+
+
+def _normal_log_shift(cv: np.ndarray) -> np.ndarray:
+    """E log(1 + cv z), z standard normal (Gauss-Hermite): puts normal noise on a given geometric mean."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE // 20)
+    values = np.maximum(1 + cv[..., None] * nodes, 1e-9)
+    return np.log(values) @ weights / weights.sum()
+
+
+def simulate_rule(
+    geomeans: np.ndarray,
+    cv: np.ndarray | float,
+    trials: Sequence[int],
+    *,
+    pairwise: bool = True,
+    confidence: float = 0.95,
+    thresholds: Thresholds = Thresholds(),
+    round_effect: float = 0.0,
+    noise: str = "lognormal",
+    draws: int = 4000,
+    seed: int = 0,
+) -> RuleCheck:
+    """The claim rule of :func:`compare` and :func:`leaders` on ``draws`` simulated runs.
+
+    ``geomeans``: true geometric means, stores x metrics, the baseline first; ``cv`` their CVs
+    (broadcast); ``trials`` per store (trial k of each ran in round k; a store with fewer lost its
+    last rounds). ``round_effect``: the share of each value's log variance that all stores share in
+    a round. ``noise``: "lognormal", or "normal" (mean x (1 + cv z), placed so that its geometric
+    mean is the given one). Every metric is primary and lower is better. The same functions decide
+    as in the report (:func:`_decision`, :func:`_leaders`), vectorised over the runs.
     """
+    truth = np.log(np.asarray(geomeans, float))
+    stores, metrics = truth.shape
+    sd = np.broadcast_to(np.asarray(cv, float), truth.shape)
     rng = _rng(seed)
-    labels = np.repeat(["A", "B"], n)
-    trials = np.tile(np.arange(1, n + 1), 2)
-    called = 0
-    for i in range(n_sims):
-        sim = pd.DataFrame({"backend": labels, "trial": trials, "metric": "m", "unit": "s",
-                            "value": rng.lognormal(0.0, sigma, 2 * n)})
-        verdict = compare(sim, "A", alpha=alpha, n_resamples=n_resamples, seed=seed + i)
-        called += verdict["verdict"].iloc[0] in ("better", "worse")
-    return called / n_sims
+    shape = (draws, stores, metrics, max(trials))
+    z = np.sqrt(round_effect) * rng.standard_normal((draws, 1, metrics, shape[-1])) + np.sqrt(
+        1 - round_effect) * rng.standard_normal(shape)
+    if noise == "lognormal":
+        logs = truth[..., None] + np.sqrt(np.log1p(sd ** 2))[..., None] * z
+    elif noise == "normal":
+        logs = np.log(np.maximum(1 + sd[..., None] * z, 1e-9)) + (truth - _normal_log_shift(sd))[..., None]
+    else:
+        raise ValueError(f"noise must be 'lognormal' or 'normal', got {noise!r}")
+    names = tuple(f"s{i}" for i in range(stores))
+    family = Family(names[0], names, tuple(f"m{j}" for j in range(metrics)), pairwise, confidence)
+    true_floor = np.log1p(np.maximum(thresholds.minimum_effect, thresholds.resolution / np.exp(truth.min(axis=0))))
+    false = np.zeros(draws, bool)
+    better = np.zeros((draws, metrics, stores, stores), bool)
+    covered = counted = hits = beyond = 0
+    for store, other in family.pairs:
+        i, j = names.index(store), names.index(other)
+        la, lb = logs[:, i, :, :trials[i]], logs[:, j, :, :trials[j]]
+        d = _decision(la, lb, min(trials[i], trials[j]), thresholds, family.level)
+        r = truth[i] - truth[j]
+        false |= ((d.above & ~(r > true_floor)) | (d.below & ~(r < -true_floor))
+                  | (d.equivalent & ~(np.abs(r) < np.log1p(thresholds.equivalence)))).any(axis=-1)
+        better[:, :, i, j], better[:, :, j, i] = d.below, d.above
+        real = np.abs(r) > true_floor
+        hits += int(np.sum(np.where(r > 0, d.above, d.below) & real))
+        beyond += draws * int(real.sum())
+        if other == family.baseline:
+            half = stats.t.ppf(0.5 + confidence / 2, d.df) * d.se
+            covered += int(np.sum(np.abs(d.estimate - r) <= half))
+            counted += d.estimate.size
+    best, _ = _leaders(better)
+    truly_better = (truth[:, None, :] - truth[None, :, :] < -true_floor) | np.eye(stores, dtype=bool)[..., None]
+    wrong_best = (best >= 0) & ~truly_better.all(axis=1).T[np.arange(metrics), np.maximum(best, 0)]
+    false_best = wrong_best.any(axis=-1)
+    return RuleCheck(draws, float(np.mean(false | false_best)), float(np.mean(false_best)), covered / counted,
+                     counted, hits / beyond if beyond else np.nan)

@@ -50,7 +50,7 @@ class BackendDef:
     secret_key_env: str = ""              # external only
     alias_of: str = ""                    # set when this is another name for the same store
     handicap: dict[str, float] = field(default_factory=dict)   # a known slowdown: the positive control
-    install: dict[str, str] = field(default_factory=dict)      # how to build the binary (providers.builds)
+    install: builds.Build | None = None   # how to build the binary (backends.builds)
     credentials: dict[str, int | str] = field(default_factory=dict)   # key format, when the store has one
     bootstrap: tuple[dict[str, Any], ...] = ()   # commands run once after the first start (run, capture, pattern)
     docker: dict[str, Any] = field(default_factory=dict)   # container definition (providers.docker)

@@ -34,6 +34,7 @@ import pandas as pd
 import psutil
 
 from msbench.providers import Stack, registry
+from msbench.results import REQUEST_COLUMNS, SUMMARY_COLUMNS
 
 S3_PREFIXES = ("insert_log", "stats_log", "delta_log", "index_files")   # where Milvus keeps what (bucket paths)
 SNAPLEN = 2048            # request line and SigV4 headers fit in about 900 bytes
@@ -43,17 +44,9 @@ START_TIMEOUT_S = 10.0
 # ends its loop at once, so the packets of the last second would be lost: stop waits one hand-over
 DRAIN_S = 1.1
 METHODS = ("GET", "PUT", "POST", "HEAD", "DELETE")
-REQUEST_COLUMNS = ["conn", "client", "start", "request_end", "response_start", "end", "method", "operation", "prefix",
-                   "key", "query", "range", "status", "error_code", "request_wire_bytes", "response_wire_bytes",
-                   "request_body_bytes", "response_body_bytes", "object_bytes", "duration_ms", "ttfb_ms", "retry",
-                   "phase"]
 # query parameters whose values are kept (what a replay needs to repeat the request); the others
 # (uploadId, continuation-token: the store's own tokens; start-after: a key; presigned X-Amz-*) by name only
 QUERY_VALUES_KEPT = ("delimiter", "encoding-type", "fetch-owner", "list-type", "max-keys", "partNumber")
-SUMMARY_COLUMNS = ["phase", "operation", "requests", "errors", "unanswered", "slowdowns", "retries", "bytes_sent",
-                   "bytes_received",
-                   "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms", "ttfb_p50_ms",
-                   "busy_s"]
 BETWEEN = "between phases"
 
 

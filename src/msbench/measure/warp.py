@@ -21,11 +21,13 @@ import json
 import os
 import re
 import subprocess
+from shutil import which
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from msbench.backends import builds
 from msbench.providers import registry
 from msbench.providers.s3 import s3_client
 
@@ -50,10 +52,6 @@ class WarpTarget:
 
 def warp_binary() -> Path | None:
     """$MSBENCH_WARP_BIN, else the pinned build (``msbench stores install warp``), else warp on PATH."""
-    from shutil import which
-
-    from msbench.backends import builds
-
     if os.environ.get("MSBENCH_WARP_BIN"):
         return Path(os.environ["MSBENCH_WARP_BIN"])
     built = builds.installed("warp", builds.CLIENTS["warp"])

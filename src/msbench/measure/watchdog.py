@@ -7,8 +7,11 @@ asks each health check every ``PROBE_EVERY_S`` (one small HTTP request). On a fa
 the cause and interrupts the main thread, where the phase runs: ``_thread.interrupt_main``
 simulates a signal whose handler raises ``ComponentFailed`` (the blocking gRPC and HTTP waits
 of pymilvus and boto3 wake every 0.1 s, so the phase ends within a moment). Shorter silences
-that end (or health answers later than ``SLOW_ANSWER_S``) are kept as ``stalls`` for the record. During an intended restart (the cold load) the
-watch is paused.
+that end (or health answers later than ``SLOW_ANSWER_S``) are kept as ``stalls`` for the record.
+During an intended restart (the cold load: ``restarting``) the health checks rest, since the
+servers are down on purpose, but exits are still watched: the stack's list of servers is read
+afresh at every check, so the servers the restart brings up are watched from their start, and a
+server we stopped ourselves is no fault (its exit status says None).
 """
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ class Watchdog:
         self._phase = ""
         self._phase_began = 0.0
         self._armed = False
-        self._paused = 0
+        self._restarting = 0
         self._silent_since: dict[str, float] = {}
         self._next_probe: dict[str, float] = {}
         self._stop = threading.Event()
@@ -113,20 +116,20 @@ class Watchdog:
                 self._armed = False
 
     @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """For a restart we asked for: the servers go away on purpose."""
+    def restarting(self) -> Iterator[None]:
+        """For a restart we asked for: health checks rest, exits of the servers it starts are watched."""
         with self._lock:
-            self._paused += 1
+            self._restarting += 1
         try:
             yield
         finally:
             with self._lock:
-                self._paused -= 1
+                self._restarting -= 1
                 self._silent_since.clear()
 
     def _interrupted(self, signum, frame) -> None:
         with self._lock:
-            armed = self._armed and self._paused == 0
+            armed = self._armed
         if armed and self.fault:
             raise ComponentFailed(self.fault)
 
@@ -135,7 +138,7 @@ class Watchdog:
 
     def _fail(self, cause: str) -> None:
         with self._lock:
-            if self.fault or not self._armed or self._paused:
+            if self.fault or not self._armed:
                 return
             self.fault = f"{cause} {self._where()}"
         _thread.interrupt_main(_SIGNAL)
@@ -143,12 +146,12 @@ class Watchdog:
     def check_now(self) -> None:
         """Exit statuses, read at once (cheap: no probe)."""
         with self._lock:
-            if self._paused or self.fault:
+            if self.fault:
                 return
         cause = _first_exit(self.components())
         if cause:
             with self._lock:
-                if not self._paused and not self.fault:
+                if not self.fault:
                     self.fault = f"{cause} {self._where()}"
 
     def _probe(self, comp: Watched, now: float) -> None:
@@ -173,7 +176,7 @@ class Watchdog:
     def _loop(self) -> None:
         while not self._stop.wait(EXIT_POLL_S):
             with self._lock:
-                idle = not self._armed or self._paused > 0 or self.fault is not None
+                idle = not self._armed or self.fault is not None
             if idle:
                 continue
             try:
@@ -183,7 +186,7 @@ class Watchdog:
                     self._fail(cause)
                     continue
                 now = time.monotonic()
-                for comp in components:
+                for comp in components if not self._restarting else ():
                     self._probe(comp, now)
             except Exception:   # a stack half torn down: the phase's own error will say more
                 continue

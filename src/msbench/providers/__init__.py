@@ -1,6 +1,6 @@
 """Providers: a backend definition in, a running stack (Milvus + one object store) out.
 
-``Stack`` is the contract a trial and its phases hold a provider's stack to (``trial.PROVIDERS``
+``Stack`` is the contract a trial and its phases hold a provider's stack to (``catalog.PROVIDERS``
 makes one, ``phases.TrialState`` carries it); ``StackBase`` is what the native and the Docker
 stacks share in code. The contracts are ``typing.Protocol`` classes: a stack satisfies them by
 its shape, and a test checks that both providers' stacks do.
@@ -118,8 +118,8 @@ class Stack(Protocol):
         """The handicap the store ran under (providers.handicap), for the record."""
         ...
 
-    def image_digests(self) -> dict[str, str]:
-        """Container images and their digests, for the record."""
+    def ran(self) -> dict[str, object]:
+        """What ran in this trial beyond the manifest's plan (containers: their images and digests)."""
         ...
 
 
@@ -153,8 +153,8 @@ class StackBase:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def image_digests(self) -> dict[str, str]:
-        """Container images and their digests, for the record; none for a native stack."""
+    def ran(self) -> dict[str, object]:
+        """What ran beyond the manifest's plan: nothing for processes (the manifest has their hashes)."""
         return {}
 
     def milvus_token(self) -> str:

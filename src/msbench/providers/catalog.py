@@ -104,10 +104,12 @@ def unavailable_reason(backend: BackendDef, user: UserConfig | None = None, inst
         return f"its handicap {backend.handicap} cannot be applied: {no_quota}"
     if backend.launcher == "process":
         if find_binary(backend, user) is None:
-            named = os.environ.get(backend.binary_env) if backend.binary_env else None
-            what = f"{backend.binary_env}={named} is not an executable file" if named else \
-                f"no '{backend.binary}' binary found"
-            if backend.install and not named:
+            env = os.environ.get(backend.binary_env) if backend.binary_env else None
+            configured = (user.binaries.get(backend.binary) if user else None) if not env else None
+            what = (f"{backend.binary_env}={env} is not an executable file" if env else
+                    f"binaries.{backend.binary} in {user.path or 'msbench.yaml'} ({configured}) is not an executable "
+                    f"file" if configured else f"no '{backend.binary}' binary found")
+            if backend.install and not (env or configured):
                 what += f" (not built: {builds.missing_tool(backend.install) or 'no build yet'})"
             return f"{what}. To enable: {backend.enable_hint}"
         return None

@@ -15,9 +15,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
-from msbench.config import ConfigError
 from msbench.providers import registry
 
 CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")

@@ -3,7 +3,8 @@
 Embedded etcd and rocksmq live in the process, so a native stack is Milvus + one object store.
 Pitfalls handled here (see FIELD-NOTES): a short session TTL plus a wait after restart (stale
 sessions break load), TERM twice then KILL, the fixed PID file under /run/milvus, and every
-role bound to 127.0.0.1.
+role advertised as 127.0.0.1 and its embedded etcd on loopback (2.3.5 has no listen-address setting
+for its gRPC ports: they listen on every interface, and no other host is ever told of them).
 """
 from __future__ import annotations
 

@@ -113,6 +113,7 @@ class ManagedProcess:
     cwd: Path | None = None
     cgroup: "CpuQuota | None" = None   # a handicap the process joins before it runs
     popen: subprocess.Popen | None = None
+    stopped: bool = False   # stopped by us (a restart, the teardown): its end is no fault
 
     def start(self) -> "ManagedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +121,7 @@ class ManagedProcess:
         log.write(f"\n=== msbench: starting {self.name}: {' '.join(map(str, self.argv))}\n".encode())
         log.flush()
         full_env = {**os.environ, **self.env}
+        self.stopped = False
         self.popen = subprocess.Popen(
             registry.die_with_parent(self.argv),
             stdout=log,
@@ -142,9 +144,10 @@ class ManagedProcess:
         return self.popen is not None and self.popen.poll() is None
 
     def exit_status(self) -> str | None:
-        """None while it runs, else how it ended ("was killed by SIGKILL", "exited with code 1")."""
+        """None while it runs or after we stopped it, else how it ended ("was killed by SIGKILL",
+        "exited with code 1"): what the watchdog reports."""
         code = self.popen.poll() if self.popen else None
-        if code is None:
+        if code is None or self.stopped:
             return None
         return describe_exit(code)
 
@@ -160,6 +163,7 @@ class ManagedProcess:
         """TERM, wait; TERM again, wait; KILL. Also reaps children the server forked."""
         if self.popen is None:
             return None
+        self.stopped = True
         children = []
         proc = self.psutil()
         if proc is not None:

@@ -8,7 +8,7 @@ are listed by :func:`trials_table` and :func:`deviations` instead.
 
 | module | job |
 |---|---|
-| ``metrics.py`` | the headline metrics, and the completed trials' values of them |
+| ``values.py`` | the completed trials' values of the catalogue's metrics (msbench.metrics), who is who |
 | ``page.py`` | numbers as text, notes as captions, folded tables: how the HTML page shows them |
 | ``tables.py`` | per-store figures, latency percentiles, the trials, the environment |
 | ``comparisons.py`` | each store against the baseline, A/A pairs, the controls, spread, power |
@@ -25,14 +25,15 @@ from __future__ import annotations
 
 from msbench.report.comparisons import aa_table, comparison_table, controls_table, power_table, variance_table
 from msbench.report.figures import fig_drift, fig_footprint, fig_forest, fig_latency_ecdf, fig_recall, fig_trials
-from msbench.report.values import HEADLINE, Metric, Run, compared, default_baseline, direction, headline
+from msbench.metrics import HEADLINE, Metric, compared, direction, headline
+from msbench.report.values import default_baseline
 from msbench.report.page import folded, show
 from msbench.report.published import CLAIMS, PUBLISHED_SETUP, published_verdicts, published_vs_reproduced
 from msbench.report.run_deviations import deviations
 from msbench.report.tables import CI_NOTE, environment_table, latency_spread_table, summary_table, trials_table
 from msbench.report.verdict import Verdict, verdict
 
-__all__ = ["CI_NOTE", "CLAIMS", "HEADLINE", "PUBLISHED_SETUP", "Metric", "Run", "aa_table", "compared",
+__all__ = ["CI_NOTE", "CLAIMS", "HEADLINE", "PUBLISHED_SETUP", "Metric", "aa_table", "compared",
            "comparison_table", "controls_table", "default_baseline", "deviations", "direction", "environment_table",
            "fig_drift", "fig_footprint", "fig_forest", "fig_latency_ecdf", "fig_recall", "fig_trials", "folded",
            "headline", "latency_spread_table", "power_table", "published_verdicts", "published_vs_reproduced", "show",

@@ -1,55 +1,127 @@
 """Is one store better than another, and could this run have seen it? Each store against the
 baseline, the A/A pairs, the controls (the baseline under a second name and held to a CPU quota),
-differences in spread, and the power of the claim rule at this run's n. The statistics are
-:mod:`msbench.analysis.stats`."""
+differences in spread, and the power of the claim rule at this run's n. Every claim (better, worse,
+equivalent, best store) comes from one family of comparisons (:func:`claims`: the real stores against
+the baseline and each other on the PRIMARY metrics) whose error is controlled together; the statistics
+are :mod:`msbench.analysis.stats`."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
 from msbench.analysis import stats
-from msbench.report.values import (TIME_UNITS, Metric, Run, compared, confidence_of, default_baseline, direction,
-                                    headline, trial_values, without_controls)
-from msbench.report.page import finite, interval, noted, num, p_value, pct, with_ci
+from msbench.metrics import Metric, compared, headline
+from msbench.report.values import (BYTE_UNITS, TIME_UNITS, Run, confidence_of, default_baseline, trial_values,
+                                   without_controls)
+from msbench.report.page import finite, noted, num, p_value, pct, with_ci
 
 # Resamples of the Brunner-Munzel permutation test (stats' default); module-level so tests can lower it.
 N_RESAMPLES = 9999
 SEED = 0
-ALPHA = 0.05
 POWER = 0.8   # the power at which detectable differences and trials needed are stated
+ALPHA = 0.05  # level of the Brown-Forsythe spread test: descriptive, not one of the report's claims
+# The metrics on which the report makes claims (better, worse, equivalent, best store): the like-for-like
+# measure of each published claim, the questions the study was built to answer. Every other compared
+# metric is shown with its ratio and interval but no claim words. Each primary metric adds a comparison
+# per store pair to the family, and widens every claim interval (the family's Bonferroni level).
+PRIMARY = ("insert_rows_per_s", "index_build_s", "load_first_s", "load_warm_s", "search_latency_mean_ms",
+           "bucket_bytes_after_gc")
+CLAIMED = ("better", "worse")
 
 
-def _directions(metrics: list[Metric]) -> dict[str, str]:
-    return {m.name: direction(m.metric) for m in metrics}
+@dataclass(frozen=True)
+class Claims:
+    """What the report claims about one run's stores: the ``family`` whose claims are controlled together,
+    its comparisons (``rows``: stats.compare rows, the baseline ones first, metrics in headline order) and
+    per primary metric the best store or the tied leaders (``leaders``: stats.leaders)."""
+
+    family: stats.Family
+    rows: pd.DataFrame
+    leaders: pd.DataFrame
+    thresholds: dict[str, stats.Thresholds]
 
 
-def compare(tidy: pd.DataFrame, baseline: str, metrics: list[Metric]) -> pd.DataFrame:
-    """stats.compare over the headline family (Holm runs over it), rows in headline order."""
-    raw = stats.compare(tidy, baseline, _directions(metrics), confidence=confidence_of(tidy), alpha=ALPHA,
-                        n_resamples=N_RESAMPLES, seed=SEED)
-    order = raw["metric"].map({m.name: i for i, m in enumerate(metrics)})
-    return raw.assign(order=order).sort_values(["backend", "order"], ignore_index=True).drop(columns="order")
+def real_stores(run: Run, tidy: pd.DataFrame, baseline: str) -> tuple[str, ...]:
+    """The stores that completed a trial (controls are not stores), the baseline first."""
+    ran = set(tidy["backend"]) - run.controls
+    return tuple(([baseline] if baseline in ran else []) + sorted(ran - {baseline}))
 
 
-def _factor_words(row: pd.Series) -> tuple[str, str]:
-    """("1.8x faster than minio", " (95% CI 1.5–2.1x)") for one stats.compare row: the ratio turned
-    so it reads above 1, in the words of its unit."""
-    base = row["baseline"]
-    r, lo, hi = row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"]
+def thresholds(run: Run, tidy: pd.DataFrame, metrics: list[Metric]) -> dict[str, stats.Thresholds]:
+    """Per metric, what a claim must clear: the default equivalence margin and minimum effect, and the step
+    the metric is recorded in, in its display unit: one byte for byte counts, the largest recorded
+    resolution of a timed wait (its *_resolution_s rows), one hit in top_k x queries for recall."""
+    data, params = run.completed("results"), run.manifest.params
+    units = tidy.groupby("metric")["unit"].first() if len(tidy) else pd.Series(dtype=str)
+    found = {}
+    for m in metrics:
+        if m.name not in units:
+            continue
+        steps = data.loc[(data["phase"] == m.phase) & (data["metric"] == m.metric.removesuffix("_s") + "_resolution_s"),
+                         "value"]
+        resolution = (1 / dict(BYTE_UNITS)[units[m.name]] if m.unit == "bytes"
+                      else float(steps.max()) if m.metric.endswith("_s") and steps.notna().any()
+                      else 1 / (params.top_k * params.n_queries) if m.metric.startswith("recall_at_") else 0.0)
+        found[m.name] = stats.Thresholds(resolution=resolution)
+    return found
+
+
+def claim_family(run: Run, tidy: pd.DataFrame, baseline: str) -> stats.Family | None:
+    """The report's family: the real stores against ``baseline`` and each other, on the primary metrics
+    this run recorded, at the run's own level; None when there is nothing to compare."""
+    stores = real_stores(run, tidy, baseline)
+    if baseline not in stores or len(stores) < 2:
+        return None
+    recorded = set(tidy["metric"])
+    return stats.Family(baseline, stores, tuple(m for m in PRIMARY if m in recorded), confidence=confidence_of(tidy))
+
+
+def compare(run: Run, tidy: pd.DataFrame, family: stats.Family, metrics: list[Metric],
+            pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """stats.compare with the run's directions and thresholds, rows in the family's order of pairs and
+    headline order of metrics; ``pairs`` (e.g. the controls) judged at the family's level."""
+    order = {m.name: i for i, m in enumerate(metrics)}
+    raw = stats.compare(tidy, family, {m.name: m.direction for m in metrics}, thresholds(run, tidy, metrics),
+                        pairs=pairs, n_resamples=N_RESAMPLES, seed=SEED)
+    pair_order = {pair: i for i, pair in enumerate(pairs or family.pairs)}
+    keys = pd.DataFrame({"pair": [pair_order[p] for p in zip(raw["backend"], raw["other"])],
+                         "metric": raw["metric"].map(order)})
+    return raw.iloc[keys.sort_values(["pair", "metric"]).index].reset_index(drop=True)
+
+
+def claims(run: Run, baseline: str | None = None) -> Claims | None:
+    """The report's claims on ``run`` (baseline: :func:`default_baseline`); None with fewer than two stores."""
+    metrics = compared(run.manifest.params)
+    tidy = without_controls(run, trial_values(run, metrics))
+    baseline = baseline or default_baseline(run)
+    family = claim_family(run, tidy, baseline) if baseline and len(tidy) else None
+    if family is None:
+        return None
+    rows = compare(run, tidy, family, metrics)
+    return Claims(family, rows, stats.leaders(rows, family), thresholds(run, tidy, metrics))
+
+
+def _factor_words(row: pd.Series, low: float, high: float) -> tuple[str, str]:
+    """("1.8x faster than minio", " (CI 1.5–2.1x)") for one stats.compare row: the ratio of geometric means
+    turned so it reads above 1, in the words of its unit, with the interval (low, high) given."""
+    other, r = row["other"], row["ratio"]
     larger, smaller = (("slower", "faster") if row["unit"] in TIME_UNITS
                        else ("higher", "lower") if row["direction"] == "higher" else ("larger", "smaller"))
     if not (finite(r) and r > 0):
-        return f"different from {base} (ratio undefined: baseline mean 0)", ""
+        return f"not comparable with {other}", ""
     up = r >= 1
-    factor, low, high = (r, lo, hi) if up else (1 / r, 1 / hi if hi else np.inf, 1 / lo if lo else np.inf)
-    bounded = finite(lo) and finite(hi) and lo > 0
+    factor, low, high = (r, low, high) if up else (1 / r, 1 / high, 1 / low)
+    if factor == 1:
+        return f"the same as {other}", (f" (CI {_percent(1 / low)} {smaller} to {_percent(high)} {larger})"
+                                        if finite(low) and finite(high) else "")
     if factor < SMALL_FACTOR:   # 1.003x would print as "1x": a small factor reads as a percentage
-        return (f"{_percent(factor)} {larger if up else smaller} than {base}",
-                f" (95% CI {_percent(low)}–{_percent(high)})" if bounded else "")
-    return (f"{num(factor)}x {larger if up else smaller} than {base}",
-            f" (95% CI {num(low)}–{num(high)}x)" if bounded else "")
+        return (f"{_percent(factor)} {larger if up else smaller} than {other}",
+                f" (CI {_percent(low)} to {_percent(high)})" if finite(low) and finite(high) else "")
+    return (f"{num(factor)}x {larger if up else smaller} than {other}",
+            f" (CI {num(low)}–{num(high)}x)" if finite(low) and finite(high) else "")
 
 
 SMALL_FACTOR = 1.1
@@ -61,116 +133,142 @@ def _percent(factor: float) -> str:
     return f"{diff:.1f}%" if abs(diff) >= 0.1 else f"{diff:.2g}%"
 
 
-def ratio_words(row: pd.Series) -> str:
-    """One stats.compare row's ratio as words: "rustfs is 1.8x faster than minio (95% CI 1.5–2.1x)"."""
-    factor, ci = _factor_words(row)
+def ratio_words(row: pd.Series, claim: bool = True) -> str:
+    """One stats.compare row's ratio as words with its claim interval (or the 95% one):
+    "rustfs is 1.8x faster than minio (CI 1.5–2.1x)"."""
+    factor, ci = _factor_words(row, *((row["claim_low"], row["claim_high"]) if claim
+                                      else (row["ratio_low"], row["ratio_high"])))
     return f"{row['backend']} is {factor}{ci}"
 
 
-def _verdict_words(row: pd.Series) -> str:
-    """stats.compare's verdict as a sentence: "rustfs is 1.8x faster than minio (95% CI 1.5–2.1x): better"."""
-    verdict, r, lo, hi = row["verdict"], row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"]
-    if verdict in ("better", "worse"):
-        return f"{ratio_words(row)}: {verdict}"
-    if "zero variance, untested" in verdict:
-        return f"{row['backend']} is {_factor_words(row)[0]} in every trial; zero variance, so untested"
-    if verdict.startswith("no detectable"):
-        return f"{verdict} (ratio {num(r)}, 95% CI {interval(lo, hi, no_ratio_ci(row))})"
-    return verdict
+def claim_word(row: pd.Series) -> str:
+    """The claim on one comparison in the report's four words (equivalence with its margin)."""
+    if row["verdict"] == "equivalent":
+        return f"equivalent within ±{row['margin']:.0%}"
+    return row["verdict"]
 
 
-def no_ratio_ci(row: pd.Series) -> str:
-    """Why a ratio of means has no finite interval."""
-    if min(row["n_backend"], row["n_baseline"]) < 2:
-        return "needs n ≥ 2 each"
-    if not row["mean_baseline"]:
-        return "ratio undefined, other mean is 0"
-    return "unbounded: the other mean is not clearly above 0"
+def verdict_words(row: pd.Series) -> str:
+    """One stats.compare row as a sentence: "rustfs is 1.8x faster than minio (CI 1.5–2.1x): better"."""
+    caveat = f" [{row['caveat']}]" if row["caveat"] else ""
+    n = (f"n={row['n_backend']}" if row["n_backend"] == row["n_other"]
+         else f"n={row['n_backend']} vs {row['n_other']}")
+    if row["no_interval"]:
+        return f"{'not detectable' if row['primary'] else 'no claim'}: no interval ({row['no_interval']})"
+    if not row["primary"]:
+        return f"no claim (not a primary metric): {ratio_words(row, claim=False)}{caveat}"
+    if row["verdict"] in CLAIMED:
+        within = f", by less than {row['margin']:.0%}" if row["equivalent"] else ""
+        return f"{ratio_words(row)}: {row['verdict']}{within}{caveat}"
+    if row["verdict"] == "equivalent":
+        same = "identical in every trial, " if row["identical"] else ""
+        return f"{same}{claim_word(row)}: {ratio_words(row)}{caveat}"
+    return f"not detectable at {n}: {ratio_words(row)}{caveat}"
 
 
-def _brunner_munzel_text(row: pd.Series) -> str:
-    """Brunner-Munzel p, or why it is not shown (a test that cannot reject at this n is no evidence)."""
-    if min(row["n_backend"], row["n_baseline"]) >= 2 and not row["bm_testable"]:
-        at_n = (f"n={row['n_backend']}" if row["n_backend"] == row["n_baseline"]
-                else f"n={row['n_backend']} vs {row['n_baseline']}")
-        return f"not testable at {at_n} (smallest possible p ≥ {ALPHA})"
+def interval_text(row: pd.Series, low: str = "ratio_low", high: str = "ratio_high") -> str:
+    """A ratio with an interval of one stats.compare row, or why there is none."""
+    return with_ci(row["ratio"], row[low], row[high], row["no_interval"] or "not a primary metric")
+
+
+def _brunner_munzel_text(row: pd.Series, baseline: str, alpha: float) -> str:
+    """Brunner-Munzel p (against the baseline only), or why it is not shown (a test that cannot reject at
+    this n is no evidence)."""
+    if row["other"] != baseline:
+        return "–"
+    if min(row["n_backend"], row["n_other"]) >= 2 and not row["bm_testable"]:
+        at_n = (f"n={row['n_backend']}" if row["n_backend"] == row["n_other"]
+                else f"n={row['n_backend']} vs {row['n_other']}")
+        return f"not testable at {at_n} (smallest possible p ≥ {alpha:.2g})"
     return p_value(row["p_bm"])
 
 
-def detectable_text(tidy: pd.DataFrame, metrics: list[Metric], effect: float = 0.10,
-                    ranges: bool = True) -> dict[str, tuple[str, str]]:
-    """Per metric: (smallest difference detectable at this run's n, trials needed for ``effect``), each as
-    "point (range)" over the CV's 95% bounds, or the point alone without ``ranges``."""
+def detectable_text(tidy: pd.DataFrame, found: Claims, effect: float = 0.10,
+                    ranges: bool = True) -> dict[str, tuple[str, str, str]]:
+    """Per metric: (smallest difference the family's rule detects at this run's n, trials needed for
+    ``effect``, trials needed to call two alike stores equivalent), each as "point (range)" over the CV's
+    bounds, or the point alone without ``ranges``."""
     if tidy.empty:
         return {}
-    found = stats.detectability(tidy, tidy["metric"].nunique(), effect, alpha=ALPHA, power=POWER)
+    table = stats.detectability(tidy, found.family, effect, POWER, found.thresholds)
 
-    def texts(row: pd.Series) -> tuple[str, str]:
+    def texts(row: pd.Series) -> tuple[str, str, str]:
         if not finite(row["cv_pooled"]):
-            return ("unknown: no backend with ≥ 2 trials",) * 2
-        if row["cv_pooled"] == 0:
-            return ("– (zero variance)",) * 2
+            return ("unknown: no store with ≥ 2 trials",) * 3
         detectable = ["> 1000%" if v == np.inf else pct(v) if finite(v) else "– (needs n ≥ 2)"
                       for v in (row[f"detectable{s}"] for s in ("", "_low", "_high"))]
-        trials = [f"> {stats.MAX_TRIALS}" if pd.isna(v) else str(int(v))
-                  for v in (row[f"trials{s}"] for s in ("", "_low", "_high"))]
+        trials = [[f"> {stats.MAX_TRIALS}" if pd.isna(v) else str(int(v))
+                   for v in (row[f"{kind}{s}"] for s in ("", "_low", "_high"))]
+                  for kind in ("trials", "trials_equivalence")]
         return tuple(t[0] if t[0] == t[1] == t[2] or not ranges else f"{t[0]} ({t[1]}–{t[2]})"
-                     for t in (detectable, trials))
+                     for t in (detectable, *trials))
 
-    return {row["metric"]: texts(row) for _, row in found.iterrows()}
+    return {row["metric"]: texts(row) for _, row in table.iterrows()}
 
 
-def _comparison_display(raw: pd.DataFrame, detectable: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    """The readable form of stats.compare rows (shared by the baseline and the A/A tables)."""
+DISPLAY_COLUMNS = [
+    "backend", "compared with", "metric", "verdict", "unit", "better when", "n (trials, backend / other)",
+    "mean, backend", "mean, other", "ratio of geometric means [95% CI]", "claim interval [family level]", "method",
+    "p (family-adjusted): difference", "p (family-adjusted): equivalence", "p (Brunner-Munzel)",
+    "ratio of arithmetic means (no CI)", f"smallest detectable difference ({POWER:.0%} power)"]
+
+
+def _comparison_display(raw: pd.DataFrame, family: stats.Family,
+                        detectable: dict[str, tuple[str, str, str]]) -> pd.DataFrame:
+    """The readable form of stats.compare rows (shared by the comparison and the A/A tables)."""
+    alpha = 1 - family.confidence
     return pd.DataFrame({
-        "backend": raw["backend"], "compared with": raw["baseline"], "metric": raw["metric"],
-        "verdict": [_verdict_words(row) for _, row in raw.iterrows()],
+        "backend": raw["backend"], "compared with": raw["other"], "metric": raw["metric"],
+        "verdict": [verdict_words(row) for _, row in raw.iterrows()],
         "unit": raw["unit"], "better when": raw["direction"],
-        "n (trials, backend / other)": [f"{a} / {b}" for a, b in zip(raw["n_backend"], raw["n_baseline"])],
-        "mean, backend": raw["mean_backend"].map(num), "mean, other": raw["mean_baseline"].map(num),
-        "ratio of means [95% CI]": [with_ci(row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"],
-                                             no_ratio_ci(row)) for _, row in raw.iterrows()],
-        "CI method": raw["ratio_method"].map(lambda m: m or "–"),
-        "p (chosen test, Holm-adjusted)": raw["p_holm"].map(p_value),
-        "p (Welch t)": raw["p_welch"].map(p_value), "p (paired t)": raw["p_paired"].map(p_value),
-        "p (Brunner-Munzel)": [_brunner_munzel_text(row) for _, row in raw.iterrows()],
-        "ratio of medians (no CI)": raw["ratio_median"].map(num),
-        "smallest detectable difference (80% power)": raw["metric"].map(
-            lambda m: detectable.get(m, ("–", "–"))[0]),
-    })
+        "n (trials, backend / other)": [f"{a} / {b}" for a, b in zip(raw["n_backend"], raw["n_other"])],
+        "mean, backend": raw["mean_backend"].map(num), "mean, other": raw["mean_other"].map(num),
+        "ratio of geometric means [95% CI]": [interval_text(row) for _, row in raw.iterrows()],
+        "claim interval [family level]": [
+            interval_text(row, "claim_low", "claim_high") if row["primary"] else "– (no claim)"
+            for _, row in raw.iterrows()],
+        "method": raw["method"].map(lambda m: m or "–"),
+        "p (family-adjusted): difference": raw["p_claim"].map(p_value),
+        "p (family-adjusted): equivalence": raw["p_equivalent"].map(p_value),
+        "p (Brunner-Munzel)": [_brunner_munzel_text(row, family.baseline, alpha) for _, row in raw.iterrows()],
+        "ratio of arithmetic means (no CI)": raw["ratio_mean"].map(num),
+        f"smallest detectable difference ({POWER:.0%} power)": raw["metric"].map(
+            lambda m: detectable.get(m, ("–",))[0]),
+    }, columns=DISPLAY_COLUMNS)
 
 
-COMPARISON_NOTE = (
-    "Ratios are backend / other. Their 95% CI is a Fieller interval: independent (Welch-Satterthwaite df) or paired "
-    "by round (trial k of each backend ran in round k; df n − 1), whichever is narrower; because picking the "
-    "narrower favours the one that underestimated the noise, each is computed at {level:.1%} and the chosen p is "
-    "multiplied by {k:g}, which keeps 95% coverage (simulated 94-97%) and the test's level. A difference is "
-    "claimed only when that p, Holm-adjusted over this backend's headline metrics, is below {alpha} AND the CI "
-    "excludes 1. Welch and paired t p-values are shown raw. Brunner-Munzel (studentized permutation) is shown only "
-    "where it can reject: its smallest possible p is 2 / C(2n, n), 0.1 at 3 vs 3. The ratio of medians has no CI: no "
-    "method we tried holds 95% at these n. The smallest detectable difference is simulated from this rule "
-    "(see the power table). ")
-
-
-def _comparison_note() -> str:
-    level = 1 - (1 - 0.95) / stats.SELECTION_INFLATION
-    return COMPARISON_NOTE.format(level=level, k=stats.SELECTION_INFLATION, alpha=ALPHA)
+def method_note(family: stats.Family) -> str:
+    """How every claim of the report is made, for the notes of the tables that show claims."""
+    return (f"{family.statement()} Ratios are backend / other, of geometric means (the typical factor between "
+            "two stores), on the log scale: paired by round when every trial of the smaller group has its "
+            "round partner (trial k of each store ran in round k; t on the log ratios, df n − 1), else "
+            "independent (Welch's standard error, df min(n) − 1, which holds at any difference in noise). The "
+            f"95% CI is computed at the run's level; the claim interval at the family's ({100 * family.level:.4g}%). A difference is claimed "
+            "(better / worse) when the claim interval excludes ±(the larger of 1% and the metric's recorded "
+            "resolution); 'equivalent within ±X%' when it lies inside ±X% (5% by default); else 'not "
+            "detectable'. A value recorded in steps (bytes, polled times) carries its rounding variance, so a "
+            f"constant group is never taken as exact. Marked where a CV exceeds {stats.RATIO_VERIFIED_MAX_CV:.0%}: "
+            "beyond it the coverage was verified only for lognormal noise. The family-adjusted p of a claim is "
+            f"below {1 - family.confidence:.2g} exactly when it is made. Brunner-Munzel (studentized permutation) "
+            "is descriptive, shown only where it can reject (its smallest possible p is 2 / C(2n, n), 0.1 at "
+            "3 vs 3). The smallest detectable difference is exact for this rule (see the power table). ")
 
 
 def comparison_table(run: Run, baseline: str | None = None) -> pd.DataFrame:
-    """Each other backend against ``baseline`` (default: :func:`default_baseline`) on the headline metrics."""
-    metrics = compared(run)
+    """Every store against ``baseline`` (default: :func:`default_baseline`) on the compared metrics, then the
+    pairs of other stores on the primary metrics (the comparisons a best store rests on)."""
+    found = claims(run, baseline)
+    if found is None:
+        return noted(pd.DataFrame(columns=DISPLAY_COLUMNS), "No comparison: fewer than two stores completed a trial.")
+    metrics = compared(run.manifest.params)
     tidy = without_controls(run, trial_values(run, metrics))
-    baseline = baseline or default_baseline(run)
-    if baseline is None or tidy["backend"].nunique() < 2:
-        return noted(_comparison_display(pd.DataFrame(columns=stats.COMPARE_COLUMNS), {}),
-                      "No comparison: fewer than two stores completed a trial.")
-    table = _comparison_display(compare(tidy, baseline, metrics), detectable_text(tidy, metrics))
+    table = _comparison_display(found.rows, found.family, detectable_text(tidy, found))
     seen = store_dependence(run)
     if seen:
         table.insert(4, "does the store matter here? (positive control)",
                      table["metric"].map(lambda m: seen.get(m, "–")))
-    return noted(table, f"Every store against {baseline}. " + _comparison_note()
+    return noted(table, f"Every store against {found.family.baseline}, then the other pairs on the primary "
+                        "metrics. " + method_note(found.family)
                   + ("The positive-control column says whether a store held to a known CPU quota was seen in "
                      "this metric at this scale (section 'Can this run see a difference?'); where it was not, "
                      "this phase did not measurably depend on the object store here at this n, and a verdict on "
@@ -180,37 +278,38 @@ def comparison_table(run: Run, baseline: str | None = None) -> pd.DataFrame:
 def aa_table(run: Run) -> pd.DataFrame:
     """Every pair of backends that run the same store (aliases) compared: an A/A test of the benchmark.
 
-    Any difference called here is a false positive by construction, so this table shows how far the
-    verdicts of :func:`comparison_table` can be trusted on this machine.
+    Any difference claimed here is a false positive by construction, so this table shows how far the
+    verdicts of :func:`comparison_table` can be trusted on this machine. Judged by the family's rule,
+    at its level.
     """
-    metrics = compared(run)
+    metrics = compared(run.manifest.params)
     tidy = trial_values(run, metrics)
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     ran = sorted(set(tidy["backend"]))
-    pairs = [(a, b) for a, b in combinations(ran, 2) if stores.get(a) and stores.get(a) == stores.get(b)
+    pairs = [(b, a) for a, b in combinations(ran, 2) if stores.get(a) and stores.get(a) == stores.get(b)
              and handicap_of(run, a) == handicap_of(run, b)]
-    if not pairs:
-        empty = _comparison_display(pd.DataFrame(columns=stats.COMPARE_COLUMNS), {}).assign(**{"A/A reading": []})
-        return noted(empty, "No A/A pair ran: an A/A pair is two backends with the same store kind (e.g. minio "
-                             "and an alias of it), so any difference between them is a false positive of the "
-                             "benchmark itself. Add an alias backend to the run to measure that rate.")
-    raw = pd.concat([compare(tidy[tidy["backend"].isin(pair)], pair[0], metrics).assign(backend=pair[1])
-                     for pair in pairs], ignore_index=True)
-    table = _comparison_display(raw, detectable_text(tidy, metrics))
-    table["A/A reading"] = ["FALSE POSITIVE: the same store measured twice differs" if v in ("better", "worse")
+    found = claims(run)
+    if not pairs or found is None:
+        return noted(pd.DataFrame(columns=[*DISPLAY_COLUMNS, "A/A reading"]),
+                     "No A/A pair ran: an A/A pair is two backends with the same store kind (e.g. minio "
+                     "and an alias of it), so any difference between them is a false positive of the "
+                     "benchmark itself. Add an alias backend to the run to measure that rate.")
+    raw = compare(run, tidy, found.family, metrics, pairs)
+    table = _comparison_display(raw, found.family, detectable_text(without_controls(run, tidy), found))
+    table["A/A reading"] = ["FALSE POSITIVE: the same store measured twice differs" if v in CLAIMED
                             else "consistent (no difference claimed)" for v in raw["verdict"]]
     return noted(table, "A/A pairs (same store kind under two names: "
-                         + ", ".join(f"{a} = {b} ({stores[a]})" for a, b in pairs) + "). "
-                         + _comparison_note())
+                        + ", ".join(f"{b} = {a} ({stores[a]})" for b, a in pairs) + "). "
+                        + method_note(found.family))
 
 
 def handicap_of(run: Run, backend: str) -> dict:
-    return (run["manifest"].get("handicaps") or {}).get(backend, {})
+    return run.manifest.handicaps.get(backend, {})
 
 
 def _twins(run: Run, ran: set[str]) -> list[tuple[str, str, str]]:
     """(store, its A/A twin, its handicapped twin) for every store that ran with both controls."""
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     out = []
     for base in sorted(ran):
         if handicap_of(run, base):
@@ -224,31 +323,34 @@ def _twins(run: Run, ran: set[str]) -> list[tuple[str, str, str]]:
 
 
 def _control_comparisons(run: Run) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
-    """Per store with both twins: the A/A comparison and the positive-control comparison, raw."""
-    metrics = compared(run)
+    """Per store with both twins: the A/A comparison and the positive-control comparison, judged by the
+    report's family at its level (claims on the primary metrics), without joining it."""
+    metrics = compared(run.manifest.params)
     tidy = trial_values(run, metrics)
+    found = claims(run)
     out = []
-    for base, aa, slow in _twins(run, set(tidy["backend"]) if len(tidy) else set()):
-        both = [compare(tidy[tidy["backend"].isin([base, twin])], base, metrics) for twin in (aa, slow)]
+    for base, aa, slow in _twins(run, set(tidy["backend"]) if len(tidy) and found else set()):
+        both = [compare(run, tidy, found.family, metrics, [(twin, base)]) for twin in (aa, slow)]
         out.append((base, aa, slow, *both))
     return out
 
 
 def store_dependence(run: Run) -> dict[str, str]:
-    """Metric -> whether the handicapped twin was claimed worse there (first store with controls)."""
+    """Primary metric -> whether the handicapped twin was claimed worse there (first store with controls)."""
     found = _control_comparisons(run)
     if not found:
         return {}
     slow = found[0][4]
-    return {m: ("yes: seen" if v == "worse" else "unknown: not enough trials" if v.startswith("not enough data")
-                else "not seen at this n") for m, v in zip(slow["metric"], slow["verdict"])}
+    slow = slow[slow["primary"]]
+    return {row["metric"]: ("yes: seen" if row["verdict"] == "worse" else f"unknown: {row['no_interval']}"
+                            if row["no_interval"] else "not seen at this n") for _, row in slow.iterrows()}
 
 
 def controls_table(run: Run) -> pd.DataFrame:
     """Can this run see a difference? The A/A twin (must show none) beside the handicapped twin (must be
-    seen as slower where the phase depends on the store), metric by metric."""
-    columns = ["metric", "unit", "A/A: twin / store [95% CI]", "A/A reading",
-               "positive control: handicapped / store [95% CI]", "positive-control reading",
+    seen as slower where the phase depends on the store), metric by metric, by the report's claim rule."""
+    columns = ["metric", "unit", "A/A: twin / store [claim interval]", "A/A reading",
+               "positive control: handicapped / store [claim interval]", "positive-control reading",
                "does this metric depend on the store at this scale?"]
     found = _control_comparisons(run)
     if not found:
@@ -259,32 +361,38 @@ def controls_table(run: Run) -> pd.DataFrame:
     for base, aa, slow, raw_aa, raw_slow in found:
         cpu = handicap_of(run, slow).get("cpu")
         for (_, a), (_, p) in zip(raw_aa.iterrows(), raw_slow.iterrows()):
-            claimed_aa, claimed_slow = a["verdict"] in ("better", "worse"), p["verdict"] in ("better", "worse")
+            if not a["primary"]:
+                rows.append([a["metric"], a["unit"], interval_text(a), "no claim (not a primary metric)",
+                             interval_text(p), "no claim (not a primary metric)", "– (no claims on this metric)"])
+                continue
+            claimed_aa, claimed_slow = a["verdict"] in CLAIMED, p["verdict"] in CLAIMED
             rows.append([
-                a["metric"], a["unit"],
-                with_ci(a["ratio_mean"], a["ratio_mean_low"], a["ratio_mean_high"], no_ratio_ci(a)),
-                "FALSE POSITIVE: difference claimed" if claimed_aa else "no difference claimed (as it must be)",
-                with_ci(p["ratio_mean"], p["ratio_mean_low"], p["ratio_mean_high"], no_ratio_ci(p)),
-                f"claimed {p['verdict']}" if claimed_slow else p["verdict"],
+                a["metric"], a["unit"], interval_text(a, "claim_low", "claim_high"),
+                "FALSE POSITIVE: difference claimed" if claimed_aa
+                else f"no difference claimed (as it must be): {claim_word(a)}",
+                interval_text(p, "claim_low", "claim_high"),
+                f"claimed {p['verdict']}" if claimed_slow else claim_word(p),
                 (f"yes: the store held to {cpu:g} CPU is seen" if p["verdict"] == "worse" and not claimed_aa
                  else "unclear: the A/A pair differs too" if claimed_aa
-                 else "unknown: not enough trials" if p["verdict"].startswith("not enough data")
+                 else f"unknown: {p['no_interval']}" if p["no_interval"]
                  else "claimed better under a handicap: an artefact, read with care" if claimed_slow
                  else "not seen: no measurable dependence on the store at this scale and n (a smaller one can "
                       "hide below what this run detects)"),
             ])
         notes.append(f"{base} against {aa} (the same store under another name: any claimed difference is a false "
-                f"positive of the method) and against {slow} (the same store with its processes held to "
-                f"{cpu:g} CPU by a cgroup quota, a known slowdown the method must see where a phase "
-                "depends on the store).")
+                     f"positive of the method) and against {slow} (the same store with its processes held to "
+                     f"{cpu:g} CPU by a cgroup quota, a known slowdown the method must see where a phase "
+                     "depends on the store).")
+    family = claims(run).family
     return noted(pd.DataFrame(rows, columns=columns),
-                  " ".join(notes) + " Same claim rule as the comparison table: " + _comparison_note())
+                  " ".join(notes) + " Each is judged as a comparison of the report's family would be, at its level, "
+                  "with the same claim rule: " + method_note(family))
 
 
 def variance_table(run: Run) -> pd.DataFrame:
     """Per headline metric: each backend's trial-to-trial sd and the Brown-Forsythe test that they differ,
     shown only where it could detect a 3x spread difference at this run's n."""
-    metrics = headline(run)
+    metrics = headline(run.manifest.params)
     tidy = trial_values(run, metrics)
     tests = stats.variance_tests(tidy, ALPHA).set_index("metric") if len(tidy) else pd.DataFrame()
     rows = []
@@ -318,30 +426,33 @@ def variance_table(run: Run) -> pd.DataFrame:
 
 
 def power_table(run: Run, effect: float = 0.10) -> pd.DataFrame:
-    """What the comparison's decision rule can detect with this run's noise and n, and the n it would need."""
-    metrics = compared(run)
-    tidy = trial_values(run, metrics)
-    columns = ["metric", "unit", "pooled CV [95% CI]",
+    """What the report's claim rule can detect with this run's noise and n, and the n it would need."""
+    metrics = compared(run.manifest.params)
+    tidy = without_controls(run, trial_values(run, metrics))
+    columns = ["metric", "unit", "claims made", "pooled CV [95% CI]",
                f"smallest difference detectable at this n ({POWER:.0%} power)",
-               f"trials per backend to detect a {effect:.0%} difference ({POWER:.0%} power)",
-               "completed trials per backend"]
-    if tidy.empty:
-        return noted(pd.DataFrame(columns=columns), "No completed trials: the noise is unknown.")
-    found = stats.detectability(tidy, tidy["metric"].nunique(), effect, alpha=ALPHA, power=POWER).set_index("metric")
-    texts = detectable_text(tidy, metrics, effect)
+               f"trials per store to detect a {effect:.0%} difference ({POWER:.0%} power)",
+               f"trials per store to call two alike stores equivalent ({POWER:.0%} power)",
+               "completed trials per store"]
+    found = claims(run)
+    if tidy.empty or found is None:
+        return noted(pd.DataFrame(columns=columns), "No comparison: fewer than two stores completed a trial.")
+    table = stats.detectability(tidy, found.family, effect, POWER, found.thresholds).set_index("metric")
+    texts = detectable_text(tidy, found, effect)
     counts = tidy.groupby(["metric", "backend"]).size()
-    rows = [[m.name, found.loc[m.name, "unit"],
-             with_ci(100 * found.loc[m.name, "cv_pooled"], 100 * found.loc[m.name, "cv_low"],
-                      100 * found.loc[m.name, "cv_high"], "needs a backend with ≥ 2 trials") + " %",
+    rows = [[m.name, table.loc[m.name, "unit"], "yes" if m.name in found.family.metrics else "no (not primary)",
+             with_ci(100 * table.loc[m.name, "cv_pooled"], 100 * table.loc[m.name, "cv_low"],
+                     100 * table.loc[m.name, "cv_high"], "needs a store with ≥ 2 trials") + " %",
              *texts[m.name], ", ".join(f"{b}: {n}" for b, n in counts[m.name].items())]
-            for m in metrics if m.name in found.index]
+            for m in metrics if m.name in table.index]
+    family = found.family
     return noted(pd.DataFrame(rows, columns=columns),
-                  "Simulated from the comparison's own decision rule, not from a single t test: lognormal noise "
-                  "with the pooled CV, the paired-or-independent Fieller interval and its test, and Holm over the "
-                  f"{tidy['metric'].nunique()} compared metrics, assuming the metric in question is the only real "
-                  f"difference (so it must pass α/{tidy['metric'].nunique()} at Holm's first step: slightly "
-                  "conservative) and no round-to-round correlation (which would let the paired analysis do better). "
-                  f"{stats.POWER_DRAWS} simulated runs per point, fixed seed. The noise is the coefficient of "
-                  "variation pooled over backends; ranges in brackets are the figures at the 95% bounds of that CV "
-                  "(chi-square bounds of the sample variance), and the smallest detectable difference uses the "
-                  "fewest trials any backend completed. A difference below the detectable one is usually missed.")
+                  f"Exact for the report's claim rule (not simulated, not a single t test): the paired t on log "
+                  f"ratios at the family's level ({family.size} comparisons, each at {100 * family.level:.4g}%, "
+                  f"{1 - family.confidence:.0%} over the family), lognormal noise with the CV pooled over the "
+                  "stores, no round-to-round correlation (one would let the pairing do better), differences "
+                  "claimed beyond the 1% floor (or the resolution). Equivalence: two stores alike called "
+                  f"equivalent within the metric's margin (±{stats.EQUIVALENCE:.0%}). Metrics outside the family are "
+                  "shown as if they were in it. Ranges in brackets are the figures at the bounds of the CV "
+                  "(chi-square bounds of the log variance); the detectable difference uses the fewest trials any "
+                  "store completed. A difference below the detectable one is usually missed.")

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from msbench.analysis import stats
 from msbench.report.comparisons import comparison_table
 from msbench.report.figures import backend_colors, backend_order, label_levels, no_data, save_figure, styled
-from msbench.report.values import Run, completed_rows, control_names, default_baseline
+from msbench.report.values import Run, default_baseline
 from msbench.report.page import noted, num, with_ci
 from msbench.report.tables import CI_NOTE
 
@@ -32,15 +32,15 @@ OPERATION_ORDER = ["PUT", "multipart create", "multipart part", "multipart compl
 
 
 def _ok(run: Run, table: str) -> pd.DataFrame:
-    frame = run.get(table)
+    frame = run.table(table)
     if frame is None or frame.empty:
         return pd.DataFrame()
-    return completed_rows(run, table)
+    return run.completed(table)
 
 
 def _stores(frame: pd.DataFrame, run: Run) -> pd.DataFrame:
     """The stores proper: the baseline's controls are not explained."""
-    return frame[~frame["backend"].isin(control_names(run))] if len(frame) else frame
+    return frame[~frame["backend"].isin(run.controls)] if len(frame) else frame
 
 
 def _ci(values: pd.Series) -> tuple[float, float, float]:
@@ -79,7 +79,7 @@ def requests_table(run: Run, by_operation: bool = False) -> pd.DataFrame:
     """Per phase and store (and operation): Milvus's requests, the bytes they moved, their latency."""
     summary = _stores(_ok(run, "s3_summary"), run)
     if summary.empty:
-        why = run["manifest"].get("s3_capture_note", "no trial recorded a capture (see each trial's s3_capture)")
+        why = "no trial recorded a capture (see each trial's s3_capture)"
         return noted(pd.DataFrame(), f"No S3 requests recorded: {why}.")
     summary = summary[(summary["operation"] == "all") != by_operation]
     rows = []
@@ -155,13 +155,14 @@ def _compared(mine: float, theirs: float, above: str, below: str, same: str, tol
 
 
 def _claims(run: Run, baseline: str) -> dict[tuple[str, str], str]:
-    """(store, metric) -> the comparison table's verdict on it."""
-    return {(r["backend"], r["metric"]): r["verdict"] for r in comparison_table(run, baseline).to_dict("records")}
+    """(store, metric) -> the comparison table's verdict on it against the baseline."""
+    return {(r["backend"], r["metric"]): r["verdict"] for r in comparison_table(run, baseline).to_dict("records")
+            if r["compared with"] == baseline}
 
 
 def warp_table(run: Run) -> pd.DataFrame:
     """Each store on its own: warp's PUT and GET throughput and latency, mean over trials [95% CI]."""
-    data = _stores(completed_rows(run, "results"), run)
+    data = _stores(run.completed("results"), run)
     data = data[data["phase"] == "store_alone"] if len(data) else data
     if data.empty:
         return noted(pd.DataFrame(), "warp did not run (warp_seconds 0, or warp not built: msbench stores install warp).")
@@ -195,7 +196,7 @@ def _failures(run: Run, backend: str, wide: pd.DataFrame) -> str:
     failed = wide.filter(like="_failed").fillna(0).sum(axis=1)
     if not failed.any():
         return "no"
-    trials = run["trials"]
+    trials = run.trials
     notes = trials["store_alone_note"].fillna("") if "store_alone_note" in trials else pd.Series("", trials.index)
     causes = [n for b, n in zip(trials.get("backend", []), notes) if b == backend and n]
     return f"{int((failed > 0).sum())} of {len(wide)} trials" + (f": {causes[0][:300]}" if causes else "")
@@ -205,7 +206,7 @@ def milvus_vs_store(run: Run) -> pd.DataFrame:
     """What Milvus achieved from each store against what the store can do: the GET rate of each
     load while Milvus had a GET open, and of the flush's PUTs, over warp's rate, per trial."""
     summary = _stores(_ok(run, "s3_summary"), run)
-    data = _stores(completed_rows(run, "results"), run)
+    data = _stores(run.completed("results"), run)
     if summary.empty or data.empty:
         return noted(pd.DataFrame(), "Needs both the S3 capture and warp in the same trials.")
     warp = data[data["phase"] == "store_alone"].pivot_table(index=["backend", "trial"], columns="metric",
@@ -248,7 +249,7 @@ def fig_timeline(run: Run, figures_dir) -> Path:
     ops = [o for o in OPERATION_ORDER if o in set(requests["operation"])] + \
         sorted(set(requests["operation"]) - set(OPERATION_ORDER))
     palette = {op: colormaps["tab10"](i % 10) for i, op in enumerate(ops)}
-    results = completed_rows(run, "results")
+    results = run.completed("results")
     shown = []
     for backend in backends:
         trial = _representative(results, backend)
@@ -303,7 +304,7 @@ def _representative(results: pd.DataFrame, backend: str) -> int:
 @styled
 def fig_warp(run: Run, figures_dir) -> Path:
     """warp's PUT and GET MiB/s per store, every trial and the mean with its 95% interval."""
-    data = _stores(completed_rows(run, "results"), run)
+    data = _stores(run.completed("results"), run)
     data = data[data["phase"] == "store_alone"] if len(data) else data
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)

@@ -19,10 +19,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 
 from msbench.analysis import stats
-from msbench.report.comparisons import ALPHA, compare, handicap_of
-from msbench.report.values import (FOOTPRINT_PREFIXES, Metric, Run, all_backends, completed_rows, compared,
-                                    control_names, default_baseline, direction, fitting_byte_unit, headline,
-                                    trial_values, without_controls)
+from msbench.report.comparisons import CLAIMED, claims, handicap_of
+from msbench.metrics import Metric, compared, direction, headline
+from msbench.report.values import FOOTPRINT_PREFIXES, Run, all_backends, default_baseline, fitting_byte_unit, trial_values
 
 # A store kind keeps its hue in every report (seaborn's colour-blind-safe palette); kinds not named
 # here take the hues left, in name order. Grey (7) is left for what is no store (the no-data text).
@@ -64,7 +63,7 @@ def backend_colors(run: Run) -> dict[str, tuple[float, float, float]]:
     handicapped copy, as the positive control) takes that store's hue, lighter for an alias and darker
     for a handicapped one, so a control reads as the store it copies."""
     hues = sns.color_palette("colorblind", 10)
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     backends = all_backends(run)
     kinds = sorted({stores.get(b, b) for b in backends})
     spare = iter([*SPARE_HUES, *(i for i in range(10) if i != 7)] * (1 + len(kinds) // 8))
@@ -83,7 +82,7 @@ def backend_colors(run: Run) -> dict[str, tuple[float, float, float]]:
 
 def backend_order(run: Run) -> list[str]:
     """The backends as every figure lists them: the baseline, the other stores, then the controls."""
-    controls = control_names(run)
+    controls = run.controls
     baseline = default_baseline(run)
     backends = all_backends(run)
     return ([baseline] if baseline in backends else []) + \
@@ -96,7 +95,7 @@ def no_data(ax, text: str = "no data") -> None:
 
 def _backend_legend(fig: Figure, run: Run, backends: list[str], n: dict | None = None, **kwargs) -> None:
     """One legend for the figure: each backend's colour, a control named as such, its n if given."""
-    colors, controls = backend_colors(run), control_names(run)
+    colors, controls = backend_colors(run), run.controls
     handles = [Line2D([], [], marker="o", ls="", color=colors[b],
                       label=b + (" (control)" if b in controls else "") + (f", n={n[b]}" if n else ""))
                for b in backends]
@@ -161,7 +160,7 @@ def _draw_strip(run: Run, tidy: pd.DataFrame) -> Callable[[Any, Metric], None]:
     values stand side by side), one column per backend in :func:`backend_order`, n below, the controls
     set apart by a dotted line."""
     colors, backends = backend_colors(run), backend_order(run)
-    real = len([b for b in backends if b not in control_names(run)])
+    real = len([b for b in backends if b not in run.controls])
 
     def draw(ax, m: Metric) -> None:
         sel = tidy[tidy["metric"] == m.name] if len(tidy) else tidy
@@ -195,8 +194,8 @@ def _draw_strip(run: Run, tidy: pd.DataFrame) -> Callable[[Any, Metric], None]:
 @styled
 def fig_trials(run: Run, figures_dir: str | Path) -> Path:
     """Every completed trial's value of each headline metric, by backend (a swarm over a box)."""
-    metrics = headline(run)
-    fig = _grid(metrics, f"Per-trial values by backend, run {run['manifest'].get('run', '')}\neach dot one completed "
+    metrics = headline(run.manifest.params)
+    fig = _grid(metrics, f"Per-trial values by backend, run {run.manifest.run}\neach dot one completed "
                          "trial, box = quartiles, n = trials under each backend; controls right of the dotted line",
                 _draw_strip(run, trial_values(run, metrics)))
     return save_figure(fig, figures_dir, "trials_by_backend")
@@ -205,7 +204,7 @@ def fig_trials(run: Run, figures_dir: str | Path) -> Path:
 @styled
 def fig_recall(run: Run, figures_dir: str | Path) -> Path:
     """Recall per backend: a store must not change what Milvus returns, so these should coincide."""
-    recall = next(m for m in headline(run) if m.metric.startswith("recall_at_"))
+    recall = next(m for m in headline(run.manifest.params) if m.metric.startswith("recall_at_"))
     fig = _grid([recall], "Recall per backend\n(each dot one completed trial; n below)",
                 _draw_strip(run, trial_values(run, [recall])))
     return save_figure(fig, figures_dir, "recall")
@@ -214,7 +213,7 @@ def fig_recall(run: Run, figures_dir: str | Path) -> Path:
 @styled
 def fig_drift(run: Run, figures_dir: str | Path) -> Path:
     """Each headline metric against execution order: a trend means the machine drifted during the run."""
-    metrics = headline(run)
+    metrics = headline(run.manifest.params)
     tidy, colors = trial_values(run, metrics), backend_colors(run)
 
     def draw(ax, m: Metric) -> None:
@@ -237,9 +236,9 @@ def fig_drift(run: Run, figures_dir: str | Path) -> Path:
 def fig_latency_ecdf(run: Run, figures_dir: str | Path) -> Path:
     """Empirical CDF of every measured search latency per backend (warm-up queries excluded); the
     controls dashed."""
-    lat = completed_rows(run, "latencies")
+    lat = run.completed("latencies")
     lat = lat[~lat["warmup"].astype(bool)] if len(lat) else lat
-    colors, controls = backend_colors(run), control_names(run)
+    colors, controls = backend_colors(run), run.controls
     fig = Figure(figsize=(8.5, 4.8), layout="constrained")
     ax = fig.subplots()
     for backend in [b for b in backend_order(run) if len(lat) and b in set(lat["backend"])]:
@@ -260,13 +259,14 @@ def fig_latency_ecdf(run: Run, figures_dir: str | Path) -> Path:
 
 @styled
 def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -> Path:
-    """Ratio of means to the baseline with its 95% Fieller CI, per headline metric and backend (log scale)."""
-    metrics = compared(run)
-    tidy, colors = without_controls(run, trial_values(run, metrics)), backend_colors(run)
-    baseline = baseline or default_baseline(run)
-    raw = (compare(tidy, baseline, metrics) if baseline and tidy["backend"].nunique() >= 2
-           else pd.DataFrame(columns=stats.COMPARE_COLUMNS))
-    raw = raw[raw["ratio_mean"].astype(float) > 0]
+    """Ratio of geometric means to the baseline with its 95% CI, per headline metric and store (log scale);
+    a filled dot where the report claims the difference (comparisons.claims)."""
+    metrics = compared(run.manifest.params)
+    colors = backend_colors(run)
+    found = claims(run, baseline)
+    baseline = found.family.baseline if found else baseline or default_baseline(run)
+    raw = found.rows if found else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
+    raw = raw[(raw["other"] == baseline) & (raw["ratio"].astype(float) > 0)]
     names = [m.name for m in metrics if m.name in set(raw["metric"])]
     fig = Figure(figsize=(10, 1.8 + 0.36 * max(len(names), 4)), layout="constrained")
     ax = fig.subplots()
@@ -274,11 +274,11 @@ def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -
     for k, backend in enumerate(backends):
         g = raw[raw["backend"] == backend]
         y = g["metric"].map(names.index).to_numpy() + (k - (len(backends) - 1) / 2) * 0.8 / max(len(backends), 1)
-        r, lo, hi = (g[c].to_numpy(float) for c in ("ratio_mean", "ratio_mean_low", "ratio_mean_high"))
-        err = np.clip(np.nan_to_num(np.vstack([np.where(lo > 0, r - lo, 0), hi - r]), nan=0.0, posinf=0.0), 0, None)
+        r, lo, hi = (g[c].to_numpy(float) for c in ("ratio", "ratio_low", "ratio_high"))
+        err = np.clip(np.nan_to_num(np.vstack([r - lo, hi - r]), nan=0.0, posinf=0.0), 0, None)
         ax.errorbar(r, y, xerr=err, fmt="none", ecolor=colors[backend], capsize=3, lw=1.6,
-                    label=f"{backend} (n={int(g['n_backend'].max())}) vs {baseline} (n={int(g['n_baseline'].max())})")
-        called = g["verdict"].isin(["better", "worse"]).to_numpy()
+                    label=f"{backend} (n={int(g['n_backend'].max())}) vs {baseline} (n={int(g['n_other'].max())})")
+        called = g["verdict"].isin(CLAIMED).to_numpy()
         ax.scatter(r, y, s=40, zorder=3, edgecolors=colors[backend], linewidths=1.5,
                    facecolors=[colors[backend] if c else "white" for c in called])
     if names:
@@ -289,9 +289,9 @@ def fig_forest(run: Run, figures_dir: str | Path, baseline: str | None = None) -
         fig.legend(loc="outside lower center", ncols=min(3, len(backends)), frameon=False)
     else:
         no_data(ax, "nothing to compare: fewer than two backends completed a trial")
-    ax.set_xlabel(f"ratio of means, backend / {baseline} (log scale; 1 = no difference)")
-    fig.suptitle(f"Ratio of means to {baseline} with 95% Fieller CI (paired or independent as in the comparison "
-                 f"table)\nfilled dot = difference claimed (Holm-adjusted p < {ALPHA} and CI excludes 1); "
+    ax.set_xlabel(f"ratio of geometric means, backend / {baseline} (log scale; 1 = no difference)")
+    fig.suptitle(f"Ratio of geometric means to {baseline} with 95% CI (paired by round, as in the comparison "
+                 "table)\nfilled dot = difference claimed by the report's family-wise rule (see the verdict); "
                  "controls left out")
     return save_figure(fig, figures_dir, "forest")
 
@@ -311,7 +311,7 @@ def fig_footprint(run: Run, figures_dir: str | Path) -> Path:
     parts = [Metric("footprint", f"bucket_{p}_bytes", "bytes", f"{p}/") for p in FOOTPRINT_PREFIXES]
     totals = [Metric("footprint", "bucket_bytes", "bytes", "bucket (all prefixes)"),
               Metric("footprint", "disk_allocated_bytes", "bytes", "store's disk (allocated)")]
-    raw = completed_rows(run, "results")
+    raw = run.completed("results")
     unit = fitting_byte_unit(raw.loc[raw["metric"].isin([m.metric for m in (*parts, *totals)]), "value"].max())
     tidy = trial_values(run, [*parts, *totals], byte_unit=unit)
     label = {m.name: m.what for m in (*parts, *totals)}

@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 
 from msbench.analysis import stats
-from msbench.report.comparisons import compare, no_ratio_ci
-from msbench.report.values import Run, completed_rows, confidence_of, control_names, headline, trial_values
+from msbench.report.comparisons import CLAIMED, claim_word, claims, compare, interval_text
+from msbench.metrics import compared, headline
+from msbench.report.values import Run, confidence_of, trial_values
 from msbench.report.page import noted, num, with_ci
 
 # Published claim -> our measurements of it (the like-for-like one first) and what to keep in mind.
@@ -41,23 +42,21 @@ PUBLISHED_SETUP = {"milvus": "2.6.7", "n_vectors": 1_000_000, "dim": 768, "batch
 
 def _kind_backend(run: Run, kind: str, ran: set[str]) -> str | None:
     """The backend that ran store ``kind`` here: the one named like it, else the first alias."""
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     found = sorted(b for b in ran if stores.get(b, b) == kind)
     return kind if kind in found else (found[0] if found else None)
 
 
 def setup_differences(run: Run) -> list[tuple[str, str, str]]:
     """(what, here, published) for each way this run's setup differs from the published one."""
-    manifest = run["manifest"]
-    params, host = manifest.get("params", {}), manifest.get("host", {})
+    params, host = run.manifest.params, run.manifest.host
     ours = {
-        "Milvus": manifest.get("milvus", {}).get("version", "unknown"),
-        "data": f"{params.get('n_vectors', 0):,} x {params.get('dim', 0)}-d {params.get('dataset', '')} vectors, "
-                f"batches of {params.get('batch_size', 0):,}",
+        "Milvus": run.manifest.milvus.get("version", "unknown"),
+        "data": f"{params.n_vectors:,} x {params.dim}-d {params.dataset} vectors, batches of {params.batch_size:,}",
         "hardware": f"{host.get('cores', '?')} cores, {host.get('memory_bytes', 0) / 1e9:.0f} GB RAM, "
                     f"{host.get('disk_device', 'unknown disk')}",
-        "index": f"{params.get('index_type')} M={params.get('hnsw_m')} efConstruction={params.get('hnsw_ef_construction')}"
-                 if params.get("index_type") == "HNSW" else f"{params.get('index_type')} nlist={params.get('ivf_nlist')}",
+        "index": f"{params.index_type} M={params.hnsw_m} efConstruction={params.hnsw_ef_construction}"
+                 if params.index_type == "HNSW" else f"{params.index_type} nlist={params.ivf_nlist}",
     }
     theirs = {"Milvus": PUBLISHED_SETUP["milvus"], "hardware": PUBLISHED_SETUP["hardware"],
               "index": PUBLISHED_SETUP["index"],
@@ -69,19 +68,20 @@ def setup_differences(run: Run) -> list[tuple[str, str, str]]:
 def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame:
     """Each published claim (one row per measurement of ours that tests it) beside our figures and verdict."""
     published = pd.read_csv(reference_csv).set_index("metric")
-    metrics = headline(run)
-    by_metric = {m.metric: m for m in metrics}
+    by_metric = {m.metric: m for m in headline(run.manifest.params)}
+    metrics = compared(run.manifest.params)
     tidy = trial_values(run, metrics)
     ran = set(tidy["backend"])
     pair = {kind: _kind_backend(run, kind, ran) for kind in ("rustfs", "minio")}
-    raw = (compare(tidy[tidy["backend"].isin(pair.values())], pair["minio"], metrics)
-           .set_index("metric") if None not in pair.values() else pd.DataFrame())
+    found = claims(run)
+    raw = (compare(run, tidy, found.family, metrics, [(pair["rustfs"], pair["minio"])]).set_index("metric")
+           if found and None not in pair.values() else pd.DataFrame())
     ours = trial_values(run, [by_metric[m] for claims in CLAIMS.values() for m, _ in claims], byte_unit="GB")
     summary = stats.summarize(ours, confidence=confidence_of(ours)) if len(ours) else pd.DataFrame(
         columns=stats.SUMMARY_COLUMNS)
     setup = "; ".join(f"{what} {here} here vs {there} published" for what, here, there in setup_differences(run))
     context = _caveat_context(run)
-    controls = control_names(run)
+    controls = run.controls
     rows = []
     for claim, measures in CLAIMS.items():
         pub = published.loc[claim]
@@ -96,15 +96,12 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
             row = raw.loc[m.name] if m.name in raw.index else None
             missing = [kind for kind in pair if pair[kind] is None or not (mine["backend"] == pair[kind]).any()]
             if missing:
-                why = ("not available on this machine" if not set(missing) & set(run["manifest"].get("backends", []))
+                why = ("not available on this machine" if not set(missing) & set(run.manifest.backends)
                        else "requested but without a completed measurement")
                 verdict, ratio = f"not measured here ({' and '.join(missing)} {why})", "–"
             else:
-                ratio = with_ci(row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"], no_ratio_ci(row))
-                if row["verdict"] in ("better", "worse"):
-                    verdict = "direction reproduced" if (row["ratio_mean"] > 1) == (pub_ratio > 1) else "reversed"
-                else:
-                    verdict = f"no detectable difference here (n={row['n_backend']} vs {row['n_baseline']})"
+                ratio = interval_text(row, *(("claim_low", "claim_high") if row["primary"] else ()))
+                verdict = _verdict(row, pub_ratio)
             rows.append([claim, pub["unit"], num(pub["rustfs"]), num(pub["minio"]), num(pub_ratio),
                          pub["better"], m.name, mine["unit"].iloc[0] if len(mine) else m.unit, our_minio, figures,
                          ratio, verdict,
@@ -113,27 +110,43 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
         "published claim", "published unit", "published RustFS", "published MinIO", "published ratio RustFS/MinIO",
         "better when", "our metric", "our unit", "ours: MinIO mean [95% CI] (n trials)",
         "ours: mean [95% CI] (n trials) per backend",
-        "our ratio RustFS/MinIO [95% CI]", "verdict", "caveats"]),
+        "our ratio RustFS/MinIO [claim interval]", "verdict", "caveats"]),
         "Published: Min Yin, milvus.io blog (Milvus 2.6.7, RustFS 1.0.0-alpha.68 vs MinIO, about three repetitions, "
-        "no intervals). 'direction reproduced' / 'reversed' need our RustFS vs MinIO difference to pass the same "
-        "test as the comparison table (Holm-adjusted p and a Fieller CI of the ratio excluding 1). Means carry a "
-        "Student t 95% CI, ratios a Fieller 95% CI (methods as in the summary and comparison tables).")
+        "no intervals). Our RustFS vs MinIO comparison is one of the report's family (the same rule and level as "
+        "the verdict: ratio of geometric means, claim interval at the family's level): 'direction reproduced' / "
+        "'reversed' when a difference is claimed, 'not reproduced: equivalent' when the two are equivalent within "
+        "the margin. On metrics outside the family no claim is made and the ratio carries its 95% CI. Means carry "
+        "a Student t 95% CI (as in the summary table).")
+
+
+def _verdict(row: pd.Series, published_ratio: float) -> str:
+    """Our claim on RustFS / MinIO set against the published ratio."""
+    if not row["primary"]:
+        return "no claim here (not a primary metric; ratio and 95% CI shown)"
+    if row["verdict"] in CLAIMED:
+        return "direction reproduced" if (row["ratio"] > 1) == (published_ratio > 1) else "reversed"
+    if row["verdict"] == "equivalent":
+        return f"not reproduced: {claim_word(row)} here"
+    n = f"n={row['n_backend']} vs {row['n_other']}"
+    return f"not detectable here ({n}{': ' + row['no_interval'] if row['no_interval'] else ''})"
 
 
 def _caveat_context(run: Run) -> dict[str, Any]:
     """Values the claim caveats quote: workload parameters and whether the page cache was dropped."""
-    params = run["manifest"].get("params", {})
-    dropped = completed_rows(run, "results").query("metric == 'page_cache_dropped'")["value"]
+    params = run.manifest.params.as_dict()
+    dropped = run.completed("results").query("metric == 'page_cache_dropped'")["value"]
     missed = int((dropped == 0).sum())
-    return {**params, "measured": params.get("n_queries", 0) - params.get("warmup_queries", 0),
+    return {**params, "measured": params["n_queries"] - params["warmup_queries"],
             "cache_note": f" (but the page cache was not dropped in {missed} of {len(dropped)} trials)" if missed else ""}
 
 
 def published_verdicts(table: pd.DataFrame) -> pd.DataFrame:
     """The verdict columns of :func:`published_vs_reproduced`: what the report shows right after its own
     verdict; the full table (each store's figures, the published values, the caveats) is shown folded."""
-    columns = ["published claim", "our metric", "published ratio RustFS/MinIO", "our ratio RustFS/MinIO [95% CI]",
-               "verdict"]
-    return noted(table[columns].copy(), "Each published claim and our verdict on it: 'direction reproduced' / "
-                 "'reversed' need our RustFS vs MinIO difference to pass the comparison table's test. Our figures "
-                 "per store, the published values and the caveats of each claim are in the full table below.")
+    columns = ["published claim", "our metric", "published ratio RustFS/MinIO",
+               "our ratio RustFS/MinIO [claim interval]", "verdict"]
+    return noted(table[columns].copy(), "Each published claim and our verdict on it, by the report's claim rule and "
+                 "family (as the verdict above): 'direction reproduced' / 'reversed' when our RustFS vs MinIO "
+                 "difference is claimed, 'not reproduced: equivalent' when the two are equivalent within the margin. "
+                 "Our figures per store, the published values and the caveats of each claim are in the full table "
+                 "below.")

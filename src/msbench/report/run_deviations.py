@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msbench.report.values import Run, all_backends, completed_rows
+from msbench.report.values import Run, all_backends
 from msbench.report.page import finite, first_line
 from msbench.report.published import setup_differences
 
 
 def _trial_notes(run: Run, column: str) -> dict[tuple[str, int], str]:
     """(backend, trial) -> the trials.csv ``column`` where a trial wrote one (older runs lack it)."""
-    trials = run["trials"]
+    trials = run.trials
     if column not in trials:
         return {}
     return {(b, int(t)): " ".join(n.split()) for b, t, n in zip(trials["backend"], trials["trial"], trials[column])
@@ -22,7 +22,7 @@ def _trial_notes(run: Run, column: str) -> dict[tuple[str, int], str]:
 def _load_retry_deviations(run: Run) -> list[str]:
     """One line per completed trial whose load() was refused before a try succeeded: its load
     times are those of the successful tries, after the failed ones."""
-    data = completed_rows(run, "results")
+    data = run.completed("results")
     tries = data[data["metric"].isin(["load_retries", "load_failed_attempts"]) & (data["value"] > 0)]
     took = data[data["metric"] == "load_failed_attempts_s"].set_index(["backend", "trial", "phase"])["value"]
     errors = _trial_notes(run, "load_failures")
@@ -41,7 +41,7 @@ def _load_retry_deviations(run: Run) -> list[str]:
 
 def _unseen_bytes_deviations(run: Run) -> list[str]:
     """One line per backend whose TCP counter could not see the store's traffic (NaN bytes served)."""
-    data = completed_rows(run, "results")
+    data = run.completed("results")
     served = data[data["metric"] == "store_bytes_served_during_load"]
     notes = _trial_notes(run, "bytes_served_note")
     out = []
@@ -58,7 +58,7 @@ def _unseen_bytes_deviations(run: Run) -> list[str]:
 def deviations(run: Run) -> list[str]:
     """Plain sentences on everything that makes this run weaker than planned or unlike the published study."""
     out = []
-    results = run["results"]
+    results = run.results
     for metric, what, consequence in (
             ("page_cache_dropped", "The OS page cache was not dropped before the cold load",
              "load_cold_s may have been served from memory rather than from disk"),
@@ -70,12 +70,12 @@ def deviations(run: Run) -> list[str]:
             which = "any trial" if len(missed) == len(flags) else f"{len(missed)} of {len(flags)} trials"
             out.append(f"{what} in {which} ({metric} = 0; {', '.join(sorted(set(missed['backend'])))}): "
                        f"{consequence}.")
-    trials = run["trials"]
+    trials = run.trials
     failed = trials[trials["status"] != "ok"] if len(trials) else trials
     for t in failed.itertuples():
         out.append(f"{t.backend} trial {t.trial} (seq {t.seq}) failed in phase '{t.failed_phase}': "
                    f"{first_line(t.error) or 'no cause recorded'}. It is left out of every statistic.")
-    planned = pd.DataFrame(run["manifest"].get("order", []), columns=["backend", "trial"])
+    planned = pd.DataFrame([vars(t) for t in run.manifest.order], columns=["backend", "trial"])
     ok = trials[trials["status"] == "ok"] if len(trials) else trials
     counts = ok["backend"].value_counts() if len(ok) else pd.Series(dtype=int)
     for backend in all_backends(run):
@@ -86,7 +86,7 @@ def deviations(run: Run) -> list[str]:
                        "(skipped, or the run was interrupted).")
         if not counts.get(backend, 0):
             out.append(f"{backend} was requested but completed no trial: it appears in no statistic.")
-    for backend, why in run["manifest"].get("skipped", {}).items():
+    for backend, why in run.manifest.skipped.items():
         out.append(f"{backend} did not run: {why}")
     notes = ok.dropna(subset=["s3_capture_note"]) if "s3_capture_note" in ok else pd.DataFrame(
         columns=["backend", "s3_capture_note"])
@@ -106,7 +106,7 @@ def deviations(run: Run) -> list[str]:
     out += [f"{what.capitalize()}: {here} here; {there} in the published study."
             for what, here, there in setup_differences(run)]
     ran = set(counts.index)
-    if not {"rustfs", "minio"} <= {run["manifest"].get("stores", {}).get(b, b) for b in ran}:
+    if not {"rustfs", "minio"} <= {run.manifest.stores.get(b, b) for b in ran}:
         out.append("RustFS and MinIO did not both complete a trial here, so the published RustFS-vs-MinIO "
                    "claims can only be set beside the figures of the stores that did run.")
     return out

@@ -6,7 +6,8 @@ import pandas as pd
 
 from msbench.analysis import stats
 from msbench.report.comparisons import SEED
-from msbench.report.values import Run, completed_rows, confidence_of, headline, trial_values
+from msbench.metrics import headline
+from msbench.report.values import Run, confidence_of, trial_values
 from msbench.report.page import first_line, interval, noted, num, pct, with_ci
 
 CI_NOTE = ("95% CI of the mean: Student t interval over trials (simulated coverage 94-95.5% on normal and lognormal "
@@ -17,7 +18,7 @@ CI_NOTE = ("95% CI of the mean: Student t interval over trials (simulated covera
 
 def summary_table(run: Run) -> pd.DataFrame:
     """Per headline metric and backend: n, mean, median, sd, CV and the 95% interval of the mean with its method."""
-    metrics = headline(run)
+    metrics = headline(run.manifest.params)
     tidy = trial_values(run, metrics)
     columns = ["metric", "what it measures", "unit", "backend", "n (trials)", "mean", "median", "sd",
                "CV (sd/mean)", "95% CI of mean", "CI method"]
@@ -37,7 +38,7 @@ def summary_table(run: Run) -> pd.DataFrame:
 
 def latency_spread_table(run: Run) -> pd.DataFrame:
     """Search latency percentiles per backend (all trials pooled) and per trial, each with a 95% CI."""
-    lat = completed_rows(run, "latencies")
+    lat = run.completed("latencies")
     lat = lat[~lat["warmup"].astype(bool)] if len(lat) else lat
     names = {"p50_ms": "p50 (ms)", "p95_ms": "p95 (ms)", "p99_ms": "p99 (ms)", "p99_p50": "p99 / p50",
              "iqr_ms": "IQR p75 − p25 (ms)"}
@@ -60,12 +61,12 @@ def latency_spread_table(run: Run) -> pd.DataFrame:
 
 def trials_table(run: Run) -> pd.DataFrame:
     """Every planned trial in execution order: status, duration, and for a failure its phase and cause."""
-    trials = run["trials"]
-    planned = pd.DataFrame(run["manifest"].get("order", []), columns=["seq", "backend", "trial"])
+    trials = run.trials
+    planned = pd.DataFrame([vars(t) for t in run.manifest.order], columns=["seq", "backend", "trial"])
     recorded = trials[["seq", "backend", "trial", "status", "duration_s", "failed_phase", "error"]] if len(trials) \
         else pd.DataFrame(columns=["seq", "backend", "trial", "status", "duration_s", "failed_phase", "error"])
     both = recorded.merge(planned, on=["seq", "backend", "trial"], how="outer").sort_values("seq", ignore_index=True)
-    stores = run["manifest"].get("stores", {})
+    stores = run.manifest.stores
     return noted(pd.DataFrame({
         "seq (execution order)": both["seq"], "backend": both["backend"],
         "store": both["backend"].map(lambda b: stores.get(b, "–")), "trial": both["trial"],
@@ -77,24 +78,39 @@ def trials_table(run: Run) -> pd.DataFrame:
         "run folder but left out of every statistic here.")
 
 
+def _ran(run: Run) -> list[tuple[str, str, str]]:
+    """What each trial recorded of what really ran (Milvus's own version, images and their digests), each
+    distinct value once with the trials that ran it."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for r in run.records:
+        facts = {"milvus reported version": r.ran.get("milvus_version"),
+                 **{f"image {ref}": digest for ref, digest in (r.ran.get("images") or {}).items()}}
+        for item, value in facts.items():
+            if value:
+                seen.setdefault((item, str(value)), []).append(f"{r.backend} #{r.trial}")
+    total = len(run.records)
+    return [("ran", item, f"{value} ({'every trial' if len(who) == total else ', '.join(who)})")
+            for (item, value), who in sorted(seen.items())]
+
+
 def environment_table(run: Run) -> pd.DataFrame:
     """Host, versions, binary hashes (first 12 hex digits) and workload parameters, one per row."""
-    m = run["manifest"]
-    host = m.get("host", {})
-    rows = [("run", label, m.get(key)) for key, label in (
+    m = run.manifest
+    rows = [("run", label, getattr(m, key)) for key, label in (
         ("run", "id"), ("created", "created"), ("profile", "profile"), ("provider", "provider"),
         ("trials", "trials per backend"), ("order_seed", "seed of the trial order"))]
+    rows += [("msbench", key, value) for key, value in m.msbench.items()]
     rows += [("host", key.removesuffix("_bytes"), f"{value / 1e9:,.1f} GB" if key.endswith("_bytes") else value)
-             for key, value in host.items()]
-    milvus = m.get("milvus", {})
-    rows += [("Milvus", key, str(value)[:12] if key == "sha256" else value) for key, value in milvus.items()]
-    rows += [("package", name, version or "not installed") for name, version in m.get("packages", {}).items()]
-    for section, facts in [*((f"store: {b}", f) for b, f in m.get("components", {}).items()),
-                           *((f"tool: {t}", f if isinstance(f, dict) else {"version": f})
-                             for t, f in m.get("tools", {}).items())]:
+             for key, value in m.host.items()]
+    rows += [("Milvus", key, str(value)[:12] if key == "sha256" else value) for key, value in m.milvus.items()]
+    rows += [("package", name, version or "not installed") for name, version in m.packages.items()]
+    for section, facts in [*((f"store: {b}", f) for b, f in m.components.items()),
+                           *((f"tool: {t}", f if isinstance(f, dict) else {"version": f}) for t, f in m.tools.items())]:
         rows += [(section, key, str(value)[:12] if key == "sha256" else value) for key, value in (facts or {}).items()]
     rows += [("parameter", key, ", ".join(map(str, value)) or "none" if isinstance(value, list) else value)
-             for key, value in m.get("params", {}).items()]
+             for key, value in m.params.as_dict().items()]
+    rows += _ran(run)
     table = pd.DataFrame(rows, columns=["section", "item", "value"])
     table["value"] = table["value"].map(lambda v: "–" if v is None else str(v))
-    return noted(table, "What the results depend on besides the stores: recorded in the run's manifest.json.")
+    return noted(table, "What the results depend on besides the stores: the run's manifest.json, and what each trial "
+                        "recorded of what ran (trial.json: ran).")

@@ -1,10 +1,10 @@
-"""The answer first: per headline metric, which real store is best, its ratio to the baseline with
-the 95% interval, and whether this run can claim the difference or could not have seen it (with the
-smallest difference it could have detected). Nothing new is estimated here: the ratios, intervals and
-claims are the comparison table's (:func:`comparisons.compare`: the Fieller ratio, the claim rule with
-Holm), the detectable differences its power simulation (:func:`comparisons.detectable_text`), the
-means :func:`stats.summarize`. The controls (the baseline under a second name and held to a CPU
-quota) test the method and are never candidates for best store."""
+"""The answer first: per compared metric, each real store's mean, its claim against the baseline in four
+words (better / worse / equivalent within ±X% / not detectable) with the ratio and its claim interval, the
+best store where one is claimed better than every other (else the tied leaders), and the smallest
+difference this run could have seen. Nothing new is estimated here: the claims are the report's family
+(:func:`comparisons.claims`, :mod:`msbench.analysis.stats`), the detectable differences its exact power
+(:func:`comparisons.detectable_text`), the means :func:`stats.summarize`. The controls (the baseline
+under a second name and held to a CPU quota) test the method and are never candidates for best store."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,86 +12,45 @@ from dataclasses import dataclass
 import pandas as pd
 
 from msbench.analysis import stats
-from msbench.report.comparisons import (ALPHA, POWER, compare, detectable_text, handicap_of, ratio_words,
-                                        store_dependence)
-from msbench.report.values import (Metric, Run, compared, confidence_of, control_names, default_baseline, direction,
-                                    trial_values)
-from msbench.report.page import noted, p_value, with_ci
-
-CLAIMED = ("better", "worse")
+from msbench.report.comparisons import (CLAIMED, POWER, Claims, claim_word, claims, detectable_text, handicap_of,
+                                        ratio_words, real_stores, store_dependence)
+from msbench.metrics import Metric, compared
+from msbench.report.values import Run, confidence_of, default_baseline, trial_values, without_controls
+from msbench.report.page import noted, with_ci
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the report says first: ``summary`` (Markdown: the stores compared, the claimed differences,
+    """What the report says first: ``summary`` (Markdown: the stores compared, the family, the claims,
     where the store mattered) and ``table`` (one row per metric, the real stores as columns)."""
 
     summary: str
     table: pd.DataFrame
 
 
-def _best(means: pd.Series, better: str, baseline: str) -> str:
-    """The store with the best mean (ties go to the baseline: no evidence of a difference)."""
-    best = means.max() if better == "higher" else means.min()
-    top = means[means == best].index
-    return baseline if baseline in top else top[0]
+def _claim_cell(row: pd.Series) -> str:
+    """A store's standing against the baseline on one metric: the word, the ratio and its claim interval
+    (the 95% one, without a word, on a metric outside the family), or why there is no interval."""
+    caveat = f" ({row['caveat']})" if row["caveat"] else ""
+    if row["no_interval"]:
+        return f"{claim_word(row) if row['primary'] else 'no claim'}: no interval ({row['no_interval']})"
+    if not row["primary"]:
+        return f"ratio {_unbroken(with_ci(row['ratio'], row['ratio_low'], row['ratio_high'], ''))}{caveat}"
+    ratio = _unbroken(with_ci(row["ratio"], row["claim_low"], row["claim_high"], ""))
+    within = f", within ±{row['margin']:.0%}" if row["verdict"] in CLAIMED and row["equivalent"] else ""
+    return f"{claim_word(row)}{within}: ratio {ratio}{caveat}"
 
 
-def _pick(rows: pd.DataFrame, means: pd.Series, better: str, baseline: str) -> tuple[str, pd.Series | None, str]:
-    """(best store, the compare row whose ratio to show, how the difference stands) for one metric.
-
-    A store claimed better than the baseline wins over one that only has the better mean; the baseline
-    is claimed best when every other store is claimed worse (its row is then the next best store's).
-    Otherwise the best mean is named, unclaimed."""
-    by_backend = rows.set_index("backend")
-    better_rows = rows[rows["verdict"] == "better"]
-    if len(better_rows):
-        best = _best(means[better_rows["backend"]], better, baseline)
-        return best, by_backend.loc[best], "claimed"
-    best = _best(means, better, baseline)
-    shown = by_backend.loc[best if best != baseline else _best(means.drop(baseline), better, "")]
-    if best == baseline and (rows["verdict"] == "worse").all():
-        return best, shown, f"claimed over every other store{_holm(rows['p_holm'].max())}"
-    return best, shown, "unclaimed"
-
-
-def _holm(p: float) -> str:
-    text = p_value(p)
-    return f" (Holm-adjusted p {text.replace('<', '< ') if text.startswith('<') else '= ' + text})"
-
-
-def _standing(status: str, row: pd.Series | None, detectable: str) -> str:
-    """The difference column: claimed, or why not (with what this run could have seen)."""
-    if row is None:
-        return "–"
-    verdict = row["verdict"]
-    if status == "claimed":
-        return "claimed" + _holm(row["p_holm"])
-    if status.startswith("claimed"):
-        return status
-    if verdict == "identical (zero variance)":
-        return "identical in every trial"
-    if "zero variance" in verdict:
-        return "the same difference in every trial (zero variance: untested)"
-    if verdict.startswith("not enough data"):
-        return verdict
-    at_n = verdict.removeprefix("no detectable difference at ")
-    return f"not detectable at {at_n}; could have seen {detectable}"
-
-
-def _ratio_cell(best: str, row: pd.Series | None, baseline: str) -> str:
-    if row is None:
-        return "–"
-    ratio = _unbroken(with_ci(row["ratio_mean"], row["ratio_mean_low"], row["ratio_mean_high"], "needs n ≥ 2 each"))
-    return ratio if best != baseline else f"next best, {row.name}: {ratio}"
-
-
-def _best_cell(best: str | None, status: str) -> str:
-    """A store is named best only when the run claims it; otherwise the reader learns that no store
-    was shown better at this n, and which one merely had the best mean."""
-    if best is None:
-        return "–"
-    return best if status.startswith("claimed") else f"none shown at this n (best mean: {best})"
+def _best_cell(found: Claims, metric: str) -> str:
+    """The best store only where it is claimed better than every other store; else the tied leaders."""
+    if metric not in found.family.metrics:
+        return "– (no claims: not a primary metric)"
+    best = found.leaders.set_index("metric").loc[metric]
+    if best["best"]:
+        return f"best: {best['best']}"
+    if not best["leaders"]:
+        return "none named: the claims contradict each other"
+    return f"tied: {', '.join(best['leaders'])}"
 
 
 def _header(backend: str, baseline: str, n: int) -> str:
@@ -109,41 +68,52 @@ def _cell(s: pd.Series, n_trials: int) -> str:
     return text if s["n"] == n_trials else f"{text} (n={s['n']})"
 
 
-def _table(run: Run, metrics: list[Metric], tidy: pd.DataFrame, raw: pd.DataFrame, baseline: str,
-           stores: list[str]) -> pd.DataFrame:
+def _table(run: Run, metrics: list[Metric], tidy: pd.DataFrame, found: Claims | None,
+           stores: tuple[str, ...]) -> pd.DataFrame:
     summary = stats.summarize(tidy, confidence=confidence_of(tidy)).set_index(["metric", "backend"])
-    detectable = detectable_text(tidy, metrics, ranges=False)
     n_trials = tidy.groupby("backend")["trial"].nunique()
+    baseline = stores[0]
+    detectable = detectable_text(tidy, found, ranges=False) if found else {}
+    against = (found.rows[found.rows["other"] == baseline].set_index(["metric", "backend"]) if found
+               else pd.DataFrame())
     rows = []
     for m in metrics:
         if m.name not in summary.index.get_level_values("metric"):
             continue
         mine = summary.loc[m.name]
-        better = direction(m.metric)
-        means = mine["mean"].reindex([b for b in stores if b in mine.index]).dropna()
-        cmp = raw[(raw["metric"] == m.name) & raw["backend"].isin(means.index)]
-        best, row, status = (_pick(cmp, means, better, baseline) if baseline in means.index and len(means) > 1
-                             else (None, None, ""))
-        rows.append({
-            "metric": m.name,
-            "what it measures": f"{m.brief}; {mine['unit'].iloc[0]}, {better} is better",
-            **{_header(b, baseline, n_trials[b]): _cell(mine.loc[b], n_trials[b]) if b in mine.index else "–"
-               for b in stores},
-            "best real store": _best_cell(best, status),
-            f"ratio to {baseline} [95% CI]": _ratio_cell(best, row, baseline),
-            "difference": _standing(status, row, detectable.get(m.name, ("–",))[0]),
-        })
+        row = {"metric": m.name, "what it measures": f"{m.brief}; {mine['unit'].iloc[0]}, {m.direction} is better"}
+        for b in stores:
+            cell = _cell(mine.loc[b], n_trials[b]) if b in mine.index else "–"
+            if (m.name, b) in against.index:
+                cell += "; " + _claim_cell(against.loc[(m.name, b)])
+            row[_header(b, baseline, n_trials[b])] = cell
+        row["best real store"] = _best_cell(found, m.name) if found else "–"
+        row[f"smallest difference detectable at this n ({POWER:.0%} power)"] = (
+            detectable.get(m.name, ("–",))[0] if found and m.name in found.family.metrics else "–")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _claims(raw: pd.DataFrame) -> str:
-    found = raw[raw["verdict"].isin(CLAIMED)]
-    return "; ".join(f"{row['metric']}: {ratio_words(row)}, {row['verdict']}" for _, row in found.iterrows())
+def _claims_line(found: Claims) -> str:
+    """Every claim against the baseline, in words."""
+    rows = found.rows[(found.rows["other"] == found.family.baseline) & found.rows["primary"]]
+    said = [f"{row['metric']}: {ratio_words(row)}, {claim_word(row)}" for _, row in rows.iterrows()
+            if row["verdict"] in (*CLAIMED, "equivalent")]
+    return "; ".join(said) if said else "none"
+
+
+def _best_line(found: Claims) -> str:
+    named = found.leaders[found.leaders["best"] != ""]
+    tied = found.leaders[found.leaders["best"] == ""]
+    best = "; ".join(f"{r.metric}: {r.best}" for r in named.itertuples()) or "none"
+    return (f"**Best store** (claimed better than every other store): {best}."
+            + (" Elsewhere the leaders are tied: " + "; ".join(f"{r.metric}: {', '.join(r.leaders) or 'none'}"
+                                                                for r in tied.itertuples()) + "." if len(tied) else ""))
 
 
 def _controls_line(run: Run, baseline: str) -> str:
     """Which backends are controls, and where the handicapped one was seen (where the store mattered)."""
-    controls = sorted(control_names(run))
+    controls = sorted(run.controls)
     if not controls:
         return "**No controls ran:** this run cannot show that it would see a known slowdown (run with controls)."
     cpu = {c: handicap_of(run, c).get("cpu") for c in controls}
@@ -152,40 +122,43 @@ def _controls_line(run: Run, baseline: str) -> str:
     seen = store_dependence(run)
     if seen:
         mattered = [m for m, v in seen.items() if v.startswith("yes")]
-        line += (" The store measurably mattered (its handicapped twin was seen) only in "
-                 + (", ".join(mattered) if mattered else "no metric") + ".")
+        line += (" The store measurably mattered (its handicapped twin was claimed slower) only in "
+                 + ", ".join(mattered) + "." if mattered else
+                 " Its handicapped twin was claimed slower in no primary metric: at this scale and n the store "
+                 "did not measurably matter.")
     return line
 
 
 def verdict(run: Run, baseline: str | None = None) -> Verdict:
-    """Per compared headline metric: each real store's mean [95% CI], the best store, its ratio to
-    ``baseline`` (default :func:`default_baseline`) [95% CI], and whether the difference is claimed."""
-    metrics = compared(run)
+    """Per compared headline metric: each real store's mean [95% CI], its claim against ``baseline``
+    (default :func:`default_baseline`), the best store or the tied leaders, and what was detectable."""
+    metrics = compared(run.manifest.params)
     baseline = baseline or default_baseline(run)
-    tidy = trial_values(run, metrics)
-    tidy = tidy[~tidy["backend"].isin(control_names(run))] if len(tidy) else tidy
-    ran = set(tidy["backend"])
-    stores = ([baseline] if baseline in ran else []) + sorted(ran - {baseline})
+    tidy = without_controls(run, trial_values(run, metrics))
+    stores = real_stores(run, tidy, baseline) if len(tidy) else ()
     if not stores:
         return Verdict("- **No store completed a trial:** there is nothing to compare (see Trials and Deviations).",
                        noted(pd.DataFrame(columns=["metric", "what it measures"]), ""))
+    if baseline not in stores:   # the baseline ran nothing: show the others, compare nothing
+        stores = tuple(sorted(set(tidy["backend"])))
     n = tidy.groupby("backend")["trial"].nunique()
-    comparable = baseline in ran and len(stores) > 1
-    raw = compare(tidy, baseline, metrics) if comparable else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
-    table = _table(run, metrics, tidy, raw, baseline, stores)
+    found = claims(run, baseline)
+    table = _table(run, metrics, tidy, found, stores)
     lines = ["**Real stores:** " + ", ".join(f"{b} ({'baseline, ' if b == baseline else ''}{n[b]} trials)"
                                              for b in stores) + "."]
-    if not comparable:
+    if found is None:
         lines.append(f"**Nothing to compare:** only {stores[0]} completed a trial." if len(stores) < 2 else
                      f"**Nothing to compare:** the baseline {baseline} completed no trial.")
     else:
-        claims = _claims(raw)
-        lines.append(f"**Claimed** (Holm-adjusted p < {ALPHA}, 95% CI excludes 1): " + (claims if claims else "none")
-                     + f". Nothing else is detectable at n={min(n[b] for b in stores)}.")
+        lines += [f"**What is claimed, and how:** {found.family.statement()}",
+                  f"**Claimed against {baseline}:** {_claims_line(found)}. Nothing else is detectable at "
+                  f"n={min(n[b] for b in stores)}.", _best_line(found)]
     lines.append(_controls_line(run, baseline))
-    note = (f"Mean [95% CI] over completed trials. Best: claimed better than {baseline} (or "
-            f"{baseline} when every other store is claimed worse); otherwise none is shown better at this n. "
-            f"Ratio of means to {baseline} with its Fieller 95% CI; claimed when the Holm-adjusted p < {ALPHA} "
-            f"and the CI excludes 1, else the smallest difference detectable at {POWER:.0%} power (see Power).")
-    table.attrs.update(beneath={"what it measures": "metric"}, bold={"difference": "claimed"})
+    note = (f"Mean [95% CI] over completed trials; beside it each store's claim against {baseline} in four words "
+            f"(better / worse / equivalent within ±X% / not detectable) with the ratio of geometric means and "
+            f"its claim interval (the family's level), or on a metric outside the family the ratio and its 95% "
+            f"CI without a claim. Best: the store claimed better than every other store (directly or through "
+            f"the baseline), else the tied leaders. The detectable difference is exact for this rule at "
+            f"{POWER:.0%} power (see Power).")
+    table.attrs.update(beneath={"what it measures": "metric"}, bold={"best real store": "best: "})
     return Verdict("\n".join(f"- {line}" for line in lines), noted(table, note))

@@ -68,7 +68,7 @@ def _load(state: TrialState, capture_path: Path | None) -> float:
         if capture is not None:
             capture.stop()
             capture_path.unlink()
-    return next(value for _, metric, value, _ in rows if metric == "load_warm_s")
+    return next(m.value for m in rows if m.metric == "load_warm_s")
 
 
 def _search(state: TrialState, watched: bool) -> float:

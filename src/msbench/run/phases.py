@@ -1,4 +1,5 @@
-"""The measured phases of one trial, in order. Each returns tidy rows (phase, metric, value, unit).
+"""The measured phases of one trial, in order. Each gets the trial's typed state and returns its
+measurements (metric, value, unit); what it finds for later phases it leaves in that state.
 
 What a metric means is decided here, so the rules are written next to the code:
 - insert: numpy batches; ``tolist()`` once per batch (a C call) because pymilvus converts an
@@ -16,7 +17,7 @@ What a metric means is decided here, so the rules are written next to the code:
   loaded collection, which Milvus answers at once without reading anything: the control that
   shows what a 9 ms "warm load" measured. The bytes the store served during each (kernel TCP
   counters of its connections) say which one read data; NaN, with the reason in the trial's
-  notes, where those counters cannot see the store (not on this host's loopback, or no ``ss``).
+  record, where those counters cannot see the store (not on this host's loopback, or no ``ss``).
 - loads are done when the loading progress is 100% and the load state Loaded. A refused load()
   is tried again (up to 5 tries, 2 s apart; load_noop gets one); the time is the successful
   try's, and the failed tries are recorded beside it (count, seconds, errors), never dropped.
@@ -41,7 +42,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, NamedTuple
 
 import numpy as np
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
@@ -50,6 +51,7 @@ from pymilvus.client.types import LoadState, State
 from msbench.config import Params
 from msbench.providers import COLLECTION, Stack
 from msbench.providers.milvus_native import GC_CONFIG
+from msbench.measure import warp
 from msbench.measure.resources import bytes_sent_between, tcp_bytes_sent
 from msbench.measure.traffic import S3_PREFIXES
 from msbench.run.workload import Dataset, recall_at_k
@@ -59,7 +61,14 @@ warnings.filterwarnings("ignore", message=".*ORM-style PyMilvus API.*")
 
 VECTOR_FIELD = "vector"
 
-Row = tuple[str, str, float, str]   # phase, metric, value, unit
+
+
+class Measurement(NamedTuple):
+    """One figure a phase measured; the trial adds the phase's name to make a row of results.csv."""
+
+    metric: str
+    value: float
+    unit: str
 
 # State polling: every POLL_MIN_S, growing to POLL_FRACTION of the time waited (at most
 # POLL_MAX_S), so a long index build is not slowed by the checks that time it.
@@ -101,8 +110,8 @@ def wait_until(done: Callable[[], bool], began: float, timeout: float, what: str
         sleep(min(max(POLL_MIN_S, POLL_FRACTION * (answered - began)), POLL_MAX_S))
 
 
-def _timed(phase: str, stem: str, waited: Waited) -> list[Row]:
-    return [(phase, f"{stem}_s", waited.elapsed_s, "s"), (phase, f"{stem}_resolution_s", waited.resolution_s, "s")]
+def _timed(stem: str, waited: Waited) -> list[Measurement]:
+    return [Measurement(f"{stem}_s", waited.elapsed_s, "s"), Measurement(f"{stem}_resolution_s", waited.resolution_s, "s")]
 
 
 def timeouts(p: Params) -> dict[str, float]:
@@ -144,8 +153,14 @@ class TrialState:
     description: str = ""         # the stack's (Stack.collection_description)
     collection: Collection | None = None
     latencies_ms: np.ndarray | None = None
-    notes: dict[str, object] = field(default_factory=dict)
-    unwatched: Callable[[], ContextManager] = contextlib.nullcontext   # the watchdog's pause, for restarts
+    unwatched: Callable[[], ContextManager] = contextlib.nullcontext   # the watchdog's restart window
+    # what the phases found, for later phases and the trial's record
+    index_build_s: float | None = None          # the footprint's compaction waits for a re-index this long
+    cold_load: dict[str, object] | None = None  # what the cold restart really did (Stack.restart)
+    load_failures: list[str] = field(default_factory=list)   # refused load() tries, kept beside the times
+    bytes_served_note: str = ""                 # why store_bytes_served_during_load is NaN, if it is
+    store_alone_note: str = ""                  # why warp did not run or failed
+    milvus_get_concurrency: int | None = None   # the most GETs Milvus had open in a load (from the capture)
 
     def connect(self) -> None:
         if connections.has_connection(self.alias):
@@ -158,13 +173,17 @@ class TrialState:
         if connections.has_connection(self.alias):
             connections.disconnect(self.alias)
 
+    def server_version(self) -> str:
+        """The version Milvus itself reports (what ran, whatever the manifest planned)."""
+        return str(utility.get_server_version(using=self.alias))
+
     def search_one(self, query: np.ndarray, timeout: float | None = None) -> list[int]:
         hits = self.collection.search([query.tolist()], VECTOR_FIELD, self.params.search_params(),
                                       limit=self.params.top_k, timeout=timeout)
         return list(hits[0].ids)
 
 
-def insert(s: TrialState) -> list[Row]:
+def insert(s: TrialState) -> list[Measurement]:
     schema = CollectionSchema([
         FieldSchema("id", DataType.INT64, is_primary=True, auto_id=False),
         FieldSchema(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=s.data.train.shape[1]),
@@ -175,12 +194,12 @@ def insert(s: TrialState) -> list[Row]:
     for start in range(0, len(vectors), size):
         s.collection.insert([ids[start:start + size], vectors[start:start + size].tolist()])
     elapsed = time.perf_counter() - began
-    return [("insert", "insert_s", elapsed, "s"),
-            ("insert", "insert_rows_per_s", len(vectors) / elapsed, "rows/s"),
-            ("insert", "insert_batches", float(-(-len(vectors) // size)), "count")]
+    return [Measurement("insert_s", elapsed, "s"),
+            Measurement("insert_rows_per_s", len(vectors) / elapsed, "rows/s"),
+            Measurement("insert_batches", float(-(-len(vectors) // size)), "count")]
 
 
-def flush(s: TrialState) -> list[Row]:
+def flush(s: TrialState) -> list[Measurement]:
     """Flush without pymilvus's wait, then poll GetFlushState as its wait would, finer.
     The ORM drops the Flush reply (sealed segments, flush timestamp), so the handler is used."""
     timeout = timeouts(s.params)["flush"]
@@ -189,7 +208,7 @@ def flush(s: TrialState) -> list[Row]:
     reply = handler.flush([s.name], _async=True)._future.result()
     segments, flush_ts = list(reply.coll_segIDs[s.name].data), reply.coll_flush_ts[s.name]
     waited = wait_until(lambda: handler.get_flush_state(segments, s.name, flush_ts), began, timeout, "flush")
-    return _timed("flush", "flush", waited)
+    return _timed("flush", waited)
 
 
 def _indexed(s: TrialState) -> bool:
@@ -200,13 +219,13 @@ def _indexed(s: TrialState) -> bool:
             and progress.get("pending_index_rows", 0) == 0)
 
 
-def index_build(s: TrialState) -> list[Row]:
+def index_build(s: TrialState) -> list[Measurement]:
     timeout = timeouts(s.params)["index"]
     began = time.perf_counter()
     s.collection.create_index(VECTOR_FIELD, s.params.index_params(), sync=False)  # returns once accepted
     waited = wait_until(lambda: _indexed(s), began, timeout, "index build")
-    s.notes["index_build_s"] = waited.elapsed_s
-    return _timed("index", "index_build", waited)
+    s.index_build_s = waited.elapsed_s
+    return _timed("index_build", waited)
 
 
 def _loaded(s: TrialState) -> bool:
@@ -215,14 +234,14 @@ def _loaded(s: TrialState) -> bool:
 
 
 LOAD_RETRY_PAUSE_S = 2.0    # between a refused load() and the next try
-LOAD_ERROR_CHARS = 300      # of each failed try's message, kept in notes["load_failures"]
+LOAD_ERROR_CHARS = 300      # of each failed try's message, kept in TrialState.load_failures
 
 
-def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
+def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Measurement]:
     """load() until it succeeds (stale sessions after a restart can refuse the first tries);
     times the successful try and counts the bytes the store served meanwhile. The failed tries
     are kept, not thrown away: their number, the time they took with the pauses, and each error
-    in ``notes["load_failures"]``, since a load that needed them is not like one that did not."""
+    in ``load_failures``, since a load that needed them is not like one that did not."""
     port, limit = s.stack.store.port, timeouts(s.params)["load"]
     # Counters of a store Milvus does not reach through this host would read other traffic (a port-forward's)
     unseen_here = s.stack.capture_target()
@@ -238,7 +257,7 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
         except TimeoutError:
             raise
         except Exception as err:
-            s.notes.setdefault("load_failures", []).append(
+            s.load_failures.append(
                 f"{phase} attempt {attempt}: {type(err).__name__}: {str(err)[:LOAD_ERROR_CHARS]}")
             if attempt == attempts:
                 raise
@@ -247,31 +266,31 @@ def _timed_load(s: TrialState, phase: str, attempts: int = 5) -> list[Row]:
             continue
         served, unseen = ((math.nan, unseen_here) if isinstance(unseen_here, str)
                           else bytes_sent_between(sent_before, count(), port))
-        if unseen:   # the same cause in every load of a trial: said once
-            s.notes.setdefault("bytes_served_note", f"store_bytes_served_during_load is NaN: {unseen}")
-        return _timed(phase, phase, waited) + [
-            (phase, "load_retries", float(attempt - 1), "count"),
-            (phase, "load_failed_attempts", float(attempt - 1), "count"),
-            (phase, "load_failed_attempts_s", failed_s, "s"),
-            (phase, "store_bytes_served_during_load", served, "bytes")]
+        if unseen and not s.bytes_served_note:   # the same cause in every load of a trial: said once
+            s.bytes_served_note = f"store_bytes_served_during_load is NaN: {unseen}"
+        return _timed(phase, waited) + [
+            Measurement("load_retries", float(attempt - 1), "count"),
+            Measurement("load_failed_attempts", float(attempt - 1), "count"),
+            Measurement("load_failed_attempts_s", failed_s, "s"),
+            Measurement("store_bytes_served_during_load", served, "bytes")]
     raise AssertionError("unreachable")
 
 
-def load_first(s: TrialState) -> list[Row]:
+def load_first(s: TrialState) -> list[Measurement]:
     return _timed_load(s, "load_first")
 
 
-def load_warm(s: TrialState) -> list[Row]:
+def load_warm(s: TrialState) -> list[Measurement]:
     s.collection.release()
     return _timed_load(s, "load_warm")
 
 
-def load_noop(s: TrialState) -> list[Row]:
+def load_noop(s: TrialState) -> list[Measurement]:
     """load() on a loaded collection: Milvus returns without reading. The control for load_warm."""
     return _timed_load(s, "load_noop", attempts=1)
 
 
-def load_cold(s: TrialState) -> list[Row]:
+def load_cold(s: TrialState) -> list[Measurement]:
     s.collection.release()
     s.disconnect()
     with s.unwatched():   # the servers go away on purpose
@@ -289,15 +308,15 @@ def load_cold(s: TrialState) -> list[Row]:
                 raise
             time.sleep(0.5)
     first_search = time.perf_counter() - began
-    s.notes["cold_load"] = happened
+    s.cold_load = happened
     return rows + [
-            ("load_cold", "first_search_after_cold_s", first_search, "s"),
-            ("load_cold", "restart_s", float(happened["restart_s"]), "s"),
-            ("load_cold", "store_restarted", float(happened["store_restarted"]), "bool"),
-            ("load_cold", "page_cache_dropped", float(happened["page_cache_dropped"]), "bool")]
+            Measurement("first_search_after_cold_s", first_search, "s"),
+            Measurement("restart_s", float(happened["restart_s"]), "s"),
+            Measurement("store_restarted", float(happened["store_restarted"]), "bool"),
+            Measurement("page_cache_dropped", float(happened["page_cache_dropped"]), "bool")]
 
 
-def search(s: TrialState) -> list[Row]:
+def search(s: TrialState) -> list[Measurement]:
     """Serial latency; every query's latency kept, warm-up ones flagged; recall over all queries."""
     queries, warmup = s.data.queries, s.params.warmup_queries
     latencies = np.empty(len(queries))
@@ -309,20 +328,20 @@ def search(s: TrialState) -> list[Row]:
         found.append(ids)
     s.latencies_ms = latencies
     kept = latencies[warmup:]
-    return [("search", "search_latency_mean_ms", float(kept.mean()), "ms"),
-            ("search", "search_latency_p50_ms", float(np.percentile(kept, 50)), "ms"),
-            ("search", "search_latency_p95_ms", float(np.percentile(kept, 95)), "ms"),
-            ("search", "search_latency_p99_ms", float(np.percentile(kept, 99)), "ms"),
-            ("search", "search_latency_max_ms", float(kept.max()), "ms"),
-            ("search", "search_qps_serial", 1000.0 / float(kept.mean()), "queries/s"),
-            ("search", "search_queries_measured", float(len(kept)), "count"),
-            ("search", "search_warmup_discarded", float(warmup), "count"),
-            ("search", f"recall_at_{s.params.top_k}", recall_at_k(found, s.data.neighbors, s.params.top_k), "fraction")]
+    return [Measurement("search_latency_mean_ms", float(kept.mean()), "ms"),
+            Measurement("search_latency_p50_ms", float(np.percentile(kept, 50)), "ms"),
+            Measurement("search_latency_p95_ms", float(np.percentile(kept, 95)), "ms"),
+            Measurement("search_latency_p99_ms", float(np.percentile(kept, 99)), "ms"),
+            Measurement("search_latency_max_ms", float(kept.max()), "ms"),
+            Measurement("search_qps_serial", 1000.0 / float(kept.mean()), "queries/s"),
+            Measurement("search_queries_measured", float(len(kept)), "count"),
+            Measurement("search_warmup_discarded", float(warmup), "count"),
+            Measurement(f"recall_at_{s.params.top_k}", recall_at_k(found, s.data.neighbors, s.params.top_k), "fraction")]
 
 
-def throughput(s: TrialState) -> list[Row]:
+def throughput(s: TrialState) -> list[Measurement]:
     """Queries per second at each concurrency level, for a fixed, bounded duration."""
-    rows: list[Row] = []
+    rows: list[Measurement] = []
     queries = s.data.queries
     for level in s.params.concurrency:
         stop = threading.Event()
@@ -348,7 +367,7 @@ def throughput(s: TrialState) -> list[Row]:
             elapsed = time.perf_counter() - began
         finally:   # interrupted (a server died): do not wait for workers stuck in pymilvus's retries
             pool.shutdown(wait=False, cancel_futures=True)
-        rows.append(("throughput", f"search_qps_c{level}", sum(counts) / elapsed, "queries/s"))
+        rows.append(Measurement(f"search_qps_c{level}", sum(counts) / elapsed, "queries/s"))
     return rows
 
 
@@ -367,20 +386,19 @@ def _disk_bytes(paths: list[Path]) -> tuple[int, int]:
     return allocated, apparent
 
 
-def _footprint_rows(s: TrialState, listing: dict[str, int], suffix: str) -> list[Row]:
+def _footprint_rows(s: TrialState, listing: dict[str, int], suffix: str) -> list[Measurement]:
     """Bucket bytes by Milvus prefix and the store's bytes on disk, metrics named with ``suffix``."""
     by_prefix: dict[str, float] = defaultdict(float)
     for key, size in listing.items():
         by_prefix[next((p for p in key.split("/") if p in S3_PREFIXES), "other")] += size
-    rows: list[Row] = [("footprint", f"bucket_{p}_bytes{suffix}", by_prefix.get(p, 0.0), "bytes")
-                       for p in (*S3_PREFIXES, "other")]
-    rows.append(("footprint", f"bucket_bytes{suffix}", float(sum(by_prefix.values())), "bytes"))
-    rows.append(("footprint", f"bucket_objects{suffix}", float(len(listing)), "count"))
+    rows = [Measurement(f"bucket_{p}_bytes{suffix}", by_prefix.get(p, 0.0), "bytes") for p in (*S3_PREFIXES, "other")]
+    rows.append(Measurement(f"bucket_bytes{suffix}", float(sum(by_prefix.values())), "bytes"))
+    rows.append(Measurement(f"bucket_objects{suffix}", float(len(listing)), "count"))
     paths = s.stack.data_paths()
     if paths:
         allocated, apparent = _disk_bytes(paths)
-        rows += [("footprint", f"disk_allocated_bytes{suffix}", float(allocated), "bytes"),
-                 ("footprint", f"disk_apparent_bytes{suffix}", float(apparent), "bytes")]
+        rows += [Measurement(f"disk_allocated_bytes{suffix}", float(allocated), "bytes"),
+                 Measurement(f"disk_apparent_bytes{suffix}", float(apparent), "bytes")]
     return rows
 
 
@@ -405,14 +423,14 @@ def _compacted(s: TrialState) -> bool:
     return s.collection.get_compaction_state().state == State.Completed
 
 
-def footprint(s: TrialState) -> list[Row]:
+def footprint(s: TrialState) -> list[Measurement]:
     """The bucket as found at the end of the trial (no forced compaction; GC has been running
     every few seconds under GC_CONFIG, so only Milvus's own compactions were collected), then at
     a defined point: after a forced compaction (it rewrites every segment), the re-index of the
     new segments, and GC having left the listing unchanged for a whole GC interval. If that
     point is not reached in time, the second listing is taken anyway and ``gc_settled`` says 0."""
     rows = _footprint_rows(s, s.stack.listing(), "")
-    bound = 60.0 + 3 * float(s.notes.get("index_build_s", 60.0))   # the compaction re-indexes everything
+    bound = 60.0 + 3 * (s.index_build_s or 60.0)   # the compaction re-indexes everything
     began = time.perf_counter()
     s.collection.compact()
     try:
@@ -423,8 +441,8 @@ def footprint(s: TrialState) -> list[Row]:
         compacted = False
     compaction_s = time.perf_counter() - began
     listing, gc_wait, settled = settle(s.stack.listing, GC_QUIET_S, GC_SETTLE_TIMEOUT_S if compacted else 0.0)
-    rows += [("footprint", "compaction_s", compaction_s, "s"), ("footprint", "gc_wait_s", gc_wait, "s"),
-             ("footprint", "gc_settled", float(compacted and settled), "bool")]
+    rows += [Measurement("compaction_s", compaction_s, "s"), Measurement("gc_wait_s", gc_wait, "s"),
+             Measurement("gc_settled", float(compacted and settled), "bool")]
     return rows + _footprint_rows(s, listing, "_after_gc")
 
 
@@ -432,39 +450,47 @@ WARP_BUCKET = "msbench-warp"
 WARP_DEFAULT_CONCURRENCY = 4    # when no capture says how many GETs Milvus had open at once
 
 
-def store_alone(s: TrialState) -> list[Row]:
+def store_alone(s: TrialState) -> list[Measurement]:
     """The store on its own (warp.py): warp PUTs, then GETs, objects of the size that carries
     the bucket's bytes, at the concurrency Milvus's loads reached, into a bucket of warp's own.
     Last, outside the capture: it follows the footprint and measures no Milvus phase, so a warp
     failure is recorded (``warp_{op}_failed``, the cause in the trial's ``store_alone_note``)
     and does not fail the trial."""
-    from msbench.measure import warp
-
     binary = warp.warp_binary()
     if s.params.warp_seconds <= 0 or binary is None:
-        s.notes["store_alone"] = "warp_seconds is 0" if binary else "warp is not built (msbench stores install warp)"
+        s.store_alone_note = "warp_seconds is 0" if binary else "warp is not built (msbench stores install warp)"
         return []
     size = warp.plan_object_size(list(s.stack.listing().values()))
-    measured = s.notes.get("milvus_s3_concurrency")
+    measured = s.milvus_get_concurrency
     concurrency = int(measured) if measured else WARP_DEFAULT_CONCURRENCY
     store = s.stack.store
     target = warp.WarpTarget(f"{store.host}:{store.port}", store.access_key, store.secret_key, WARP_BUCKET)
-    rows: list[Row] = [("store_alone", "warp_concurrency_from_capture", float(bool(measured)), "bool")]
+    rows: list[Measurement] = [Measurement("warp_concurrency_from_capture", float(bool(measured)), "bool")]
     failures = []
     with tempfile.TemporaryDirectory(prefix="msbench-warp-") as work:
         for op in ("put", "get"):
             try:
-                rows += [("store_alone", metric, value, unit) for metric, value, unit in
+                rows += [Measurement(*row) for row in
                          warp.run_warp(binary, target, op, size, concurrency, s.params.warp_seconds, Path(work))]
             except Exception as err:   # recorded: the Milvus phases before it stand
-                rows.append(("store_alone", f"warp_{op}_failed", 1.0, "bool"))
+                rows.append(Measurement(f"warp_{op}_failed", 1.0, "bool"))
                 failures.append(f"warp {op}: {type(err).__name__}: {err}")
-    s.notes["store_alone"] = "; ".join(failures)
+    s.store_alone_note = "; ".join(failures)
     return rows
 
 
-store_alone.uncaptured = True   # the trial stops the S3 capture before it
+@dataclass(frozen=True)
+class Phase:
+    """A phase as a trial runs it: its name in results and plans, and whether its S3 requests are Milvus's
+    (the store-alone benchmark runs after the capture has stopped)."""
+
+    name: str
+    run: Callable[[TrialState], list[Measurement]]
+    captured: bool = True
+
 
 # The order a trial runs them in. Throughput comes after serial search so latency is measured first.
-PHASES = (insert, flush, index_build, load_first, load_warm, load_noop, load_cold, search, throughput, footprint,
-          store_alone)
+PHASES = (Phase("insert", insert), Phase("flush", flush), Phase("index", index_build), Phase("load_first", load_first),
+          Phase("load_warm", load_warm), Phase("load_noop", load_noop), Phase("load_cold", load_cold),
+          Phase("search", search), Phase("throughput", throughput), Phase("footprint", footprint),
+          Phase("store_alone", store_alone, captured=False))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from msbench.files import atomic_write_text
-from msbench.run.schedule import PlannedTrial
+from msbench.results import PlannedTrial, TrialRecord
 
 PHASE_FILE = "progress.json"
 BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} trials |{bar:12}| {elapsed} elapsed, {remaining} left{postfix}"
@@ -57,15 +57,15 @@ def status(planned: PlannedTrial, phase: dict[str, Any], now: float | None = Non
     return text
 
 
-def trial_line(planned: PlannedTrial, meta: dict[str, Any]) -> str:
+def trial_line(planned: PlannedTrial, record: TrialRecord) -> str:
     """One line per finished trial: its status, how long it took and, when it failed, where and why."""
-    took = f" in {_duration(meta['duration_s'])}" if meta.get("duration_s") is not None else ""
-    head = f"{planned.backend} trial {planned.trial} (round {planned.round}, #{planned.seq + 1}): {meta.get('status')}"
-    if meta.get("status") == "ok":
+    took = f" in {_duration(record.duration_s)}" if record.duration_s is not None else ""
+    head = f"{planned.backend} trial {planned.trial} (round {planned.round}, #{planned.seq + 1}): {record.status}"
+    if record.status == "ok":
         return head + took
-    error = " ".join(str(meta.get("error") or "").split())
+    error = " ".join(record.error.split())
     error = error if len(error) <= 160 else error[:157] + "..."
-    return f"{head} in phase {meta.get('failed_phase') or '?'}{took}: {error}"
+    return f"{head} in phase {record.failed_phase or '?'}{took}: {error}"
 
 
 class TrialBar:
@@ -110,9 +110,9 @@ class TrialBar:
         self.planned = planned
         self.show()
 
-    def finish(self, planned: PlannedTrial, meta: dict[str, Any]) -> None:
+    def finish(self, planned: PlannedTrial, record: TrialRecord) -> None:
         self.planned = None
-        self.say(trial_line(planned, meta))
+        self.say(trial_line(planned, record))
         self.bar.update(1)
 
     def add(self, trials: int) -> None:

@@ -2,22 +2,14 @@
 
 Every round runs each backend once, in a fresh random order, so slow drift of the machine
 (thermal, page cache, disk wear) spreads over all backends instead of favouring one. A run
-that adds rounds as it goes (trials until precise, see precision.py) appends them with
+that adds rounds as it goes (trials until precise, see stopping.py) appends them with
 ``next_round``: the order is then the same as if all its rounds had been planned at once.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class PlannedTrial:
-    seq: int        # position in execution order, 0-based
-    round: int
-    backend: str
-    trial: int      # this backend's trial number, 1-based
+from msbench.results import PlannedTrial
 
 
 def plan(backends: list[str], trials: int, seed: int) -> list[PlannedTrial]:
@@ -37,6 +29,3 @@ def next_round(backends: list[str], order: list[PlannedTrial], seed: int) -> lis
     rounds = max((t.round for t in order), default=0)
     return plan(backends, rounds + 1, seed)[len(order):]
 
-
-def as_records(trials: list[PlannedTrial]) -> list[dict]:
-    return [asdict(t) for t in trials]

@@ -3,18 +3,18 @@
 A run with a rule (``msbench run --until-precise 0.05``, or ``until_precise`` in run_all.ipynb)
 first runs its planned rounds (``trials``), then, after each complete round, applies the rule:
 
-- precise: for every backend of the run and every compared headline metric (``report.compared``:
+- precise: for every backend of the run and every compared headline metric (``metrics.compared``:
   the metrics the report compares, diagnostics left out) that any completed trial recorded, the
   95% Student t interval of the mean (``stats.summarize``, the report's own) has a half-width of
   at most ``target`` times the mean's magnitude; a backend with fewer than 2 completed trials of
   a metric is not precise;
 - max_trials: every backend has ``max_trials`` trials (rounds), completed or failed;
 - max_time: the trials have taken ``max_minutes``, counted as the sum of their durations
-  (``duration_s`` in trials.csv), so the time a resumed run spent stopped does not count.
+  (the trial records' ``duration_s``), so the time a resumed run spent stopped does not count.
 
 The first that holds, in that order, stops the run; otherwise one more round is planned (see
-``schedule.next_round``) and run. The rule is kept in the manifest (``until_precise``) and each
-decision in ``stopping``: its reason (None while rounds are still being added), the rounds run,
+``schedule.next_round``) and run. The rule reads the trials' own records and rows, never the
+report. It is kept in the manifest (``until_precise``) and each decision in ``stopping``: its reason (None while rounds are still being added), the rounds run,
 the time taken, the widest interval and every check made; ``describe`` turns that into the
 report's sentence. Resuming runs what is pending, then applies the rule again.
 
@@ -26,7 +26,7 @@ finds by simulating this very rule (about 98% for the defaults), which covers 95
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -36,24 +36,15 @@ from scipy import stats as distributions
 
 from msbench.analysis import stats
 from msbench.config import DEFAULT_MAX_TRIALS, MAX_TRIALS, ConfigError
+from msbench.metrics import compared
+from msbench.results import Manifest, StopDecision, StopRule, TrialRecord
 
 CONFIDENCE = 0.95   # what every interval of the report covers
 REASONS = ("precise", "max_trials", "max_time")
 WIDTH_COLUMNS = ["backend", "metric", "n", "mean", "half_width", "relative"]
 
 
-@dataclass(frozen=True)
-class Rule:
-    target: float              # largest interval half-width, as a fraction of the mean (0.05 = ±5%)
-    max_trials: int            # per backend
-    max_minutes: float | None = None   # of trial time; None = no limit
-    confidence: float = CONFIDENCE     # the level intervals are computed at (calibrated_level)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def make_rule(target: Any, max_trials: Any = None, max_minutes: Any = None, trials: int = 1) -> Rule | None:
+def make_rule(target: Any, max_trials: Any = None, max_minutes: Any = None, trials: int = 1) -> StopRule | None:
     """The rule from the user's values, checked (ConfigError naming the bad one); None without a target."""
     if target is None:
         given = [name for name, value in (("max_trials", max_trials), ("max_minutes", max_minutes)) if value is not None]
@@ -74,7 +65,7 @@ def make_rule(target: Any, max_trials: Any = None, max_minutes: Any = None, tria
         max_minutes = _number(max_minutes, "max_minutes")
         if max_minutes <= 0:
             raise ConfigError(f"max_minutes must be positive, got {max_minutes!r}")
-    return Rule(target, max_trials, max_minutes, calibrated_level(trials, max_trials, target))
+    return StopRule(target, max_trials, max_minutes, calibrated_level(trials, max_trials, target))
 
 
 # The noise levels the calibration tries, as multiples of the target: from intervals that are
@@ -114,12 +105,6 @@ def calibrated_level(first_rounds: int, max_trials: int, target: float) -> float
     return 0.995
 
 
-def level(manifest: dict[str, Any]) -> float:
-    """The level this run's intervals are computed at: CONFIDENCE, or its stop rule's calibrated level."""
-    rule = rule_of(manifest)
-    return rule.confidence if rule else CONFIDENCE
-
-
 def _number(value: Any, name: str) -> float:
     try:
         number = float(value)
@@ -130,41 +115,35 @@ def _number(value: Any, name: str) -> float:
     return number
 
 
-def rule_of(manifest: dict[str, Any]) -> Rule | None:
-    recorded = manifest.get("until_precise")
-    return Rule(**recorded) if recorded else None
-
-
-def widths(results: pd.DataFrame, trials: pd.DataFrame, manifest: dict[str, Any],
+def widths(rows: pd.DataFrame, records: list[TrialRecord], manifest: Manifest,
            confidence: float | None = None) -> pd.DataFrame:
     """Per backend of the run and compared headline metric recorded by any completed trial: n, mean,
     the interval's half-width and that as a fraction of |mean| (NaN below 2 trials). The interval is
-    at ``confidence``, by default the run's own level (``level``: its stop rule's calibrated one)."""
-    confidence = confidence or level(manifest)
-    from msbench import report   # the report's own list of metrics (imported on use: matplotlib)
-
-    ok = trials.loc[trials["status"] == "ok", ["backend", "trial"]] if "status" in trials else trials.iloc[0:0]
-    data = results.merge(ok, on=["backend", "trial"]) if len(results) and len(ok) else results.iloc[0:0]
+    at ``confidence``, by default the run's own level (its stop rule's calibrated one). Read from the
+    trials' own records and rows (RunDir.records, RunDir.rows)."""
+    confidence = confidence or manifest.confidence
+    ok = pd.DataFrame([(r.backend, r.trial) for r in records if r.status == "ok"], columns=["backend", "trial"])
+    data = rows.merge(ok, on=["backend", "trial"]) if len(rows) and len(ok) else rows.iloc[0:0]
     frames = [data[(data["phase"] == m.phase) & (data["metric"] == m.metric)].assign(metric=m.name)
-              for m in report.compared({"manifest": manifest})]
+              for m in compared(manifest.params)]
     tidy = pd.concat([f for f in frames if len(f)] or [data.iloc[0:0]], ignore_index=True)
     tidy = tidy[np.isfinite(pd.to_numeric(tidy["value"], errors="coerce"))]
     if tidy.empty:
         return pd.DataFrame(columns=WIDTH_COLUMNS)
     summary = stats.summarize(tidy, confidence=confidence).set_index(["backend", "metric"])
-    rows = []
-    for backend in manifest.get("backends", sorted(set(tidy["backend"]))):
+    out = []
+    for backend in manifest.backends or sorted(set(tidy["backend"])):
         for metric in dict.fromkeys(tidy["metric"]):
             s = summary.loc[(backend, metric)] if (backend, metric) in summary.index else None
             n = int(s["n"]) if s is not None else 0
             mean = float(s["mean"]) if s is not None else np.nan
             half = (float(s["ci_high"]) - float(s["ci_low"])) / 2 if n >= 2 else np.nan
             relative = np.nan if np.isnan(half) else 0.0 if half == 0 else half / abs(mean) if mean else np.inf
-            rows.append([backend, metric, n, mean, half, relative])
-    return pd.DataFrame(rows, columns=WIDTH_COLUMNS)
+            out.append([backend, metric, n, mean, half, relative])
+    return pd.DataFrame(out, columns=WIDTH_COLUMNS)
 
 
-def decide(table: pd.DataFrame, rule: Rule, rounds: int, elapsed_s: float) -> dict[str, Any]:
+def decide(table: pd.DataFrame, rule: StopRule, rounds: int, elapsed_s: float) -> StopDecision:
     """The rule applied after ``rounds`` complete rounds that took ``elapsed_s`` of trial time: the
     reason to stop (None: run another round), and the widest interval with what is still too wide."""
     wide = table[~(table["relative"] <= rule.target)]   # NaN (too few trials) is not precise
@@ -182,34 +161,34 @@ def decide(table: pd.DataFrame, rule: Rule, rounds: int, elapsed_s: float) -> di
         reason = "max_time"
     else:
         reason = None
-    return {"reason": reason, "rounds": rounds, "trials_per_backend": rounds, "elapsed_s": round(float(elapsed_s), 1),
-            "pairs": len(table), "too_wide": len(wide), "widest": widest}
+    return StopDecision(reason, rounds, round(float(elapsed_s), 1), len(table), len(wide), widest)
 
 
-def check(results: pd.DataFrame, trials: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
-    """decide() on a run's tables; the rounds are those of its planned order (all run when this is asked)."""
-    rule = rule_of(manifest)
-    rounds = max((t["round"] for t in manifest.get("order", [])), default=0)
-    elapsed = float(pd.to_numeric(trials.get("duration_s", pd.Series(dtype=float)), errors="coerce").fillna(0).sum())
-    return decide(widths(results, trials, manifest, rule.confidence), rule, rounds, elapsed)
+def check(rows: pd.DataFrame, records: list[TrialRecord], manifest: Manifest) -> StopDecision:
+    """decide() on a run's trials; the rounds are those of its planned order (all run when this is asked),
+    the time is the sum of the trials' durations (a resumed run's pause does not count)."""
+    rule = manifest.until_precise
+    rounds = max((t.round for t in manifest.order), default=0)
+    elapsed = sum(r.duration_s or 0.0 for r in records)
+    return decide(widths(rows, records, manifest, rule.confidence), rule, rounds, elapsed)
 
 
-def record(manifest: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+def record(manifest: Manifest, decision: StopDecision) -> StopDecision:
     """The decision as the manifest's ``stopping``, with every earlier check kept (one per round count)."""
-    previous = (manifest.get("stopping") or {}).get("checks", [])
-    entry = {k: decision[k] for k in ("rounds", "elapsed_s", "too_wide", "pairs", "reason")}
-    entry["widest"] = (decision["widest"] or {}).get("relative_half_width")
-    checks = [c for c in previous if c["rounds"] != decision["rounds"]] + [entry]
-    manifest["stopping"] = {**decision, "checks": checks}
-    return manifest["stopping"]
+    previous = manifest.stopping.checks if manifest.stopping else []
+    entry = {"rounds": decision.rounds, "elapsed_s": decision.elapsed_s, "too_wide": decision.too_wide,
+             "pairs": decision.pairs, "reason": decision.reason,
+             "widest": (decision.widest or {}).get("relative_half_width")}
+    manifest.stopping = replace(decision, checks=[c for c in previous if c["rounds"] != decision.rounds] + [entry])
+    return manifest.stopping
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"±{100 * x:.3g}%"
 
 
-def _widest(decision: dict[str, Any]) -> str:
-    w = decision.get("widest")
+def _widest(decision: StopDecision) -> str:
+    w = decision.widest
     if not w:
         return "no headline metric was recorded"
     if w["relative_half_width"] is None:
@@ -217,42 +196,40 @@ def _widest(decision: dict[str, Any]) -> str:
     return f"the widest interval was {w['metric']} of {w['backend']} at {_pct(w['relative_half_width'])} of its mean"
 
 
-def progress_line(decision: dict[str, Any], rule: Rule) -> str:
+def progress_line(decision: StopDecision, rule: StopRule) -> str:
     """One line after each check: what the rule saw and what happens next."""
-    seen = (f"round {decision['rounds']}: {decision['too_wide']} of {decision['pairs']} intervals wider than "
+    seen = (f"round {decision.rounds}: {decision.too_wide} of {decision.pairs} intervals wider than "
             f"{_pct(rule.target)}; {_widest(decision)}")
-    reason = decision["reason"]
-    if reason == "precise":
+    if decision.reason == "precise":
         nxt = f"stop: every interval within {_pct(rule.target)}"
-    elif reason == "max_trials":
+    elif decision.reason == "max_trials":
         nxt = f"stop: {rule.max_trials} trials per backend reached"
-    elif reason == "max_time":
-        nxt = f"stop: {decision['elapsed_s'] / 60:.1f} min of trials reached the limit of {rule.max_minutes:g} min"
+    elif decision.reason == "max_time":
+        nxt = f"stop: {decision.elapsed_s / 60:.1f} min of trials reached the limit of {rule.max_minutes:g} min"
     else:
         nxt = "one more round"
     return f"{seen} -> {nxt}"
 
 
-def describe(manifest: dict[str, Any]) -> str:
+def describe(manifest: Manifest) -> str:
     """The report's sentence: how many trials ran and why that many."""
-    rule = rule_of(manifest)
+    rule = manifest.until_precise
     if rule is None:
-        return f"Trials: a fixed number, {manifest.get('trials', '?')} per backend, planned before the run."
+        return f"Trials: a fixed number, {manifest.trials} per backend, planned before the run."
     limit = f" or {rule.max_minutes:g} minutes of trials" if rule.max_minutes is not None else ""
-    head = (f"Trials until precise: after the {manifest.get('trials', '?')} planned rounds, one more round was added "
+    head = (f"Trials until precise: after the {manifest.trials} planned rounds, one more round was added "
             f"at a time until every compared headline metric's 95% interval was within "
             f"{_pct(rule.target)} of its mean for every backend, up to {rule.max_trials} trials per backend{limit}. "
             f"Stopping on narrow intervals favours runs whose spread came out small, so this run's intervals "
             f"(here and in every table) are computed at the {100 * rule.confidence:.3g}% level, which covers 95% "
             f"under this rule (simulated).")
-    d = manifest.get("stopping") or {}
-    reason = d.get("reason")
-    if reason is None:
+    d = manifest.stopping
+    if d is None or d.reason is None:
         return f"{head} The rule has not stopped this run: it was interrupted or is still running."
-    took = f"{d['rounds']} rounds ({d['trials_per_backend']} trials per backend, {d['elapsed_s'] / 60:.1f} min of trials)"
-    if reason == "precise":
+    took = f"{d.rounds} rounds ({d.rounds} trials per backend, {d.elapsed_s / 60:.1f} min of trials)"
+    if d.reason == "precise":
         return f"{head} Stopped because every interval was that narrow after {took}; {_widest(d)}."
-    short = f"{d['too_wide']} of {d['pairs']} intervals were still wider; {_widest(d)}"
-    if reason == "max_trials":
+    short = f"{d.too_wide} of {d.pairs} intervals were still wider; {_widest(d)}"
+    if d.reason == "max_trials":
         return f"{head} Stopped at the maximum number of trials, after {took}, before reaching it: {short}."
     return f"{head} Stopped at the time limit, after {took}, before reaching it: {short}."

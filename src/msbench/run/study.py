@@ -4,33 +4,34 @@ The CLI and the notebooks both go through ``prepare``: every input is checked, a
 backend's availability too, before anything is provisioned, and both run the trials through
 ``execute`` (a progress bar, a line per finished trial, and the until-precise rule of
 stopping.py when the run has one). Rerunning with the same run_id runs only the trials that
-have not completed, then applies the rule again.
+have not completed, then applies the rule again; it refuses when what the trials would run on
+(host, binaries, packages, msbench's commit) differs from what the earlier rounds ran on.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import pandas as pd
-
 from msbench import backends as backend_registry
-from msbench.measure import provenance
-from msbench.run import phases, stopping, progress, schedule
 from msbench.backends import DEPLOYMENT
-from msbench.config import ConfigError, Params, UserConfig, load_user_config, make_params
+from msbench.config import DEFAULT_PROFILE, ConfigError, Params, UserConfig, load_user_config, make_params
+from msbench.measure import provenance
 from msbench.providers import COLLECTION, deployment
 from msbench.providers.catalog import (available_backends, check_provider, provider_unavailable_reason,
                                        unavailable_reason)
-from msbench.results import RunDir, check_run_id
+from msbench.results import (Manifest, PlannedTrial, RunDir, StopRule, TrialRecord, check_results_root,
+                             check_run_id)
+from msbench.run import phases, progress, schedule, stopping
 from msbench.run.trial import run_trial
-from msbench.run.workload import load_dataset
+from msbench.run.workload import Dataset, check_dataset, load_dataset
 
 DEFAULT_RESULTS = Path("data") / "runs"
 EXISTING_MILVUS = {"mode": "existing deployments, each described under components"}   # no Milvus of ours
+BASELINE_STORE = "minio"   # the store the published study replaces: every comparison reads "X vs MinIO"
 
 
 @dataclass
@@ -40,52 +41,44 @@ class Study:
     backends: list[backend_registry.BackendDef]
     provider: str
     user: UserConfig
-    order: list[schedule.PlannedTrial]
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest
+
+    @property
+    def order(self) -> list[PlannedTrial]:
+        return self.manifest.order
 
     def backend(self, name: str) -> backend_registry.BackendDef:
         return next(b for b in self.backends if b.name == name)
 
-    def pending(self) -> list[schedule.PlannedTrial]:
+    def pending(self) -> list[PlannedTrial]:
         return [t for t in self.order if self.run.trial_status(t.backend, t.trial) != "ok"]
 
     @cached_property
-    def data(self):
+    def data(self) -> Dataset:
         """Made once per study: every trial inserts the same vectors and asks the same queries."""
         return load_dataset(self.params)
 
-    def run_one(self, planned: schedule.PlannedTrial) -> dict:
+    def run_one(self, planned: PlannedTrial) -> TrialRecord:
         def on_phase(name: str) -> None:
             progress.write_phase(self.run.path, planned.backend, planned.trial, name)
 
         return run_trial(self.run, self.backend(planned.backend), planned.trial, planned.seq, self.params,
                          self.data, self.provider, self.user, on_phase=on_phase)
 
-    def next_round(self) -> tuple[list[schedule.PlannedTrial], str]:
-        """Once every planned trial has run: under an until-precise rule, the rule's decision (kept in
-        the manifest's ``stopping``) and, unless it says stop, one more round appended to the planned
-        order (``schedule.next_round``); no rule, no round. Returns the new trials and a line saying why."""
-        rule = stopping.rule_of(self.manifest)
+    def next_round(self) -> tuple[list[PlannedTrial], str]:
+        """Once every planned trial has run: under an until-precise rule, the rule's decision on the
+        trials' records (kept in the manifest's ``stopping``) and, unless it says stop, one more round
+        appended to the planned order (``schedule.next_round``); no rule, no round. Returns the new
+        trials and a line saying why."""
+        rule = self.manifest.until_precise
         if rule is None:
             return [], ""
-        self.run.rebuild_tables()
-        decision = stopping.record(self.manifest, stopping.check(
-            pd.read_parquet(self.run.path / "results.parquet"), _trials_table(self.run.path), self.manifest))
-        new = [] if decision["reason"] else schedule.next_round(self.manifest["backends"], self.order,
-                                                                self.manifest["order_seed"])
-        self.order = [*self.order, *new]
-        self.manifest["order"] = schedule.as_records(self.order)
+        decision = stopping.record(self.manifest, stopping.check(self.run.rows(), self.run.records(), self.manifest))
+        new = [] if decision.reason else schedule.next_round(self.manifest.backends, self.order,
+                                                             self.manifest.order_seed)
+        self.manifest.order = [*self.order, *new]
         self.run.write_manifest(self.manifest)
         return new, stopping.progress_line(decision, rule)
-
-
-def _trials_table(run_path: Path) -> pd.DataFrame:
-    path = run_path / "trials.csv"
-    return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame(columns=["status"])
-
-
-BASELINE_STORE = "minio"   # the store the published study replaces: every comparison reads "X vs MinIO"
-CONTROL_HANDICAP = {"cpu": 0.05}   # the positive control's store may use a twentieth of one CPU
 
 
 def baseline_of(names: list[str]) -> str:
@@ -93,13 +86,13 @@ def baseline_of(names: list[str]) -> str:
     return BASELINE_STORE if BASELINE_STORE in names else names[0]
 
 
-def control_definitions(baseline: str) -> dict[str, dict[str, Any]]:
+def control_definitions(baseline: str, cpu: float) -> dict[str, dict[str, Any]]:
     """The two controls of a baseline (Kalibera and Jones: show the method can and cannot see a
     difference): an A/A twin, the same store under another name, where any claimed difference
-    is a false positive; and a handicapped twin, the same store held to a known CPU quota,
-    which the study must see as slower in at least one phase that touches the store."""
+    is a false positive; and a handicapped twin, the same store held to ``cpu`` of one CPU
+    (Params.control_cpu), which the study must see as slower in the phases that touch the store."""
     return {f"{baseline}-aa": {"alias_of": baseline},
-            f"{baseline}-slow": {"alias_of": baseline, "handicap": dict(CONTROL_HANDICAP)}}
+            f"{baseline}-slow": {"alias_of": baseline, "handicap": {"cpu": cpu}}}
 
 
 def _with_controls(user: UserConfig, controls: dict[str, dict[str, Any]]) -> UserConfig:
@@ -113,30 +106,37 @@ def _parse_list(value: str | Iterable[str] | None) -> list[str]:
     return [v.strip() for v in items if v and v.strip()]
 
 
-def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profile: str = "smoke",
+def _count(value: Any, name: str, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer of at least {low}, got {value!r}")
+
+
+def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profile: str = DEFAULT_PROFILE,
             overrides: dict[str, Any] | None = None, provider: str = "native", run_id: str | None = None,
             results_root: str | Path = DEFAULT_RESULTS, seed: int | None = None,
-            config: str | Path | None = None, controls: bool = False, until_precise: float | None = None,
+            config: str | Path | None = None, controls: bool | None = None, until_precise: float | None = None,
             max_trials: int | None = None, max_minutes: float | None = None, dry_run: bool = False) -> Study | str:
     """Check everything (parameters, msbench.yaml, the backends under ``provider``, the dataset's
     contents), then write the manifest and plan the order: bad input leaves no run folder, and
     nothing is installed. ``backends=None`` = all available here; ``controls`` adds the
-    baseline's A/A and handicapped twins (see control_definitions). ``until_precise`` (a target
+    baseline's A/A and handicapped twins (see control_definitions); None: wherever msbench runs the
+    stores (not on existing deployments). ``until_precise`` (a target
     interval half-width as a fraction of the mean), ``max_trials`` and ``max_minutes``: after the
     ``trials`` planned rounds, add rounds until precise (stopping.py). Resuming with a rule given
     replaces the recorded one (a run can be extended); without one, the recorded rule holds.
-    ``dry_run``: stop after the checks and return the plan as text (``plan_text``): no dataset is
-    made, no file written, nothing contacted."""
+    ``dry_run``: stop after the checks and return the plan as text (``plan_text``): nothing is
+    written or contacted, no ground truth computed."""
     user = load_user_config(config)
     registry = backend_registry.load_backends(user)
     check_provider(provider)
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        raise ConfigError(f"trials must be a positive integer, got {trials!r}")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
+    controls = provider != DEPLOYMENT if controls is None else controls
+    _count(trials, "trials", 1)
+    if seed is not None:
+        _count(seed, "seed (of the trial order)", 0)
     rule = stopping.make_rule(until_precise, max_trials, max_minutes, trials)
     params = make_params(profile, overrides)
     run_id = check_run_id(run_id or dt.datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile}"))
+    check_results_root(results_root)
     lacking = [need for need, ok in (("provider native", provider == "native"), ("root", os.geteuid() == 0)) if not ok]
     if params.store_disk_mib and lacking:
         raise ConfigError(f"store_disk_mib={params.store_disk_mib} (the store's data on a tmpfs of our own, mounted "
@@ -152,7 +152,7 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
         raise ConfigError("controls need stores msbench runs (the handicapped twin is a CPU quota on its store); "
                           "with provider deployment, run without controls")
     baseline = baseline_of(names)
-    control_defs = control_definitions(baseline) if controls else {}
+    control_defs = control_definitions(baseline, params.control_cpu) if controls else {}
     clash = sorted(set(control_defs) & (set(registry) | set(names)))
     if clash:
         raise ConfigError(f"control backend name(s) {', '.join(clash)} already defined; rename them, or run "
@@ -169,51 +169,59 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
                           + "; ".join(f"{n}: {why}" for n, why in problems.items()))
     order_seed = params.seed if seed is None else seed
     if dry_run:
+        check_dataset(params)   # a file's contents, as a real run would (no ground truth)
         return plan_text(run_id, provider, params, trials, schedule.plan(names, trials, order_seed), chosen, user)
     data = load_dataset(params)   # its contents checked, its hash taken
     params = replace(params, dim=int(data.train.shape[1]))   # a file's vectors have their own dim
     run = RunDir(results_root, run_id)
+    manifest = Manifest(
+        run=run_id, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), profile=profile,
+        params=params, dataset=data.facts(), backends=[b.name for b in chosen],
+        stores={b.name: b.kind for b in chosen}, baseline=baseline,
+        handicaps={b.name: b.handicap for b in chosen if b.handicap}, controls=control_defs, trials=trials,
+        provider=provider, until_precise=rule, order_seed=order_seed,
+        order=schedule.plan([b.name for b in chosen], trials, order_seed),
+        skipped={name: unavailable_reason(b, user, provider=provider) or "available, but not requested"
+                 for name, b in sorted(registry.items()) if name not in names},
+        host=provenance.host_facts(results_root), packages=provenance.package_versions(),
+        milvus=EXISTING_MILVUS if provider == DEPLOYMENT else provenance.milvus_facts(provider),
+        timing=phases.timing_facts(params), tools=provenance.tool_facts(),
+        components={b.name: provenance.component_facts(b, user, provider) for b in chosen},
+        msbench=provenance.msbench_facts(), config_file=str(user.path) if user.path else None)
     previous = run.read_manifest()
     if previous:
-        same = (previous["params"] == params.as_dict() and previous["backends"] == [b.name for b in chosen]
-                and previous["trials"] == trials and previous["provider"] == provider
-                and previous.get("dataset", {}).get("sha256", data.sha256) == data.sha256)
-        if not same:
-            raise ConfigError(f"run {run_id} exists with other parameters, dataset, backends, trials or provider; "
-                              f"use a new run_id, or the same inputs to resume it")
-        resumed = open_run(results_root, run_id, config)
-        resumed.data = data
-        if rule is not None and stopping.rule_of(resumed.manifest) != rule:
-            resumed.manifest["until_precise"] = rule.as_dict()
-            if resumed.manifest.get("stopping"):   # a new rule has not decided yet
-                resumed.manifest["stopping"]["reason"] = None
-            run.write_manifest(resumed.manifest)
-        return resumed
-    order = schedule.plan([b.name for b in chosen], trials, order_seed)
-    skipped = {name: unavailable_reason(b, user, provider=provider)
-               for name, b in sorted(registry.items()) if name not in names}
-    manifest = {
-        "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "profile": profile, "params": params.as_dict(), "dataset": data.facts(), "backends": [b.name for b in chosen],
-        "stores": {b.name: b.kind for b in chosen}, "baseline": baseline,
-        "handicaps": {b.name: b.handicap for b in chosen if b.handicap},
-        "controls": control_defs, "trials": trials, "provider": provider,
-        "until_precise": rule.as_dict() if rule else None,
-        "order_seed": order_seed, "order": schedule.as_records(order),
-        "skipped": {name: why or "available, but not requested" for name, why in skipped.items()},
-        "host": provenance.host_facts(results_root), "packages": provenance.package_versions(),
-        "milvus": EXISTING_MILVUS if provider == DEPLOYMENT else provenance.milvus_facts(),
-        "timing": phases.timing_facts(params), "tools": provenance.tool_facts(),
-        "components": {b.name: provenance.component_facts(b, user) for b in chosen},
-        "config_file": str(user.path) if user.path else None,
-    }
+        return _resume(run, previous, manifest, rule, chosen, user, data)
     run.write_manifest(manifest)
-    prepared = Study(run, params, chosen, provider, user, order, manifest)
+    prepared = Study(run, params, chosen, provider, user, manifest)
     prepared.data = data
     return prepared
 
 
-def plan_text(run_id: str, provider: str, params: Params, trials: int, order: list[schedule.PlannedTrial],
+def _resume(run: RunDir, previous: Manifest, now: Manifest, rule: StopRule | None,
+            chosen: list[backend_registry.BackendDef], user: UserConfig, data: Dataset) -> Study:
+    """The recorded run, to complete: the same inputs, and the same machine and software under them,
+    or a one-line refusal naming what differs (rounds run on different software would be mixed)."""
+    same_inputs = (previous.params == now.params and previous.backends == now.backends
+                   and previous.trials == now.trials and previous.provider == now.provider
+                   and previous.dataset.get("sha256", data.sha256) == data.sha256)
+    if not same_inputs:
+        raise ConfigError(f"run {now.run} exists with other parameters, dataset, backends, trials or provider; "
+                          f"use a new run_id, or the same inputs to resume it")
+    changed = provenance.differences(previous, now)
+    if changed:
+        raise ConfigError(f"run {now.run} cannot be resumed here: its trials ran on other software or another "
+                          f"machine ({'; '.join(changed)}); start a new run_id so that rounds are not mixed")
+    resumed = Study(run, now.params, chosen, now.provider, user, previous)
+    resumed.data = data
+    if rule is not None and previous.until_precise != rule:
+        previous.until_precise = rule
+        if previous.stopping:   # a new rule has not decided yet
+            previous.stopping.reason = None
+        run.write_manifest(previous)
+    return resumed
+
+
+def plan_text(run_id: str, provider: str, params: Params, trials: int, order: list[PlannedTrial],
               backends: list[backend_registry.BackendDef], user: UserConfig) -> str:
     """What a run would do: each deployment (where, hooks, what is skipped), the phases, and the trials
     in order with their collections. Made from the checked inputs alone."""
@@ -225,7 +233,7 @@ def plan_text(run_id: str, provider: str, params: Params, trials: int, order: li
             lines += [f"deployment {b.name}:", *(f"  {k}: {v}" for k, v in deployment.describe(user.deployments[b.name]).items())]
         else:
             lines.append(f"backend {b.name}: {b.description}")
-    lines.append("phases of each trial: " + ", ".join(p.__name__ for p in phases.PHASES))
+    lines.append("phases of each trial: " + ", ".join(p.name for p in phases.PHASES))
     lines.append("trials, in this order:")
     for t in order:
         collection = (f"collection {deployment.collection_name(run_id, t.backend, t.trial)}, created and dropped"
@@ -238,19 +246,17 @@ def open_run(results_root: str | Path, run_id: str, config: str | Path | None = 
     """A prepared run, rebuilt from its manifest (how each benchmark notebook finds its trial)."""
     run = RunDir(results_root, run_id)
     manifest = run.read_manifest()
-    if not manifest:
+    if manifest is None:
         raise ConfigError(f"no run {run_id!r} under {results_root}: prepare it first (run_all.ipynb or msbench run)")
-    user = _with_controls(load_user_config(config), manifest.get("controls", {}))
-    chosen = backend_registry.select(manifest["backends"], backend_registry.load_backends(user))
-    params = make_params(manifest["profile"], {k: v for k, v in manifest["params"].items() if k != "profile"})
-    order = [schedule.PlannedTrial(**t) for t in manifest["order"]]
-    return Study(run, params, chosen, manifest["provider"], user, order, manifest)
+    user = _with_controls(load_user_config(config), manifest.controls)
+    chosen = backend_registry.select(manifest.backends, backend_registry.load_backends(user))
+    return Study(run, manifest.params, chosen, manifest.provider, user, manifest)
 
 
-def execute(study: Study, run_one: Callable[[schedule.PlannedTrial], dict], show: bool = True) -> list[dict]:
+def execute(study: Study, run_one: Callable[[PlannedTrial], TrialRecord], show: bool = True) -> list[TrialRecord]:
     """Every pending trial in the planned order, then, under an until-precise rule, one more round
     at a time until the rule says stop (Study.next_round); a failed trial never stops the others.
-    ``run_one`` runs a trial and returns its trial.json (here, or in a notebook kernel of its own).
+    ``run_one`` runs a trial and returns its record (here, or in a notebook kernel of its own).
     Shows a bar over the trials and a line per finished trial and per decision of the rule."""
     todo = study.pending()
     outcomes = []
@@ -268,6 +274,6 @@ def execute(study: Study, run_one: Callable[[schedule.PlannedTrial], dict], show
             bar.add(len(todo))
 
 
-def run_all(study: Study, progress: bool = True) -> list[dict]:
+def run_all(study: Study, progress: bool = True) -> list[TrialRecord]:
     """Run the study's trials in this process (``msbench run``)."""
     return execute(study, study.run_one, progress)

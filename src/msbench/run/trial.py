@@ -14,33 +14,32 @@ from typing import Callable
 
 import pandas as pd
 
-from msbench.measure import traffic
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
-from msbench.run.phases import PHASES, TrialState
+from msbench.measure import traffic
+from msbench.measure.resources import PhaseMonitor
+from msbench.measure.watchdog import ComponentFailed, Watchdog
 from msbench.providers import Stack, registry
 from msbench.providers.catalog import check_provider, make_stack
-from msbench.measure.resources import PhaseMonitor
-from msbench.results import LATENCY_COLUMNS, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, RunDir, redact
-from msbench.measure.watchdog import ComponentFailed, Watchdog
+from msbench.results import LATENCY_COLUMNS, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, RunDir, TrialRecord, redact
+from msbench.run.phases import PHASES, Phase, TrialState
 from msbench.run.workload import Dataset
+
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Params, data: Dataset,
-              provider: str = "native", user: UserConfig | None = None, phases=PHASES,
-              on_phase: Callable[[str], None] = lambda name: None) -> dict:
-    """Run one trial and write its folder; returns its trial.json content (never raises for a
-    failure inside the trial, only for bad arguments). ``on_phase`` hears the name of each step as it
-    begins (provision, each phase, teardown): how the progress bar knows (progress.py)."""
+              provider: str = "native", user: UserConfig | None = None, phases: tuple[Phase, ...] = PHASES,
+              on_phase: Callable[[str], None] = lambda name: None) -> TrialRecord:
+    """Run one trial and write its folder; returns its record (never raises for a failure inside the
+    trial, only for bad arguments). ``on_phase`` hears the name of each step as it begins
+    (provision, each phase, teardown): how the progress bar knows (progress.py)."""
     check_provider(provider)
-    meta = {"run": run.run_id, "backend": backend.name, "store": backend.kind, "provider": provider,
-            "trial": trial, "seq": seq, "status": "failed", "failed_phase": "provision", "error": "",
-            "started": _now()}
+    record = TrialRecord(run=run.run_id, backend=backend.name, store=backend.kind, provider=provider, trial=trial,
+                         seq=seq, started=_now())
     rows: list[tuple[str, str, float, str]] = []
-    latencies = None
     tables: dict[str, pd.DataFrame] = {}
     windows: list[tuple[str, float, float]] = []   # phase, first and last second (epoch, as the capture's clock)
     began = time.monotonic()
@@ -53,32 +52,31 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             on_phase("provision")
             stack = make_stack(provider, backend, params, log_dir, user, run.run_id, trial)
             with stack, Watchdog(stack.watched, params.unresponsive_s) as dog:
-                meta["stack_ready_s"] = round(time.monotonic() - began, 3)
-                meta["image_digests"] = stack.image_digests()
+                record.stack_ready_s = round(time.monotonic() - began, 3)
                 state = TrialState(stack, params, data, name=stack.collection,
-                                   description=stack.collection_description, unwatched=dog.paused)
+                                   description=stack.collection_description, unwatched=dog.restarting)
                 skipped = stack.skipped_phases()
-                meta["skipped_phases"] = "; ".join(f"{name}: {why}" for name, why in skipped.items())
-                capture, meta["s3_capture"] = _start_capture(stack, params, scratch / "s3.pcap")
+                record.skipped_phases = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+                capture, record.s3_capture = _start_capture(stack, params, scratch / "s3.pcap")
                 state.connect()
+                record.ran = {**stack.ran(), "milvus_version": state.server_version()}
                 try:
-                    for phase in (p for p in phases if p.__name__ not in skipped):
-                        meta["failed_phase"] = phase.__name__
-                        on_phase(phase.__name__)
-                        if getattr(phase, "uncaptured", False) and capture is not None:
+                    for phase in (p for p in phases if p.name not in skipped):
+                        record.failed_phase = phase.name
+                        on_phase(phase.name)
+                        if not phase.captured and capture is not None:
                             # the store on its own is not Milvus's traffic; it runs at Milvus's concurrency
-                            tables.update(_account(capture, stack.bucket, windows, meta))
-                            state.notes["milvus_s3_concurrency"] = meta["s3_capture"].get("milvus_peak_get_concurrency")
+                            tables.update(_account(capture, stack.bucket, windows, record))
+                            state.milvus_get_concurrency = record.s3_capture.get("milvus_peak_get_concurrency")
                             capture = None
-                        opened, phase_name = time.time(), phase.__name__
+                        opened = time.time()
                         try:   # a failed phase keeps its window: its requests are still its own
-                            with dog.phase(phase_name), PhaseMonitor(stack.processes) as mon:
-                                produced = phase(state)
-                            phase_name = produced[0][0] if produced else phase_name
+                            with dog.phase(phase.name), PhaseMonitor(stack.processes) as mon:
+                                measured = phase.run(state)
                         finally:
-                            windows.append((phase_name, opened, time.time()))
-                        rows += produced
-                        rows += [(phase_name, metric, value, unit) for metric, value, unit in mon.rows()]
+                            windows.append((phase.name, opened, time.time()))
+                        rows += [(phase.name, *m) for m in measured]
+                        rows += [(phase.name, metric, value, unit) for metric, value, unit in mon.rows()]
                 except BaseException:
                     clues = _clues(stack)   # read before teardown removes what they look at
                     raise
@@ -86,44 +84,44 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                     state.disconnect()
                     if capture is not None:
                         capture.stop()
-                latencies = state.latencies_ms
-                meta.update(cold_load=state.notes.get("cold_load"), handicap=stack.handicap_facts())
-                meta["failed_phase"] = "teardown"   # ok only once the stack is gone
+                record.cold_load, record.handicap = state.cold_load, stack.handicap_facts()
+                record.failed_phase = "teardown"   # ok only once the stack is gone
                 on_phase("teardown")
-            meta.update(status="ok", failed_phase="")
+            record.status, record.failed_phase = "ok", ""
         except (Exception, ComponentFailed) as err:  # recorded, never lost: the run goes on
-            meta["error"] = "; ".join([f"{type(err).__name__}: {err}", *clues])
-            meta["traceback"] = traceback.format_exc()
+            record.error = "; ".join([f"{type(err).__name__}: {err}", *clues])
+            record.traceback = traceback.format_exc()
         except KeyboardInterrupt:
-            meta["error"] = "interrupted"
+            record.error = "interrupted"
             raise
         finally:
             registry.JOURNAL.reset(journal)
-            notes = state.notes if state is not None else {}
-            meta.update(store_alone_note=notes.get("store_alone", ""), bytes_served_note=notes.get("bytes_served_note", ""),
-                        load_failures="; ".join(notes.get("load_failures", [])))
-            meta["stalls"] = "; ".join(f"{x['component']} did not answer for {x['seconds']:g} s in {x['phase']}"
-                                       for x in (dog.stalls if dog else []))
+            if state is not None:
+                record.store_alone_note, record.bytes_served_note = state.store_alone_note, state.bytes_served_note
+                record.load_failures = "; ".join(state.load_failures)
+            record.stalls = "; ".join(f"{x['component']} did not answer for {x['seconds']:g} s in {x['phase']}"
+                                      for x in (dog.stalls if dog else []))
             if capture is not None:
-                tables.update(_account(capture, stack.bucket, windows, meta))
+                tables.update(_account(capture, stack.bucket, windows, record))
             tables["phase_windows.csv"] = pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)
-            meta["s3_capture_note"] = _capture_note(meta.get("s3_capture") or {})
-            meta.update(finished=_now(), duration_s=round(time.monotonic() - began, 3))
+            record.s3_capture_note = _capture_note(record.s3_capture)
+            record.finished, record.duration_s = _now(), round(time.monotonic() - began, 3)
             secrets = stack.secrets() if stack is not None else []
             for key in ("error", "traceback", "store_alone_note", "load_failures"):
-                meta[key] = redact(meta.get(key, ""), secrets)
+                setattr(record, key, redact(getattr(record, key), secrets))
             ident = {"run": run.run_id, "backend": backend.name, "provider": provider, "trial": trial, "seq": seq}
             table = pd.DataFrame([{**ident, "phase": p, "metric": m, "value": float(v), "unit": u} for p, m, v, u in rows],
                                  columns=TIDY_COLUMNS)
+            latencies = state.latencies_ms if state is not None else None
             lat_table = None
             if latencies is not None:
                 lat_table = pd.DataFrame({**ident, "query": range(len(latencies)), "latency_ms": latencies,
                                           "warmup": [i < params.warmup_queries for i in range(len(latencies))]},
                                          columns=LATENCY_COLUMNS)
             tables = {name: frame.assign(**ident)[[*ident, *frame.columns]] for name, frame in tables.items()}
-            if meta["error"] != "interrupted":
-                run.write_trial(backend.name, trial, meta, table, lat_table, log_dir, secrets, tables)
-    return meta
+            if record.error != "interrupted":
+                run.write_trial(record, table, lat_table, log_dir, secrets, tables)
+    return record
 
 
 def _clues(stack: Stack | None) -> list[str]:
@@ -167,11 +165,11 @@ def _capture_note(facts: dict) -> str:
     return "; ".join(lost)
 
 
-def _account(capture: traffic.Capture, bucket: str, windows: list, meta: dict) -> dict[str, pd.DataFrame]:
+def _account(capture: traffic.Capture, bucket: str, windows: list, record: TrialRecord) -> dict[str, pd.DataFrame]:
     """The capture parsed into tables; a parse failure is recorded and never fails the trial."""
     try:
-        requests, summary, meta["s3_capture"] = traffic.account(capture, bucket, windows)
+        requests, summary, record.s3_capture = traffic.account(capture, bucket, windows)
     except Exception as err:
-        meta["s3_capture"] = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
+        record.s3_capture = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
         return {}
     return {"s3_requests.parquet": requests, "s3_summary.csv": summary}

@@ -213,6 +213,29 @@ def _synthetic(p: Params) -> tuple[np.ndarray, np.ndarray, str]:
             f"{CLUSTER_SPREAD}, float32; queries drawn from the same mixture")
 
 
+def _read_file(p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """A file's vectors, held-out queries, its own neighbours (if any) and its distance, all checked
+    (shape, numbers, finite, counts, dim)."""
+    path = Path(p.dataset)
+    if path.suffix.lower() in (".hdf5", ".h5"):
+        train, queries, given, distance = _read_hdf5(path, p)
+    else:
+        (train, queries), given, distance = _read_rows(path, p), None, ""
+    if train.shape[1] != queries.shape[1]:
+        raise ConfigError(f"{path}: train dim {train.shape[1]} differs from query dim {queries.shape[1]}")
+    low, high = BOUNDS["dim"]
+    if not low <= train.shape[1] <= high:
+        raise ConfigError(f"{path}: its vectors have {train.shape[1]} dimensions; valid: {low} to {high} (Milvus)")
+    return train, queries, given, distance
+
+
+def check_dataset(p: Params) -> None:
+    """What a dry run checks: a file's contents as load_dataset would, without computing ground truth
+    (seeded synthetic data needs no check)."""
+    if p.dataset not in SYNTHETIC:
+        _read_file(p)
+
+
 def load_dataset(p: Params) -> Dataset:
     """Vectors, queries and ground truth, all checked (shape, numbers, finite, counts, dim, a file's
     own neighbours against metric_type), so that a bad dataset fails before anything is provisioned."""
@@ -223,16 +246,8 @@ def load_dataset(p: Params) -> Dataset:
         digest.update(queries.data)
         name, given, sha256 = f"{p.dataset}-{p.n_vectors}x{p.dim}", None, digest.hexdigest()
     else:
+        train, queries, given, distance = _read_file(p)
         path = Path(p.dataset)
-        if path.suffix.lower() in (".hdf5", ".h5"):
-            train, queries, given, distance = _read_hdf5(path, p)
-        else:
-            (train, queries), given = _read_rows(path, p), None
-        if train.shape[1] != queries.shape[1]:
-            raise ConfigError(f"{path}: train dim {train.shape[1]} differs from query dim {queries.shape[1]}")
-        low, high = BOUNDS["dim"]
-        if not low <= train.shape[1] <= high:
-            raise ConfigError(f"{path}: its vectors have {train.shape[1]} dimensions; valid: {low} to {high} (Milvus)")
         name, source, sha256 = path.stem, f"file {path.resolve()}", sha256_file(path)
     if given is not None and given.shape[1] >= p.top_k:
         neighbors = given[:, : p.top_k]

@@ -368,7 +368,7 @@ def local_images() -> dict[str, LocalImage]:
     for name, (base, depends) in BUILT_STORES.items():   # only those built here: no source, no image
         backend = registry[name]
         if builds.installed(backend.binary, backend.install):
-            images.append(LocalImage(name, f"{LOCAL_PREFIX}/{name}:{backend.install['version']}",
+            images.append(LocalImage(name, f"{LOCAL_PREFIX}/{name}:{backend.install.version}",
                                      f"{name} built by msbench stores install",
                                      lambda n=name, b=base: _built_store_context(n, b), depends=depends))
     return {image.key: image for image in images}

@@ -54,7 +54,8 @@ class DockerStack(StackBase):
     store: DockerStore | None = field(default=None, init=False)
     containers: dict[str, Any] = field(default_factory=dict, init=False)
     procs: dict[str, ContainerProcess] = field(default_factory=dict, init=False)
-    notes: dict[str, Any] = field(default_factory=dict, init=False)
+    restarting: bool = field(default=False, init=False)
+    volume_owner: str = field(default="", init=False)   # whom the store's volumes were given to, if anyone
 
     def __post_init__(self) -> None:
         self.log_dir = Path(self.log_dir)
@@ -104,7 +105,6 @@ class DockerStack(StackBase):
             self._create_bucket()
         self._create("milvus")
         timings["milvus_ready_s"] = wait_healthy(self.containers["milvus"], self.timeout, "milvus")
-        self.notes["images"] = {role: spec["image"] for role, spec in plan.specs.items()}
         return timings
 
     def _create(self, role: str) -> None:
@@ -126,7 +126,7 @@ class DockerStack(StackBase):
         out = self.client.containers.run(helper, ["chown", "-R", owner, *[m["bind"] for m in mounts.values()]],
                                          volumes=mounts, network_mode="none", remove=True,
                                          labels={**self.ident.labels(), ROLE_LABEL: "helper"})
-        self.notes["volume_owner"] = owner
+        self.volume_owner = owner
         return out
 
     def _bootstrap(self) -> None:
@@ -166,6 +166,7 @@ class DockerStack(StackBase):
         """Cold restart: stop Milvus, restart the store container, drop the host page cache from
         a helper container, start Milvus, wait out stale sessions. Says what really happened."""
         began = time.monotonic()
+        self.restarting = True   # containers stop on purpose: not watched until they are back
         milvus = self.containers["milvus"]
         milvus.stop(timeout=int(self.plan.defs["milvus"].get("stop_timeout_s", 30)))
         store = self.containers.get("store")
@@ -181,6 +182,7 @@ class DockerStack(StackBase):
         milvus.start()
         self.procs["milvus"].refresh()
         wait_healthy(milvus, self.timeout, "milvus after restart")
+        self.restarting = False
         time.sleep(self.params.milvus_session_ttl_s + 2)
         return {"milvus_restarted": True, "store_restarted": store is not None, "page_cache_dropped": dropped,
                 "page_cache_note": how, "restart_s": time.monotonic() - began}
@@ -198,7 +200,10 @@ class DockerStack(StackBase):
                 "store": [p for r, p in self.procs.items() if r == "store"]}
 
     def watched(self) -> list[Watched]:
-        """Every container (its state from the engine) and the store's S3 endpoint."""
+        """Every container (its state from the engine) and the store's S3 endpoint; none while a cold
+        restart has them down on purpose."""
+        if self.restarting:
+            return []
         order = sorted(self.containers, key=lambda role: role != "store")
         out = [Watched(f"{role} container {self.containers[role].name}", partial(container_exit, self.containers[role]))
                for role in order]
@@ -218,10 +223,10 @@ class DockerStack(StackBase):
                 paths.append(Path(self.client.volumes.get(self.ident.name("store", key)).attrs["Mountpoint"]))
         return paths
 
-    def image_digests(self) -> dict[str, str]:
-        """{image reference: digest} of a running stack, for the manifest: the registry digest when
-        the image came from a registry, else the local image id (sha256 of its config)."""
-        out = {}
+    def ran(self) -> dict[str, object]:
+        """{"images": {image reference: digest}} of a running stack: the registry digest when the image
+        came from a registry, else the local image id (sha256 of its config)."""
+        digests = {}
         client = self.client or docker_client()
         images = set()
         if self.plan:
@@ -232,8 +237,8 @@ class DockerStack(StackBase):
             except Exception:  # noqa: BLE001
                 continue
             repo_digests = image.attrs.get("RepoDigests") or []
-            out[ref] = repo_digests[0].split("@", 1)[1] if repo_digests else image.id
-        return out
+            digests[ref] = repo_digests[0].split("@", 1)[1] if repo_digests else image.id
+        return {"images": digests, **({"volume_owner": self.volume_owner} if self.volume_owner else {})}
 
     def handicap_facts(self) -> dict[str, float]:
         return dict(self.backend.handicap)
