@@ -110,9 +110,9 @@ def cmd_replay(args) -> int:
     print(f"replay run {replay.run.run_id}: {len(replay.order)} trials planned, {done} already complete -> "
           f"{replay.run.path}")
     outcomes = runner.run_all(replay, show=not args.no_progress)
-    failed = [o for o in outcomes if o["status"] != "ok"]
+    failed = [o for o in outcomes if o.status != "ok"]
     for o in failed:
-        print(f"FAILED {o['backend']} trial {o['trial']} in {o['failed_phase']}: {o['error']}", file=sys.stderr)
+        print(f"FAILED {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
     print(f"results: {replay.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
     return 1 if failed else 0
 
@@ -126,7 +126,7 @@ def cmd_trace_export(args) -> int:
 
 
 def cmd_trace_from_pcap(args) -> int:
-    from msbench.replay import trace
+    from msbench.measure import trace
 
     secret = None
     if args.pseudonymize_env:
@@ -160,7 +160,7 @@ def _read_windows(path: Path):
 
 
 def cmd_trace_show(args) -> int:
-    from msbench.replay import trace
+    from msbench.measure import trace
 
     made = trace.read(args.trace)
     print(f"{args.trace}: schema {made.meta.schema_version}, keys {made.meta.keys}, source {made.meta.source}")

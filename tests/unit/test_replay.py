@@ -1,10 +1,13 @@
-"""The replay's pure logic: the trace format and its checks, the order rule and the pacing (on a fake
-clock), what the bucket must hold before a phase, the fidelity table, the report's tables, and a
-capture imported through the same parser the trials use (a pcap written here byte by byte). The
-integration test (tests/integration/test_replay.py) replays a real trace against real stores."""
+"""The replay's pure logic: the trace format and its checks, a trial's trace written with its folder, the
+order rule and the pacing (on a fake clock), what the bucket must hold before a phase, the typed records
+of a replay run, the fidelity table, the report's tables, and a capture imported through the same parser
+the trials use (a pcap written here byte by byte). The integration test (tests/integration/test_replay.py)
+replays a real trace against real stores."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import math
 import threading
 
@@ -17,11 +20,13 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from msbench import cli
-from msbench.config import ConfigError
-from msbench.measure import traffic
-from msbench.replay import client, engine, fidelity, runner, trace as tr
-from msbench.replay.record import ReplayRun
+from msbench.config import ConfigError, Params
+from msbench.measure import trace as tr, traffic
+from msbench.replay import client, engine, fidelity, runner
+from msbench.replay.record import ReplayManifest, ReplayRun, ReplayRunDir, ReplayTrialRecord, TraceFacts
 from msbench.report import replay as report
+from msbench.results import TIDY_COLUMNS, Manifest, PlannedTrial, Run, RunDir, TrialRecord
+from msbench.run import trial as study_trial
 
 from .test_traffic import BUCKET, PORT, Pcap, request, response
 
@@ -64,6 +69,35 @@ def test_a_trial_becomes_a_trace_and_survives_the_file(tmp_path):
     assert back.meta == trace.meta
     pd.testing.assert_frame_equal(back.requests, frame)
     assert list(back.requests.columns) == tr.COLUMNS
+
+
+def record_of(backend: str, trial: int, **fields) -> TrialRecord:
+    return TrialRecord(run="r", backend=backend, store=backend, provider="native", trial=trial, seq=0, **fields)
+
+
+class FakeCapture:
+    facts = {"enabled": True}
+
+
+def test_a_trial_that_captured_traffic_writes_its_trace_and_a_bad_one_is_noted(tmp_path, monkeypatch):
+    """run.trial's _account: the trace of the captured requests goes into the trial's folder with the tables;
+    requests a trace cannot hold (a negative size) leave a note in the record and the trial's tables intact."""
+    windows = list(WINDOWS.itertuples(index=False, name=None))
+    for requests, written in ((captured(BASIC), True), (captured(BASIC).assign(request_body_bytes=-1), False)):
+        monkeypatch.setattr(traffic, "account", lambda capture, bucket, w: (requests, pd.DataFrame(), {"enabled": True}))
+        record, tables = record_of("minio", 1 if written else 2, status="ok", failed_phase=""), {}
+        files = study_trial._account(FakeCapture(), "bucket", windows, record, tables)
+        folder = RunDir(tmp_path, "r").write_trial(record, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [],
+                                                   tables, files)
+        assert (folder / "s3_requests.parquet").exists() and (folder / tr.TRIAL_FILE).exists() == written
+        if written:
+            back = tr.read(folder / tr.TRIAL_FILE)
+            assert back.meta.source == {"run": "r", "backend": "minio", "store": "minio", "provider": "native",
+                                        "trial": 1}
+            assert len(back.requests) == 5 and record.trace_note == ""
+        else:
+            assert record.trace_note.startswith("no trace: the trace of minio trial 2: row 0") and \
+                "request_bytes is negative" in record.trace_note
 
 
 def test_a_trace_of_another_schema_version_is_refused(tmp_path):
@@ -260,6 +294,10 @@ def test_fidelity_is_exact_on_counts_and_bytes_and_states_the_busy_ratio():
     assert not fidelity.fidelity(trace, pd.DataFrame(rows)).set_index("phase").loc["flush", "exact"]
 
 
+CONTROLS = {"minio-aa": {"alias_of": "minio"}, "minio-slow": {"alias_of": "minio", "handicap": {"cpu": 0.05}}}
+STORES = {"minio": "minio", "minio-aa": "minio", "minio-slow": "minio", "seaweedfs": "seaweedfs"}
+
+
 def replay_run(trace: tr.Trace) -> ReplayRun:
     """A replay run of three rounds: the handicapped twin 5x slower, the A/A twin the same, low noise."""
     rng = np.random.default_rng(1)
@@ -274,30 +312,66 @@ def replay_run(trace: tr.Trace) -> ReplayRun:
     parts = results["metric"].str.extract(r"^(?P<name>\S+) \[(?P<phase>[^,\]]+)(?:, (?P<op>[^\]]+))?\]$")
     results = results.assign(name=parts["name"], operation=parts["op"])
     trials = pd.DataFrame([{"backend": b, "trial": t, "status": "ok", "trace": "t"} for b in factor for t in (1, 2, 3)])
-    manifest = {"backends": list(factor), "baseline": "minio", "pacing": "fast", "handicaps": {"minio-slow": {"cpu": 0.05}},
-                "stores": {"minio": "minio", "minio-aa": "minio", "minio-slow": "minio", "seaweedfs": "seaweedfs"}}
+    manifest = ReplayManifest(run="r", backends=list(factor), baseline="minio", pacing="fast", stores=STORES,
+                              handicaps={"minio-slow": {"cpu": 0.05}}, controls=CONTROLS)
     return ReplayRun(None, manifest, trials, results, pd.DataFrame(requests), {"t": trace})
+
+
+def study_run() -> Run:
+    """A study of three rounds in which load_first barely depends on the store: the handicapped twin is
+    not seen through Milvus (noise 20%, 10% slower)."""
+    rng = np.random.default_rng(2)
+    factor = {"minio": 1.0, "minio-aa": 1.0, "minio-slow": 1.1, "seaweedfs": 1.0}
+    rows = [{"run": "s", "backend": b, "provider": "native", "trial": t, "seq": 0, "phase": phase,
+             "metric": f"{phase}_s", "value": f * 2.0 * rng.normal(1, 0.2), "unit": "s"}
+            for phase in ("flush", "load_first") for t in (1, 2, 3) for b, f in factor.items()]
+    trials = pd.DataFrame([{"backend": b, "trial": t, "status": "ok"} for b in factor for t in (1, 2, 3)])
+    manifest = Manifest(run="s", params=Params(), backends=list(factor), stores=STORES, baseline="minio",
+                        handicaps={"minio-slow": {"cpu": 0.05}}, controls=CONTROLS)
+    empty = pd.DataFrame()
+    return Run(None, manifest, trials, pd.DataFrame(rows), empty, empty, empty, empty)
 
 
 def test_the_report_claims_the_handicapped_twin_and_not_the_aa_twin():
     run = replay_run(basic_trace())
+    found = report.claims(run)
+    assert found.family.stores == ("minio", "seaweedfs") and found.family.metrics == ("flush", "load_first")
     table = report.comparison_table(run)
     slow = table[table["backend"] == "minio-slow"]
     assert len(slow) == 2 and slow["verdict"].str.endswith(": worse").all()
+    assert (slow["compared with"] == "minio").all() and table.attrs["note"]
     assert not table[table["backend"] == "minio-aa"]["verdict"].str.contains("better|worse").any()
     assert len(report.phase_time_table(run)) == 8 and report.phase_time_table(run).attrs["note"]
     assert set(report.errors_table(run)["errors"]) == {0}
     assert len(report.latency_table(run)) == 4
-    study = pd.DataFrame([{**stats_row, "backend": "minio-slow", "metric": "load_first_s"}])
-    side = report.side_by_side(run, study).set_index(["phase", "backend"])
+    side = report.side_by_side(run, study_run()).set_index(["phase", "backend"])
     assert side.loc[("load_first", "minio-slow"), "seen only by the replay"] == "yes"
-    assert side.loc[("load_first", "minio-slow"), "through Milvus (study)"].startswith("load_first_s: no detectable")
-    assert side.loc[("flush", "minio-slow"), "through Milvus (study)"].startswith("–")
+    assert side.loc[("load_first", "minio-slow"), "through Milvus (study)"].startswith("load_first_s: not detectable")
+    assert side.loc[("flush", "minio-slow"), "through Milvus (study)"].startswith("flush_s: no claim (not a primary")
+    assert side.loc[("load_first", "minio-aa"), "seen only by the replay"] == ""
 
 
-stats_row = {"baseline": "minio", "unit": "s", "direction": "lower", "n_backend": 3, "n_baseline": 3,
-             "mean_backend": 1.1, "mean_baseline": 1.0, "ratio_mean": 1.1, "ratio_mean_low": 0.8,
-             "ratio_mean_high": 1.4, "verdict": "no detectable difference at n=3"}
+def test_a_replay_runs_records_are_typed_and_read_back(tmp_path):
+    folder = ReplayRunDir(tmp_path, "r")
+    manifest = ReplayManifest(run="r", traces=[TraceFacts("t", "ab12", {"store": "minio"}, "plain", ["flush"], 3)],
+                              backends=["minio"], baseline="minio", order=[PlannedTrial(0, 1, "minio", 1)])
+    folder.write_manifest(manifest)
+    assert folder.read_manifest() == manifest and json.loads((folder.path / "manifest.json").read_text())["kind"] == "replay"
+    record = ReplayTrialRecord(run="r", backend="minio", store="minio", provider="native", trial=1, seq=0, round=1,
+                               trace="t", status="ok", failed_phase="", objects_created=4)
+    folder.write_trial(record, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [])
+    assert folder.records() == [record] and folder.trial_status("minio", 1) == "ok"
+    assert pd.read_csv(folder.path / "trials.csv").loc[0, "trace"] == "t"
+    with pytest.raises(ConfigError, match="is a replay run, not a study"):
+        runner.find_traces([folder.path])
+
+
+def test_with_one_store_the_controls_are_judged_over_the_phases():
+    run = replay_run(basic_trace())
+    alone = dataclasses.replace(run, results=run.results[run.results["backend"] != "seaweedfs"])
+    found = report.claims(alone)
+    assert found.family.size == 0 and set(found.rows["backend"]) == {"minio-aa", "minio-slow"}
+    assert (found.rows.loc[found.rows["backend"] == "minio-slow", "verdict"] == "worse").all()
 
 
 def test_the_figures_are_drawn(tmp_path):
@@ -359,7 +433,7 @@ def test_export_writes_a_trace_per_trial_that_captured_traffic(tmp_path):
     for backend, number, rows in (("minio", 1, BASIC), ("seaweedfs", 1, [])):
         tdir = run / "trials" / backend / f"trial-{number:02d}"
         tdir.mkdir(parents=True)
-        (tdir / "trial.json").write_text('{"status": "ok", "backend": "%s", "store": "%s", "trial": 1}' % (backend, backend))
+        (tdir / "trial.json").write_text(record_of(backend, number, status="ok").to_json())
         if rows:
             captured(rows).to_parquet(tdir / "s3_requests.parquet")
             WINDOWS.to_csv(tdir / "phase_windows.csv", index=False)

@@ -33,8 +33,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from msbench.measure import traffic
-from msbench.replay import trace as tr
+from msbench.measure import trace as tr, traffic
 from msbench.replay.client import Response, S3Connection
 
 PACINGS = ("fast", "recorded")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from msbench.replay import trace as tr
+from msbench.measure import trace as tr
 from msbench.replay.record import ReplayRun
 
 # mean replayed busy / recorded busy within [1/BUSY_FACTOR, BUSY_FACTOR]. Measured (docs/replay.md): 0.26-2.45, median

@@ -1,11 +1,12 @@
 """A replay run: traces in, each store alone (no Milvus) replaying them in RMIT order, a run folder out.
 
-The folder has the study's layout (results.RunDir), so the study's statistics apply unchanged:
+The folder has the study's layout (results.RunDir, with the replay's typed records of replay.record),
+so the study's statistics apply unchanged:
 
-    manifest.json            kind "replay": the traces (name, SHA-256, source), pacing, phases, backends,
-                             baseline, controls, trial order, host and versions
-    trials.csv               one row per trial: status, cause of failure, trace replayed, store start,
-                             objects created, the handicap's throttled seconds
+    manifest.json            ReplayManifest, kind "replay": the traces (name, SHA-256, source), pacing,
+                             phases, backends, baseline, controls, trial order, host and versions
+    trials.csv               one row per trial (ReplayTrialRecord): status, cause of failure, trace replayed,
+                             store start, objects created, the handicap's throttled seconds
     results.csv / .parquet   tidy: run, backend, provider, trial, seq, phase, metric, value, unit; metrics
                              named ``replay_s [PHASE]``, ``latency_p50_ms [PHASE, OPERATION]`` (engine.phase_rows)
     replay_requests.parquet  every replayed request: recorded and replayed times, status, bytes (no key)
@@ -23,36 +24,36 @@ order, teardown; a failure is recorded and the run goes on.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from msbench import backends as backend_registry
 from msbench.backends import BackendDef
-from msbench.config import ConfigError, UserConfig, load_user_config
+from msbench.config import ConfigError, Params, UserConfig, load_user_config
 from msbench.files import sha256_file
-from msbench.measure import provenance, traffic
+from msbench.measure import provenance, trace as tr, traffic
 from msbench.providers import registry
 from msbench.providers.catalog import unavailable_reason
 from msbench.providers.handicap import CpuQuota
 from msbench.providers.s3 import s3_client
 from msbench.providers.stores import make_store
-from msbench.replay import engine, trace as tr
+from msbench.replay import engine
 from msbench.replay.client import Credentials, S3Connection
-from msbench.results import IDENT, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, RunDir, check_run_id, redact
+from msbench.replay.record import (REQUESTS_TABLE, ReplayManifest, ReplayRunDir, ReplayTrialRecord, TraceFacts,
+                                   is_replay)
+from msbench.results import IDENT, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, Manifest, PlannedTrial, TrialRecord, \
+    check_run_id, redact
 from msbench.run import progress, schedule
 from msbench.run.study import baseline_of, control_definitions
 
 DEFAULT_RESULTS = Path("data") / "runs"
 BUCKET = "msbench-replay"
-REQUESTS_TABLE = "replay_requests.parquet"
 ONCE = ("DELETE", "DELETE multi")   # a phase that deletes is replayed once: a repetition would miss what it deleted
 SETTLE_KEY = "msbench-replay-settle"
 STORE_TIMEOUT_S = 240.0
@@ -69,28 +70,30 @@ class TraceInput:
     trace: tr.Trace = field(repr=False)
     full: tr.Trace = field(repr=False)   # before --phases: what the bucket holds when the first chosen phase begins
 
-    def facts(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "source": self.trace.meta.source, "keys": self.trace.meta.keys,
-                "phases": self.trace.phases, "requests": len(self.trace.requests)}
+    def facts(self) -> TraceFacts:
+        return TraceFacts(self.name, self.sha256, self.trace.meta.source, self.trace.meta.keys, self.trace.phases,
+                          len(self.trace.requests))
 
 
 @dataclass
 class Replay:
-    run: RunDir
+    """A prepared replay run: its folder, traces, stores and order (how each is replayed: its manifest)."""
+
+    run: ReplayRunDir
     traces: list[TraceInput]
     backends: list[BackendDef]
     user: UserConfig
-    order: list[schedule.PlannedTrial]
-    pacing: str
     objects: pd.DataFrame | None
-    manifest: dict[str, Any]
-    capture: bool = True
-    repeat: int = 1
+    manifest: ReplayManifest
 
-    def pending(self) -> list[schedule.PlannedTrial]:
+    @property
+    def order(self) -> list[PlannedTrial]:
+        return self.manifest.order
+
+    def pending(self) -> list[PlannedTrial]:
         return [t for t in self.order if self.run.trial_status(t.backend, t.trial) != "ok"]
 
-    def trace_of(self, planned: schedule.PlannedTrial) -> TraceInput:
+    def trace_of(self, planned: PlannedTrial) -> TraceInput:
         return self.traces[(planned.round - 1) % len(self.traces)]
 
 
@@ -126,21 +129,20 @@ def find_traces(sources: list[str | Path], from_backend: str | None = None,
 
 def _study_traces(run_path: Path, from_backend: str | None, objects) -> list[tuple[str, Path | None, tr.Trace]]:
     """The traces of a study run's trials of one backend (see find_traces)."""
-    manifest = json.loads((run_path / "manifest.json").read_text())
-    if manifest.get("kind") == "replay":
+    if is_replay(run_path):
         raise ConfigError(f"{run_path} is a replay run, not a study: give its traces/ folder to replay its traces again")
-    backend = from_backend or manifest.get("baseline") or manifest["backends"][0]
-    if backend not in manifest.get("backends", []):
+    manifest = Manifest.from_json((run_path / "manifest.json").read_text())
+    backend = from_backend or manifest.baseline or manifest.backends[0]
+    if backend not in manifest.backends:
         raise ConfigError(f"{run_path}: --from-backend {backend!r} is not in the run; it has: "
-                          f"{', '.join(manifest.get('backends', []))}")
+                          f"{', '.join(manifest.backends)}")
     out = []
     for tdir in sorted((run_path / "trials" / backend).glob("trial-[0-9][0-9]")):
-        status = json.loads((tdir / "trial.json").read_text()).get("status") if (tdir / "trial.json").exists() else None
-        if status != "ok":
+        if not (tdir / "trial.json").exists() or _record(tdir).status != "ok":
             continue
         name = f"{run_path.name}-{backend}-{tdir.name}"
-        if (tdir / "trace.parquet").exists():
-            out.append((name, tdir / "trace.parquet", tr.read(tdir / "trace.parquet", objects)))
+        if (tdir / tr.TRIAL_FILE).exists():
+            out.append((name, tdir / tr.TRIAL_FILE, tr.read(tdir / tr.TRIAL_FILE, objects)))
         elif (tdir / "s3_requests.parquet").exists():
             made = export_trial(tdir)
             tr.validate(made, objects, where=name)
@@ -151,14 +153,22 @@ def _study_traces(run_path: Path, from_backend: str | None, objects) -> list[tup
     return out
 
 
+def _record(trial_dir: Path) -> TrialRecord:
+    return TrialRecord.from_json((trial_dir / "trial.json").read_text())
+
+
 def export_trial(trial_dir: Path) -> tr.Trace:
-    """The trace of a study trial's folder, from its s3_requests and phase windows."""
-    requests = pd.read_parquet(trial_dir / "s3_requests.parquet")
+    """The trace of a study trial's folder: its own trace.parquet, else one made from its s3_requests and
+    phase windows (a run made before traces); a ConfigError in one line when none can be made."""
+    if (trial_dir / tr.TRIAL_FILE).exists():
+        return tr.read(trial_dir / tr.TRIAL_FILE)
     windows_path = trial_dir / "phase_windows.csv"
     windows = pd.read_csv(windows_path) if windows_path.exists() else None
-    meta = json.loads((trial_dir / "trial.json").read_text()) if (trial_dir / "trial.json").exists() else {}
-    source = {k: meta.get(k) for k in ("run", "backend", "store", "provider", "trial") if k in meta}
-    return tr.from_requests(requests, windows, source)
+    record = _record(trial_dir)
+    made, why = tr.of_trial(pd.read_parquet(trial_dir / "s3_requests.parquet"), windows, record)
+    if made is None:
+        raise ConfigError(f"{record.backend}/{record.trial}: {why}")
+    return made
 
 
 def export_run(run_path: str | Path, trials: list[str] | None = None, out: str | Path | None = None) -> list[Path]:
@@ -189,9 +199,7 @@ def export_run(run_path: str | Path, trials: list[str] | None = None, out: str |
             if wanted is not None:
                 raise ConfigError(f"trial {backend}/{number} captured no S3 traffic (no s3_requests.parquet)")
             continue
-        made = export_trial(tdir)
-        tr.validate(made, where=f"{backend}/{number}")
-        written.append(tr.write(made, folder / f"{backend}-{tdir.name}.parquet"))
+        written.append(tr.write(export_trial(tdir), folder / f"{backend}-{tdir.name}.parquet"))
     if not written:
         raise ConfigError(f"{run_path}: no trial captured S3 traffic; nothing to export")
     return written
@@ -208,14 +216,15 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
             controls: bool = False, run_id: str | None = None, results_root: str | Path = DEFAULT_RESULTS,
             seed: int | None = None, config: str | Path | None = None, objects: str | Path | None = None,
             from_backend: str | None = None, capture: bool = True, repeat: int = 1,
-            dry_run: bool = False) -> Replay | str:
+            control_cpu: float = Params.control_cpu, dry_run: bool = False) -> Replay | str:
     """Check everything (traces, phases, pacing, backends and their availability, controls) before
     anything is provisioned, then write the manifest and plan the order; ``dry_run`` returns the
     plan as text and writes nothing. Rerunning with the same run_id and inputs resumes the run.
     ``capture``: tcpdump the replay too (root), so its busy time is also measured on the wire.
     ``repeat``: each phase replayed that many times in a row on the trial's store, its times the
     median of them (engine.combine), a phase that deletes once: a trial's figure then has less of
-    the machine's noise; the first replay is the one of the bucket as recorded (counts, capture)."""
+    the machine's noise; the first replay is the one of the bucket as recorded (counts, capture).
+    ``control_cpu``: the handicapped control's share of one CPU (the study's Params.control_cpu)."""
     if pacing not in engine.PACINGS:
         raise ConfigError(f"--pacing {pacing!r} not valid; valid: {', '.join(engine.PACINGS)}")
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
@@ -238,7 +247,7 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
         raise ConfigError("--backends is required: the stores to replay against, e.g. minio,seaweedfs")
     registry_ = backend_registry.load_backends(user)
     baseline = baseline_of(names)
-    control_defs = control_definitions(baseline) if controls else {}
+    control_defs = control_definitions(baseline, control_cpu) if controls else {}
     clash = sorted(set(control_defs) & (set(registry_) | set(names)))
     if clash:
         raise ConfigError(f"control backend name(s) {', '.join(clash)} already defined; rename them, or run without "
@@ -261,7 +270,7 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     order = schedule.plan([b.name for b in chosen], trials, order_seed)
     if dry_run:
         return plan_text(run_id, pacing, inputs, chosen, order)
-    run = RunDir(results_root, run_id)
+    run = ReplayRunDir(results_root, run_id)
     kept = []
     for name, path, cut, full in inputs:   # the run keeps the traces it replays: its hashes are of these files
         copy = run.path / "traces" / f"{name}.parquet"
@@ -272,27 +281,23 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
             else:
                 shutil.copyfile(path, copy)
         kept.append(TraceInput(name, copy, sha256_file(copy), cut, full))
-    manifest = {
-        "kind": "replay", "run": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "traces": [t.facts() for t in kept], "phases": chosen_phases or None, "pacing": pacing, "repeat": repeat,
-        "late_tolerance_s": engine.LATE_TOLERANCE_S, "objects": str(objects) if objects else None,
-        "backends": [b.name for b in chosen], "stores": {b.name: b.kind for b in chosen}, "baseline": baseline,
-        "handicaps": {b.name: b.handicap for b in chosen if b.handicap}, "controls": control_defs,
-        "trials": trials, "provider": "native", "capture": capture, "order_seed": order_seed, "order": schedule.as_records(order),
-        "host": provenance.host_facts(results_root), "packages": provenance.package_versions(),
-        "components": {b.name: provenance.component_facts(b, user) for b in chosen},
-        "config_file": str(user.path) if user.path else None,
-    }
+    manifest = ReplayManifest(
+        run=run_id, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        traces=[t.facts() for t in kept], phases=chosen_phases or None, pacing=pacing, repeat=repeat,
+        late_tolerance_s=engine.LATE_TOLERANCE_S, objects=str(objects) if objects else None,
+        backends=[b.name for b in chosen], stores={b.name: b.kind for b in chosen}, baseline=baseline,
+        handicaps={b.name: b.handicap for b in chosen if b.handicap}, controls=control_defs, trials=trials,
+        capture=capture, order_seed=order_seed, order=order, host=provenance.host_facts(results_root),
+        packages=provenance.package_versions(), components={b.name: provenance.component_facts(b, user) for b in chosen},
+        msbench=provenance.msbench_facts(), config_file=str(user.path) if user.path else None)
     previous = run.read_manifest()
     if previous:
-        inputs_of = lambda m: ([t["sha256"] for t in m["traces"]], m["phases"], m["pacing"], m.get("repeat", 1),
-                               m["backends"], m["trials"], m["order_seed"])
-        if inputs_of(previous) != inputs_of(manifest):
+        if previous.inputs() != manifest.inputs():
             raise ConfigError(f"run {run_id} exists with other traces, phases, pacing, repeat, backends, trials or seed; "
                               f"use a new run_id, or the same inputs to resume it")
         manifest = previous
     run.write_manifest(manifest)
-    return Replay(run, kept, chosen, user, order, pacing, declared, manifest, capture, repeat)
+    return Replay(run, kept, chosen, user, declared, manifest)
 
 
 def plan_text(run_id: str, pacing: str, inputs, backends: list[BackendDef], order) -> str:
@@ -376,16 +381,15 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_trial(replay: Replay, planned: schedule.PlannedTrial) -> dict:
+def run_trial(replay: Replay, planned: PlannedTrial) -> ReplayTrialRecord:
     """One trial: a fresh store alone, the trace's objects, its phases replayed, teardown; the
     trial's folder written whatever happened (a failure is recorded, never raised)."""
     backend = next(b for b in replay.backends if b.name == planned.backend)
     chosen = replay.trace_of(planned)
     run = replay.run
-    meta = {"run": run.run_id, "backend": backend.name, "store": backend.kind, "provider": "native",
-            "trial": planned.trial, "seq": planned.seq, "round": planned.round, "trace": chosen.name,
-            "trace_sha256": chosen.sha256, "pacing": replay.pacing, "status": "failed", "failed_phase": "provision",
-            "error": "", "started": _now()}
+    record = ReplayTrialRecord(run=run.run_id, backend=backend.name, store=backend.kind, provider="native",
+                               trial=planned.trial, seq=planned.seq, round=planned.round, trace=chosen.name,
+                               trace_sha256=chosen.sha256, pacing=replay.manifest.pacing, started=_now())
     rows: list[tuple[str, str, float, str]] = []
     frames: list[pd.DataFrame] = []
     tables: dict[str, pd.DataFrame] = {}
@@ -402,44 +406,43 @@ def run_trial(replay: Replay, planned: schedule.PlannedTrial) -> dict:
                 quota = CpuQuota.create(backend.name, backend.handicap["cpu"])
             store = make_store(backend, scratch / "store", log_dir, replay.user, quota)
             secrets = [store.access_key, store.secret_key]
-            meta["store_ready_s"] = round(store.start(STORE_TIMEOUT_S), 3)
+            record.stack_ready_s = round(store.start(STORE_TIMEOUT_S), 3)
             s3 = s3_client(store)
             s3.create_bucket(Bucket=BUCKET)
             settle(s3)
-            meta["failed_phase"] = "objects"
+            record.failed_phase = "objects"
             sizes = objects_to_create(chosen.trace, chosen.full, replay.objects)
-            meta["objects_created"] = len(sizes)
-            meta["object_bytes_created"] = create_objects(s3, BUCKET, sizes, replay.manifest["order_seed"] + planned.seq)
-            capture, meta["s3_capture"] = _start_capture(replay, store, scratch / "replay.pcap")
+            record.objects_created = len(sizes)
+            record.object_bytes_created = create_objects(s3, BUCKET, sizes, replay.manifest.order_seed + planned.seq)
+            capture, record.s3_capture = _start_capture(replay, store, scratch / "replay.pcap")
             windows: list[tuple[str, float, float]] = []
             try:
-                rows += _replay_phases(replay, chosen.trace, store, meta, planned, frames, windows)
+                rows += _replay_phases(replay, chosen.trace, store, record, planned, frames, windows)
             finally:
                 if capture is not None:
-                    rows += _wire(capture, windows, tables, meta)
+                    rows += _wire(capture, windows, tables, record)
             if quota is not None:
-                meta["handicap"] = {"cpu": quota.cpu, "throttled_s": round(quota.throttled_s(), 3)}
-            meta["failed_phase"] = "teardown"
+                record.handicap = {"cpu": quota.cpu, "throttled_s": round(quota.throttled_s(), 3)}
+            record.failed_phase = "teardown"
             progress.write_phase(run.path, backend.name, planned.trial, "teardown")
             _teardown(store, quota)
             store = quota = None
-            meta.update(status="ok", failed_phase="")
+            record.status, record.failed_phase = "ok", ""
         except Exception as err:   # recorded, never lost: the run goes on
-            meta["error"] = f"{type(err).__name__}: {err}"
-            meta["traceback"] = traceback.format_exc()
+            record.error = f"{type(err).__name__}: {err}"
+            record.traceback = traceback.format_exc()
         except KeyboardInterrupt:
-            meta["error"] = "interrupted"
+            record.error = "interrupted"
             raise
         finally:
             try:
                 _teardown(store, quota)
             except Exception as err:   # the trial's own error, if any, stays first
-                meta["error"] = "; ".join(filter(None, [meta["error"], f"teardown: {err}"]))
-                meta["status"] = "failed"
+                record.error = "; ".join(filter(None, [record.error, f"teardown: {err}"]))
+                record.status = "failed"
             registry.JOURNAL.reset(journal)
-            meta.update(finished=_now(), duration_s=round(time.monotonic() - began, 3))
-            for key in ("error", "traceback"):
-                meta[key] = redact(meta.get(key, ""), secrets)
+            record.finished, record.duration_s = _now(), round(time.monotonic() - began, 3)
+            record.error, record.traceback = redact(record.error, secrets), redact(record.traceback, secrets)
             ident = {"run": run.run_id, "backend": backend.name, "provider": "native", "trial": planned.trial,
                      "seq": planned.seq}
             table = pd.DataFrame([{**ident, "phase": p, "metric": m, "value": float(v), "unit": u}
@@ -448,31 +451,31 @@ def run_trial(replay: Replay, planned: schedule.PlannedTrial) -> dict:
             tables[REQUESTS_TABLE] = requests
             tables = {name: frame.assign(**ident)[[*IDENT, *(c for c in frame.columns if c not in IDENT)]]
                       for name, frame in tables.items()}
-            if meta["error"] != "interrupted":
-                run.write_trial(backend.name, planned.trial, meta, table, None, log_dir, secrets, tables)
+            if record.error != "interrupted":
+                run.write_trial(record, table, None, log_dir, secrets, tables)
                 gather(run)
-    return meta
+    return record
 
 
-def _replay_phases(replay: Replay, chosen: tr.Trace, store, meta: dict, planned, frames: list,
-                   windows: list) -> list:
+def _replay_phases(replay: Replay, chosen: tr.Trace, store, record: ReplayTrialRecord, planned: PlannedTrial,
+                   frames: list, windows: list) -> list:
     """Each phase of the trace in order on one store; returns the tidy rows, appends each phase's
     request frame and its window (epoch seconds, the capture's clock)."""
     rows = []
     frame = chosen.requests
     uploads = engine.assign_uploads(frame)
     puts = frame.loc[frame["operation"].isin(("PUT", "multipart part")), "request_bytes"]
-    pool = np.random.default_rng(replay.manifest["order_seed"] + planned.seq).bytes(
+    pool = np.random.default_rng(replay.manifest.order_seed + planned.seq).bytes(
         int(puts.max()) + engine.POOL_SLACK if len(puts) else 0)
     issuer = engine.Issuer(BUCKET, pool)
-    pacer = engine.Pacer(replay.pacing)
+    pacer = engine.Pacer(replay.manifest.pacing)
     creds = Credentials(store.access_key, store.secret_key)
     reconnects = 0
     for phase in chosen.phases:
-        meta["failed_phase"] = phase
+        record.failed_phase = phase
         progress.write_phase(replay.run.path, planned.backend, planned.trial, phase)
         mine = frame[frame["phase"] == phase]
-        times = 1 if mine["operation"].isin(ONCE).any() else replay.repeat
+        times = 1 if mine["operation"].isin(ONCE).any() else replay.manifest.repeat
         repetitions = []
         for repetition in range(1, times + 1):
             opened = time.time()
@@ -485,16 +488,16 @@ def _replay_phases(replay: Replay, chosen: tr.Trace, store, meta: dict, planned,
             requests = engine.request_rows(replayed, repetition)
             frames.append(requests)
             reconnects += replayed.reconnects
-            repetitions.append(engine.phase_rows(phase, requests, replayed.replay_s, replay.pacing))
+            repetitions.append(engine.phase_rows(phase, requests, replayed.replay_s, replay.manifest.pacing))
         rows += [(phase, metric, value, unit) for metric, value, unit in engine.combine(repetitions)]
-    meta["reconnects"] = reconnects
+    record.reconnects = reconnects
     return rows
 
 
 def _start_capture(replay: Replay, store, path: Path) -> tuple[traffic.Capture | None, dict]:
     """tcpdump on the store's loopback port while the phases run, if asked and possible: the
     replay's busy time measured on the wire, by the instrument that measured the recording's."""
-    if not replay.capture:
+    if not replay.manifest.capture:
         return None, {"enabled": False, "reason": "capture off (--no-capture)"}
     missing = traffic.missing_prerequisite()
     if missing:
@@ -506,16 +509,17 @@ def _start_capture(replay: Replay, store, path: Path) -> tuple[traffic.Capture |
     return capture, capture.facts
 
 
-def _wire(capture: traffic.Capture, windows: list, tables: dict, meta: dict) -> list[tuple[str, str, float, str]]:
+def _wire(capture: traffic.Capture, windows: list, tables: dict,
+          record: ReplayTrialRecord) -> list[tuple[str, str, float, str]]:
     """The capture parsed (every client: the replay's requests are not Milvus's), phases assigned,
     kept as the trial's s3_requests and phase_windows; its rows. A parse failure is recorded, never raised."""
     try:
         capture.stop()
         requests, facts = traffic.parse_capture(capture.path, capture.port, BUCKET)
     except Exception as err:
-        meta["s3_capture"] = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
+        record.s3_capture = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
         return []
-    meta["s3_capture"] = {**capture.facts, **facts}
+    record.s3_capture = {**capture.facts, **facts}
     requests = traffic.assign_phases(requests, windows).assign(key="")   # the trace has them; no record repeats them
     tables.update({"s3_requests.parquet": requests,
                    "phase_windows.csv": pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)})
@@ -544,7 +548,7 @@ def _teardown(store, quota) -> None:
         quota.close()
 
 
-def gather(run: RunDir) -> None:
+def gather(run: ReplayRunDir) -> None:
     """The run-level table of every trial's replayed requests (results.RunDir gathers the others)."""
     frames = [pd.read_parquet(p) for p in sorted(run.path.glob(f"trials/*/trial-[0-9][0-9]/{REQUESTS_TABLE}"))]
     frames = [f for f in frames if len(f)]
@@ -554,7 +558,7 @@ def gather(run: RunDir) -> None:
     tmp.replace(run.path / REQUESTS_TABLE)
 
 
-def run_all(replay: Replay, show: bool = True) -> list[dict]:
+def run_all(replay: Replay, show: bool = True) -> list[ReplayTrialRecord]:
     """Every pending trial in the planned order, a bar over them and a line per trial."""
     todo = replay.pending()
     outcomes = []

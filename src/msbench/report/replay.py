@@ -1,14 +1,16 @@
 """The replay section: Milvus's own S3 requests, replayed against each store alone.
 
 Its input is a replay run read back (:class:`msbench.replay.record.ReplayRun`) and, for the side by
-side with the study, the study's own comparison rows (``stats.compare`` output over its headline
-family) as a plain DataFrame; nothing here reads the study's run type. The statistics are the
-study's (:mod:`msbench.analysis.stats`): a 95% Student t interval per phase and store, and ratios to
-the baseline with Fieller intervals, claimed under the same rule (Holm-adjusted p below 0.05 and the
-interval excluding 1), the Holm family being one store's phases.
+side with the study, the study's run (``results.Run``), whose claims are its report's own
+(:func:`msbench.report.comparisons.claims`). The statistics are the study's (:mod:`msbench.analysis.stats`):
+a 95% Student t interval per phase and store, and one claim rule: the ratio of geometric means on the
+log scale, paired by round, read off intervals that hold together over a declared family (the real
+stores against the baseline and each other, one comparison per phase), in the same four words
+(better / worse / equivalent within ±X / not detectable). The controls are judged at the family's level.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,30 +19,35 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from msbench.analysis import stats
+from msbench.metrics import Metric, compared
 from msbench.replay import fidelity
 from msbench.replay.engine import LATE_TOLERANCE_S
 from msbench.replay.record import ReplayRun
-from msbench.report.comparisons import ALPHA, N_RESAMPLES, SEED, no_ratio_ci, ratio_words
-from msbench.report.figures import STORE_HUES, save_figure, styled
+from msbench.report import comparisons
+from msbench.report.comparisons import CLAIMED, N_RESAMPLES, SEED, interval_text, verdict_words
+from msbench.report.figures import backend_colors, save_figure, styled
 from msbench.report.page import interval, noted, num, p_value, pct, with_ci
+from msbench.report.values import trial_values
+from msbench.results import Run
 
-# the study's timed metric of each phase a trace has ("through Milvus"); phases without one show none
-STUDY_METRIC = {"insert": "insert_rows_per_s", "flush": "flush_s", "index": "index_build_s",
-                "load_first": "load_first_s", "load_warm": "load_warm_s", "load_cold": "load_cold_s",
-                "search": "search_latency_mean_ms"}
 WHAT = {"replay_s": "replay time: the phase's requests issued as fast as the recorded order allows (closed loop), "
                     "from the phase start to the last response",
         "busy_s": "busy time: seconds with at least one of the phase's requests open"}
-CLAIMED = ("better", "worse")
+SIZES = ("bytes", "fraction")   # units of a phase's metrics that are not its time (or rate)
 
 
 def _role(run: ReplayRun, backend: str) -> str:
-    stores = run.manifest.get("stores", {})
     if backend in run.handicapped():
         return "positive control (held to a CPU quota)"
-    if stores.get(backend, backend) != backend:
+    if run.manifest.stores.get(backend, backend) != backend:
         return "A/A control (the same store again)"
     return "store"
+
+
+def _ordered(run: ReplayRun, frame: pd.DataFrame, keys: list[str], phase: str = "phase") -> pd.DataFrame:
+    """``frame`` sorted by ``keys``, its phase column (``phase``) in the order the replay ran the phases."""
+    order = {p: i for i, p in enumerate(run.phases)}
+    return frame.sort_values(keys, key=lambda c: c.map(order) if c.name == phase else c, kind="stable")
 
 
 def phase_time_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
@@ -49,9 +56,7 @@ def phase_time_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
     columns = ["phase", "backend", "role", "n (trials)", "mean (s)", "95% CI of mean (s)", "CV (sd/mean)", "CI method"]
     if tidy.empty:
         return noted(pd.DataFrame(columns=columns), "No completed replay trial.")
-    summary = stats.summarize(tidy)
-    order = {p: i for i, p in enumerate(run.phases)}
-    summary = summary.assign(o=summary["metric"].map(order)).sort_values(["o", "backend"], kind="stable")
+    summary = _ordered(run, stats.summarize(tidy), ["metric", "backend"], phase="metric")
     table = pd.DataFrame({
         "phase": summary["metric"], "backend": summary["backend"], "role": summary["backend"].map(lambda b: _role(run, b)),
         "n (trials)": summary["n"], "mean (s)": summary["mean"].map(num),
@@ -60,54 +65,76 @@ def phase_time_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
     return noted(table.reset_index(drop=True),
                  f"Per phase, the {WHAT[metric]}, per store alone (no Milvus), completed trials only. 95% CI of "
                  f"the mean: Student t over trials (a trial is one fresh store replaying the trace). Pacing: "
-                 f"{run.manifest['pacing']}; {_repeats(run)}.")
+                 f"{run.manifest.pacing}; {_repeats(run)}.")
 
 
 def _repeats(run: ReplayRun) -> str:
-    repeat = run.manifest.get("repeat", 1)
+    repeat = run.manifest.repeat
     return ("each phase replayed once per trial" if repeat == 1 else
             f"each phase replayed {repeat} times in a row per trial, its figure the median (a phase that deletes once)")
 
 
-def compare(run: ReplayRun, metric: str = "replay_s", baseline: str | None = None) -> pd.DataFrame:
-    """stats.compare of every store against the baseline, one metric per phase (Holm over a store's phases)."""
+@dataclass(frozen=True)
+class ReplayClaims:
+    """What the replay claims on one per-phase metric: the ``family`` whose claims are controlled together
+    (a "metric" of it is a phase) and ``rows``, stats.compare rows: the family's comparisons (every real
+    store against the baseline, then the pairs of the others), then each control against its store."""
+
+    family: stats.Family
+    rows: pd.DataFrame
+
+
+def claims(run: ReplayRun, metric: str = "replay_s") -> ReplayClaims | None:
+    """The replay's claims on ``metric``; None when the baseline completed no trial. With one real store
+    the family has no comparison, and each control is judged as the one comparison of a family of its
+    own over the phases."""
     tidy = run.metric(metric)
-    baseline = baseline or run.baseline
-    if tidy.empty or baseline not in set(tidy["backend"]):
-        return pd.DataFrame(columns=stats.COMPARE_COLUMNS)
-    return stats.compare(tidy, baseline, alpha=ALPHA, n_resamples=N_RESAMPLES, seed=SEED)
+    ran = set(tidy["backend"]) - run.controls
+    baseline = run.baseline
+    if baseline not in ran:
+        return None
+    phases = tuple(p for p in run.phases if p in set(tidy["metric"]))
+    family = stats.Family(baseline, (baseline, *sorted(ran - {baseline})), phases)
+    frames = [stats.compare(tidy, family, n_resamples=N_RESAMPLES, seed=SEED)] if family.size else []
+    for twin in sorted(run.controls & set(tidy["backend"])):
+        store = run.manifest.controls[twin].get("alias_of", baseline)
+        judge = family if family.size else stats.Family(baseline, (baseline, twin), phases)
+        frames.append(stats.compare(tidy, judge, pairs=[(twin, store)], n_resamples=N_RESAMPLES, seed=SEED))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
+    return ReplayClaims(family, rows)
 
 
-def _verdict_words(row: pd.Series) -> str:
-    if row["verdict"] in CLAIMED:
-        return f"{ratio_words(row)}: {row['verdict']}"
-    if row["verdict"].startswith("no detectable"):
-        return (f"{row['verdict']} (ratio {num(row['ratio_mean'])}, 95% CI "
-                f"{interval(row['ratio_mean_low'], row['ratio_mean_high'], no_ratio_ci(row))})")
-    return row["verdict"]
+COMPARISON_COLUMNS = ["backend", "role", "compared with", "phase", "verdict", "n (trials, backend / other)",
+                      "ratio of geometric means [95% CI]", "claim interval [family level]", "method",
+                      "p (family-adjusted): difference"]
 
 
-def comparison_table(run: ReplayRun, metric: str = "replay_s", baseline: str | None = None) -> pd.DataFrame:
-    """Every store (and control) against the baseline, phase by phase, with the study's claim rule."""
-    raw = compare(run, metric, baseline)
-    order = {p: i for i, p in enumerate(run.phases)}
-    raw = raw.assign(o=raw["metric"].map(order)).sort_values(["backend", "o"], kind="stable")
+def comparison_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
+    """Every store against the baseline and each other, then each control against its store, phase by
+    phase, under the study's claim rule."""
+    found = claims(run, metric)
+    if found is None or found.rows.empty:
+        return noted(pd.DataFrame(columns=COMPARISON_COLUMNS), "No comparison: the baseline and another store or "
+                                                                "control must each complete a trial.")
+    raw = _ordered(run, found.rows, ["metric"], phase="metric")
     table = pd.DataFrame({
         "backend": raw["backend"], "role": raw["backend"].map(lambda b: _role(run, b)),
-        "compared with": raw["baseline"], "phase": raw["metric"],
-        "verdict": [_verdict_words(row) for _, row in raw.iterrows()],
-        "n (trials, backend / other)": [f"{a} / {b}" for a, b in zip(raw["n_backend"], raw["n_baseline"])],
-        "ratio of means [95% CI]": [with_ci(r["ratio_mean"], r["ratio_mean_low"], r["ratio_mean_high"], no_ratio_ci(r))
-                                    for _, r in raw.iterrows()],
-        "CI method": raw["ratio_method"].replace("", "–"),
-        "p (chosen test, Holm-adjusted)": raw["p_holm"].map(p_value)})
+        "compared with": raw["other"], "phase": raw["metric"],
+        "verdict": [verdict_words(row) for _, row in raw.iterrows()],
+        "n (trials, backend / other)": [f"{a} / {b}" for a, b in zip(raw["n_backend"], raw["n_other"])],
+        "ratio of geometric means [95% CI]": [interval_text(row) for _, row in raw.iterrows()],
+        "claim interval [family level]": [interval_text(row, "claim_low", "claim_high") for _, row in raw.iterrows()],
+        "method": raw["method"].replace("", "–"), "p (family-adjusted): difference": raw["p_claim"].map(p_value)},
+        columns=COMPARISON_COLUMNS)
     table.attrs["bold"] = {"verdict": ""}
+    family = found.family
     return noted(table.reset_index(drop=True),
-                 f"The {WHAT[metric]}: each store against {baseline or run.baseline}, ratios backend / other with "
-                 f"Fieller 95% intervals (paired by round where narrower, each then at a stricter level so the chosen "
-                 f"one keeps 95%). A difference is claimed when the Holm-adjusted p (over this store's phases) is "
-                 f"below {ALPHA} and the interval excludes 1: the study's rule. The positive control must be claimed "
-                 f"slower on every phase with traffic; the A/A control must not be claimed different.")
+                 f"The {WHAT[metric]}, ratios backend / other of geometric means. Here each phase is a metric of the "
+                 f"family: {family.statement()} Each control is judged against its store at the family's level "
+                 f"({100 * family.level:.4g}%). A difference is claimed (better / worse) when the claim interval "
+                 f"excludes ±1%; 'equivalent within ±{stats.EQUIVALENCE:.0%}' when it lies inside that margin; else "
+                 f"'not detectable'. The positive control must be claimed worse on every phase with traffic; the A/A "
+                 f"control must not be claimed different.")
 
 
 def latency_table(run: ReplayRun) -> pd.DataFrame:
@@ -118,8 +145,7 @@ def latency_table(run: ReplayRun) -> pd.DataFrame:
     if done.empty:
         return noted(pd.DataFrame(columns=columns), "No replayed request completed.")
     spread = stats.latency_spread(done, by=["backend", "phase", "operation"], n_resamples=1000, seed=SEED)
-    order = {p: i for i, p in enumerate(run.phases)}
-    spread = spread.assign(o=spread["phase"].map(order)).sort_values(["o", "operation", "backend"], kind="stable")
+    spread = _ordered(run, spread, ["phase", "operation", "backend"])
     table = spread[["backend", "phase", "operation", "n_queries"]].set_axis(columns[:4], axis=1)
     for key, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
         table[f"{label} (ms) [95% CI]"] = [with_ci(*v, "< 10 requests beyond the quantile") for v in
@@ -140,12 +166,10 @@ def errors_table(run: ReplayRun) -> pd.DataFrame:
         rows.append({"backend": backend, "phase": phase, "trials": group["trial"].nunique(), "requests": len(group),
                      "errors": len(errors),
                      "late starts": int((group["late_s"] > LATE_TOLERANCE_S).sum())
-                     if run.manifest["pacing"] == "recorded" else "– (closed loop)",
+                     if run.manifest.pacing == "recorded" else "– (closed loop)",
                      "first error": errors["error"].iloc[0] if len(errors) else ""})
-    order = {p: i for i, p in enumerate(run.phases)}
-    table = pd.DataFrame(rows, columns=["backend", "phase", "trials", "requests", "errors", "late starts",
-                                        "first error"])
-    table = table.assign(o=table["phase"].map(order)).sort_values(["backend", "o"], kind="stable").drop(columns="o")
+    table = _ordered(run, pd.DataFrame(rows, columns=["backend", "phase", "trials", "requests", "errors", "late starts",
+                                                      "first error"]), ["backend", "phase"])
     return noted(table.reset_index(drop=True),
                  f"Completed trials only. An error is a request that failed in transport or got a status of another "
                  f"class than the recording's (a 404 recorded and replayed is no error). A late start (recorded "
@@ -188,48 +212,59 @@ def fidelity_table(run: ReplayRun, factor: float = fidelity.BUSY_FACTOR) -> pd.D
                         f"the replay's client, and under Milvus the store shared the machine with it.")
 
 
-def side_by_side(run: ReplayRun, study: pd.DataFrame, metric: str = "replay_s") -> pd.DataFrame:
+def study_metric(study: Run, phase: str) -> Metric | None:
+    """The study's timed figure of a phase: the first of its compared metrics in the catalogue recorded in
+    that phase that is a time or a rate (not a size)."""
+    return next((m for m in compared(study.manifest.params) if m.phase == phase and m.unit not in SIZES), None)
+
+
+def study_claims(study: Run) -> pd.DataFrame:
+    """The study's verdicts against its baseline, as its report makes them (report.comparisons): the
+    family's rows, and each control against the baseline judged at the family's level."""
+    found = comparisons.claims(study)
+    if found is None:
+        return pd.DataFrame(columns=stats.COMPARE_COLUMNS)
+    baseline = found.family.baseline
+    metrics = compared(study.manifest.params)
+    tidy = trial_values(study, metrics)
+    twins = [(twin, baseline) for twin in sorted(study.controls & set(tidy["backend"]))]
+    rows = found.rows[found.rows["other"] == baseline]
+    if twins:
+        rows = pd.concat([rows, comparisons.compare(study, tidy, found.family, metrics, twins)], ignore_index=True)
+    return rows
+
+
+SIDE_BY_SIDE_COLUMNS = ["phase", "backend", "role", "through Milvus (study)",
+                        "the store alone, Milvus's requests (replay)", "seen only by the replay"]
+
+
+def side_by_side(run: ReplayRun, study: Run, metric: str = "replay_s") -> pd.DataFrame:
     """"Through Milvus" against "the store alone, Milvus's requests": per phase and store, the study's
-    verdict on its timed metric of that phase (``study``: the study's stats.compare rows, its own Holm
-    family) beside the replay's. A claim the replay makes where the study made none is marked."""
-    replay = compare(run, metric)
-    lookup = {(r["backend"], r["metric"]): r for _, r in study.iterrows()}
+    verdict on its timed figure of that phase (:func:`study_claims`) beside the replay's, each against its
+    own baseline under its own family. A claim the replay makes where the study made none is marked."""
+    found = claims(run, metric)
+    replay = found.rows[found.rows["other"] == run.baseline] if found else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
+    through_milvus = study_claims(study)
+    lookup = {(r["backend"], r["metric"]): r for _, r in through_milvus.iterrows()}
     rows = []
     for _, row in replay.iterrows():
         phase, backend = row["metric"], row["backend"]
-        mine = lookup.get((backend, STUDY_METRIC.get(phase)))
+        figure = study_metric(study, phase)
+        theirs = lookup.get((backend, figure.name)) if figure else None
         rows.append({"phase": phase, "backend": backend, "role": _role(run, backend),
-                     "through Milvus (study)": f"{mine['metric']}: {_verdict_words(mine)}" if mine is not None
-                     else "– (the study has no timed metric of this phase, or this store did not run in it)",
-                     "the store alone, Milvus's requests (replay)": _verdict_words(row),
+                     "through Milvus (study)": f"{figure.name}: {verdict_words(theirs)}" if theirs is not None
+                     else "– (the study has no timed figure of this phase, or this store did not complete it)",
+                     "the store alone, Milvus's requests (replay)": verdict_words(row),
                      "seen only by the replay": "yes" if row["verdict"] in CLAIMED and
-                     (mine is None or mine["verdict"] not in CLAIMED) else ""})
-    order = {p: i for i, p in enumerate(run.phases)}
-    table = pd.DataFrame(rows, columns=["phase", "backend", "role", "through Milvus (study)",
-                                        "the store alone, Milvus's requests (replay)", "seen only by the replay"])
-    table = table.assign(o=table["phase"].map(order)).sort_values(["o", "backend"], kind="stable").drop(columns="o")
+                     (theirs is None or theirs["verdict"] not in CLAIMED) else ""})
+    table = _ordered(run, pd.DataFrame(rows, columns=SIDE_BY_SIDE_COLUMNS), ["phase", "backend"])
     return noted(table.reset_index(drop=True),
-                 "Each phase's verdict through Milvus (the study: the phase's own time, Milvus's work included) beside "
-                 "the replay's (only the store's requests). Both use the same claim rule, each over its own Holm family. "
-                 "'Seen only by the replay' marks a difference the store makes to Milvus's requests that the "
-                 "Milvus phase did not show at this n.")
-
-
-def _colors(run: ReplayRun) -> dict[str, tuple]:
-    """A store's hue as in the study's figures; its controls lighter (A/A) or darker (handicapped)."""
-    hues = sns.color_palette("colorblind", 10)
-    stores = run.manifest.get("stores", {})
-    spare = iter(i for i in range(10) if i not in STORE_HUES.values() and i != 7)
-    colors = {}
-    for backend in run.backends:
-        kind = stores.get(backend, backend)
-        base = np.array(hues[STORE_HUES[kind]] if kind in STORE_HUES else hues[next(spare, 9)])
-        if backend in run.handicapped():
-            base = base * 0.45
-        elif kind != backend:
-            base = base + (1 - base) * 0.5
-        colors[backend] = tuple(float(c) for c in base)
-    return colors
+                 f"Each phase's verdict through Milvus (the study {study.manifest.run}: the phase's own time, Milvus's "
+                 f"work included) beside the replay's (only the store's requests), each store against the baseline. "
+                 f"Both use the same claim rule, each over its own family (the study's primary metrics; here the "
+                 f"phases): a study metric outside its family is shown without a claim. 'Seen only by the replay' "
+                 f"marks a difference the store makes to Milvus's requests that the Milvus phase did not show at "
+                 f"this n.")
 
 
 @styled
@@ -240,7 +275,7 @@ def fig_phase_times(run: ReplayRun, figures_dir: str | Path, metric: str = "repl
     cols = min(3, len(phases))
     fig = Figure(figsize=(4.2 * cols, 3.0 * -(-len(phases) // cols) + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(-(-len(phases) // cols), cols, squeeze=False)).ravel()
-    colors = _colors(run)
+    colors = backend_colors(run)
     summary = stats.summarize(tidy) if len(tidy) else pd.DataFrame(columns=stats.SUMMARY_COLUMNS)
     for ax, phase in zip(axes, phases):
         mine = summary[summary["metric"] == phase]

@@ -5,10 +5,11 @@ header in the file's key-value metadata (``msbench.trace``: schema version, wher
 from, whether keys are pseudonyms, each phase's recorded length). No header values and no
 credentials are in it: the parser (measure.traffic) keeps none.
 
-Made from a trial's ``s3_requests`` (:func:`from_requests`, the trial's own ``trace.parquet``; or
-``msbench trace export`` for a run made before traces), or from a tcpdump file a user brings
-(:func:`from_pcap`, the same parser), so a capture of someone's Milvus 2.6 cluster replays the
-same way. :func:`validate` refuses a bad trace in one line before anything is provisioned.
+Made from a trial's ``s3_requests`` (:func:`of_trial`: every trial that captured traffic writes its
+own ``trace.parquet``; ``msbench trace export`` gathers them, or makes them for a run made before
+traces), or from a tcpdump file a user brings (:func:`from_pcap`, the same parser), so a capture of
+someone's Milvus 2.6 cluster replays the same way. :func:`validate` refuses a bad trace in one line
+before anything is provisioned.
 """
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ import pyarrow.parquet as pq
 
 from msbench.config import ConfigError
 from msbench.measure import traffic
+from msbench.results import TrialRecord
 
 SCHEMA_VERSION = 1
 META_KEY = b"msbench.trace"
+TRIAL_FILE = "trace.parquet"   # a trial's own trace, in its folder
+SOURCE_FIELDS = ("run", "backend", "store", "provider", "trial")   # a trial's record in its trace's header
 CAPTURE_PHASE = "capture"   # the one phase of a capture that came without phase windows
 # column -> (arrow type, nullable?): the file's schema, in order
 SCHEMA = {
@@ -134,6 +138,19 @@ def from_requests(requests: pd.DataFrame, windows: pd.DataFrame | list | None = 
     frame["seq"] = frame.groupby("conn").cumcount()
     frame = _typed(frame[COLUMNS].reset_index(drop=True))
     return Trace(frame, TraceMeta(tuple(spans), dict(source or {}), "plain", excluded))
+
+
+def of_trial(requests: pd.DataFrame, windows, record: TrialRecord) -> tuple[Trace | None, str]:
+    """(the trial's trace, checked, "") or (None, why there is none): a trace that cannot be made or fails
+    its checks is noted in the trial's record, never worth failing the trial that captured it."""
+    try:
+        made = from_requests(requests, windows, {name: getattr(record, name) for name in SOURCE_FIELDS})
+        validate(made, where=f"the trace of {record.backend} trial {record.trial}")
+    except Exception as err:   # whatever the requests hold, the trial's own figures stand
+        return None, f"no trace: {' '.join(str(err).split())}"
+    if made.requests.empty:
+        return None, "no trace: Milvus made no S3 request in a phase"
+    return made, ""
 
 
 def _windows(windows) -> dict[str, tuple[float, float]]:
@@ -304,7 +321,7 @@ def validate(trace: Trace, objects: pd.DataFrame | None = None, where: str = "tr
         raise bad(off.idxmax(), f"status {status[off.idxmax()]:g} is not an HTTP status (100-599, or empty when "
                                 f"unanswered)")
     for i, text in frame["range"].items():
-        if text and (parsed := parse_range(text)) is None:
+        if text and parse_range(text) is None:
             raise bad(i, f"range {text!r} is not a single byte range (bytes=FIRST-LAST, bytes=FIRST- or bytes=-N)")
         if text and frame.at[i, "operation"] != "GET range":
             raise bad(i, f"a range on a {frame.at[i, 'operation']} request; only GET range has one")
