@@ -165,6 +165,9 @@ class TrialRecord:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, (dict, list))}
 
 
+STUDY = "study"   # a Manifest's kind; a replay run's manifest is another (replay.record.ReplayManifest)
+
+
 @dataclass
 class Manifest:
     """manifest.json: everything a run was asked to do and everything it ran on."""
@@ -195,6 +198,7 @@ class Manifest:
     conformance: dict[str, Facts] = field(default_factory=dict)  # per backend: its S3 checks
     msbench: Facts = field(default_factory=dict)                 # version, commit, dirty tree
     config_file: str | None = None
+    kind: str = STUDY
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -369,7 +373,11 @@ def load_run(run_path: Path | str) -> Run:
     run_path = Path(run_path)
     if not (run_path / "manifest.json").is_file():
         raise ConfigError(f"{run_path} is not a run folder (no manifest.json); give a folder under data/runs")
-    return Run(run_path, Manifest.from_json((run_path / "manifest.json").read_text()),
+    manifest = Manifest.from_json((run_path / "manifest.json").read_text())
+    if manifest.kind != STUDY:
+        raise ConfigError(f"{run_path} is a {manifest.kind} run, not a study: its report is its own section "
+                          f"(notebook parameter replay_run)")
+    return Run(run_path, manifest,
                _trials_frame(run_path / "trials.csv"), _frame(run_path / "results.parquet", TIDY_COLUMNS),
                *(_frame(run_path / name, columns) for name, columns in TRIAL_TABLES.items()),
                records=RunDir(run_path.parent, run_path.name).records())

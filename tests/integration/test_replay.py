@@ -4,7 +4,6 @@ request counts and object bytes come back exactly as recorded, the run folder is
 key of the trace appears in it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +12,8 @@ import pytest
 from msbench.backends import load_backends
 from msbench.measure import traffic
 from msbench.providers.catalog import unavailable_reason
-from msbench.replay import fidelity, record, runner, trace as tr
+from msbench.measure import trace as tr
+from msbench.replay import fidelity, record, runner
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_the_shipped_trace_replays_on_two_stores_with_its_counts_and_bytes(store
     recorded = tr.describe(tr.read(TRACE)).set_index("phase")
     replay = runner.prepare([TRACE], backends=stores, trials=1, run_id="replay-it", results_root=store_scratch / "runs")
     outcomes = runner.run_all(replay, show=False)
-    assert [o["status"] for o in outcomes] == ["ok", "ok"], [o["error"] for o in outcomes]
+    assert [o.status for o in outcomes] == ["ok", "ok"], [o.error for o in outcomes]
 
     run = record.load(store_scratch / "runs" / "replay-it")
     for backend in STORES:
@@ -50,8 +50,8 @@ def test_the_shipped_trace_replays_on_two_stores_with_its_counts_and_bytes(store
         print("\n" + table[["phase", "busy_s_recorded", "busy_s_replayed", "busy_ratio"]].to_string(index=False))
 
     folder = replay.run.path
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["kind"] == "replay" and manifest["traces"][0]["sha256"] == replay.traces[0].sha256
+    assert run.manifest.kind == "replay" and run.manifest.traces[0].sha256 == replay.traces[0].sha256
+    assert {r.backend: r.objects_created > 0 for r in replay.run.records()} == {b: True for b in STORES}
     assert len(pd.read_csv(folder / "trials.csv")) == 2 and len(pd.read_parquet(folder / "replay_requests.parquet"))
     keys = set(tr.read(TRACE).requests["key"]) - {""}
     ours = [p for p in folder.rglob("*") if p.is_file() and not {"traces", "logs"} & set(p.parts)]   # not the stores' logs
@@ -64,7 +64,7 @@ def test_the_shipped_trace_replays_on_two_stores_with_its_counts_and_bytes(store
 def test_recorded_pacing_keeps_the_offsets_and_counts_late_starts(store_scratch, stores):
     replay = runner.prepare([TRACE], backends="minio", trials=1, pacing="recorded", phases="load_first",
                             run_id="replay-open", results_root=store_scratch / "runs", capture=False)
-    assert [o["status"] for o in runner.run_all(replay, show=False)] == ["ok"]
+    assert [o.status for o in runner.run_all(replay, show=False)] == ["ok"]
     run = record.load(store_scratch / "runs" / "replay-open")
     requests = run.requests
     assert (requests["start_s"] >= requests["scheduled_s"] - 1e-3).all()   # never before its recorded offset

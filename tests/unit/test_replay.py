@@ -19,13 +19,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from msbench import cli
+from msbench import cli, pipeline
 from msbench.config import ConfigError, Params
 from msbench.measure import trace as tr, traffic
 from msbench.replay import client, engine, fidelity, runner
 from msbench.replay.record import ReplayManifest, ReplayRun, ReplayRunDir, ReplayTrialRecord, TraceFacts
 from msbench.report import replay as report
-from msbench.results import TIDY_COLUMNS, Manifest, PlannedTrial, Run, RunDir, TrialRecord
+from msbench.results import TIDY_COLUMNS, Manifest, PlannedTrial, Run, RunDir, TrialRecord, load_run
 from msbench.run import trial as study_trial
 
 from .test_traffic import BUCKET, PORT, Pcap, request, response
@@ -362,8 +362,11 @@ def test_a_replay_runs_records_are_typed_and_read_back(tmp_path):
     folder.write_trial(record, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [])
     assert folder.records() == [record] and folder.trial_status("minio", 1) == "ok"
     assert pd.read_csv(folder.path / "trials.csv").loc[0, "trace"] == "t"
-    with pytest.raises(ConfigError, match="is a replay run, not a study"):
-        runner.find_traces([folder.path])
+    for read_as_study in (lambda: runner.find_traces([folder.path]), lambda: load_run(folder.path)):
+        with pytest.raises(ConfigError, match="is a replay run, not a study"):
+            read_as_study()
+    with pytest.raises(ConfigError, match=r"no complete run under .* \(0 run folder"):
+        pipeline.choose_run(tmp_path, "")   # the analysis notebook's newest complete run is a study's
 
 
 def test_with_one_store_the_controls_are_judged_over_the_phases():
@@ -374,10 +377,16 @@ def test_with_one_store_the_controls_are_judged_over_the_phases():
     assert (found.rows.loc[found.rows["backend"] == "minio-slow", "verdict"] == "worse").all()
 
 
-def test_the_figures_are_drawn(tmp_path):
+def test_the_notebook_section_says_what_was_claimed_and_draws_its_figures(tmp_path):
+    assert report.tables(None, study_run()) == [] and report.figures(None, tmp_path) == []
+    assert "notebook parameter `replay_run`" in report.summary(None)
     run = replay_run(basic_trace())
-    assert report.fig_phase_times(run, tmp_path).exists()
-    assert report.fig_fidelity(run, tmp_path).exists()
+    said = report.summary(run)
+    assert "The positive control minio-slow is claimed worse in 2 of 2 phases" in said
+    assert "The A/A control minio-aa is claimed different in 0 of 2 phases" in said and "on 2 phases" in said
+    assert [t.attrs["note"] != "" for t in report.tables(run, study_run())] == [True] * 6
+    assert [p.name for p in report.figures(run, tmp_path) if p.exists()] == ["replay_replay_s.png",
+                                                                             "replay_fidelity.png"]
 
 
 # -- a capture brought from elsewhere, and the command line ----------------------------------------

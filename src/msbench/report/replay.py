@@ -24,7 +24,7 @@ from msbench.replay import fidelity
 from msbench.replay.engine import LATE_TOLERANCE_S
 from msbench.replay.record import ReplayRun
 from msbench.report import comparisons
-from msbench.report.comparisons import CLAIMED, N_RESAMPLES, SEED, interval_text, verdict_words
+from msbench.report.comparisons import CLAIMED, N_RESAMPLES, SEED, interval_text, ratio_words, verdict_words
 from msbench.report.figures import backend_colors, save_figure, styled
 from msbench.report.page import interval, noted, num, p_value, pct, with_ci
 from msbench.report.values import trial_values
@@ -104,6 +104,11 @@ def claims(run: ReplayRun, metric: str = "replay_s") -> ReplayClaims | None:
     return ReplayClaims(family, rows)
 
 
+def _statement(family: stats.Family) -> str:
+    """The family in one sentence, in the words of this section: its metrics are phases."""
+    return family.statement().replace("primary metric", "phase").replace("in this report", "in this section")
+
+
 COMPARISON_COLUMNS = ["backend", "role", "compared with", "phase", "verdict", "n (trials, backend / other)",
                       "ratio of geometric means [95% CI]", "claim interval [family level]", "method",
                       "p (family-adjusted): difference"]
@@ -129,8 +134,7 @@ def comparison_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
     table.attrs["bold"] = {"verdict": ""}
     family = found.family
     return noted(table.reset_index(drop=True),
-                 f"The {WHAT[metric]}, ratios backend / other of geometric means. Here each phase is a metric of the "
-                 f"family: {family.statement()} Each control is judged against its store at the family's level "
+                 f"The {WHAT[metric]}, ratios backend / other of geometric means. {_statement(family)} Each control is judged against its store at the family's level "
                  f"({100 * family.level:.4g}%). A difference is claimed (better / worse) when the claim interval "
                  f"excludes ±1%; 'equivalent within ±{stats.EQUIVALENCE:.0%}' when it lies inside that margin; else "
                  f"'not detectable'. The positive control must be claimed worse on every phase with traffic; the A/A "
@@ -321,3 +325,54 @@ def fig_fidelity(run: ReplayRun, figures_dir: str | Path) -> Path:
     ax.legend(frameon=False)
     ax.set_title("Fidelity: the store's busy time per phase, recorded vs replayed on the same store")
     return save_figure(fig, figures_dir, "replay_fidelity")
+
+
+# -- the section of the analysis notebook -----------------------------------------------------------
+
+def summary(replay: ReplayRun | None) -> str:
+    """The section's first words (Markdown): what was replayed on which stores, what the replay claims
+    about the real stores, and whether its controls behaved."""
+    if replay is None:
+        return ("No replay run given: set the notebook parameter `replay_run` to a run of `msbench replay` "
+                "(for instance of this study's traces, docs/replay.md) to see each store alone under Milvus's "
+                "requests.")
+    manifest = replay.manifest
+    done = replay.trials[replay.trials["status"] == "ok"].groupby("backend").size()
+    lines = [f"Replay run **{manifest.run}**: {len(manifest.traces)} trace(s) "
+             f"({', '.join(t.name for t in manifest.traces)}), pacing {manifest.pacing}, {_repeats(replay)}; "
+             f"completed trials: {', '.join(f'{b} {done.get(b, 0)}' for b in replay.backends)}."]
+    found = claims(replay)
+    if found is None:
+        return " ".join(lines + [f"The baseline {replay.baseline} completed no trial: nothing is compared."])
+    if found.family.size:
+        lines.append(_statement(found.family))
+    rows = found.rows
+    stores = rows[~rows["backend"].isin(replay.controls) & rows["verdict"].isin(CLAIMED)]
+    lines.append("Claimed between the stores: " + ("; ".join(f"{ratio_words(r)} in {r['metric']}: {r['verdict']}"
+                                                              for _, r in stores.iterrows()) + "."
+                                                   if len(stores) else "nothing."))
+    for twin in sorted(replay.controls & set(rows["backend"])):
+        verdicts = rows.loc[rows["backend"] == twin, "verdict"]
+        if twin in replay.handicapped():
+            lines.append(f"The positive control {twin} is claimed worse in {(verdicts == 'worse').sum()} of "
+                         f"{len(verdicts)} phases.")
+        else:
+            lines.append(f"The A/A control {twin} is claimed different in {verdicts.isin(CLAIMED).sum()} of "
+                         f"{len(verdicts)} phases (any would be a false positive).")
+    return " ".join(lines)
+
+
+def tables(replay: ReplayRun | None, study: Run) -> list[pd.DataFrame]:
+    """The section's tables in reading order (none without a replay run): times, claims, the side by
+    side with the study, errors, fidelity, latencies."""
+    if replay is None:
+        return []
+    return [phase_time_table(replay), comparison_table(replay), side_by_side(replay, study), errors_table(replay),
+            fidelity_table(replay), latency_table(replay)]
+
+
+def figures(replay: ReplayRun | None, figures_dir: str | Path) -> list[Path]:
+    """The section's figures (none without a replay run): phase times per store, and fidelity."""
+    if replay is None:
+        return []
+    return [fig_phase_times(replay, figures_dir), fig_fidelity(replay, figures_dir)]
