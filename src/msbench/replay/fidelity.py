@@ -70,7 +70,7 @@ def run_fidelity(run: ReplayRun, factor: float = BUSY_FACTOR) -> pd.DataFrame:
     frames = []
     for name, trace in run.traces.items():
         store = trace.meta.source.get("store") or trace.meta.source.get("backend")
-        if store not in run.backends:
+        if store not in run.manifest.backends:
             continue
         trials = run.trials[(run.trials["trace"] == name) & (run.trials["backend"] == store)
                             & (run.trials["status"] == "ok")]["trial"]

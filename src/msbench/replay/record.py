@@ -114,14 +114,6 @@ class ReplayRun:
     traces: dict[str, tr.Trace] = field(repr=False)
 
     @property
-    def backends(self) -> list[str]:
-        return list(self.manifest.backends)
-
-    @property
-    def baseline(self) -> str:
-        return self.manifest.baseline
-
-    @property
     def controls(self) -> set[str]:
         """The baseline's A/A and handicapped twins: they test the method, they are not stores."""
         return set(self.manifest.controls)

@@ -90,7 +90,7 @@ def claims(run: ReplayRun, metric: str = "replay_s") -> ReplayClaims | None:
     own over the phases."""
     tidy = run.metric(metric)
     ran = set(tidy["backend"]) - run.controls
-    baseline = run.baseline
+    baseline = run.manifest.baseline
     if baseline not in ran:
         return None
     phases = tuple(p for p in run.phases if p in set(tidy["metric"]))
@@ -131,14 +131,14 @@ def comparison_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
         "claim interval [family level]": [interval_text(row, "claim_low", "claim_high") for _, row in raw.iterrows()],
         "method": raw["method"].replace("", "–"), "p (family-adjusted): difference": raw["p_claim"].map(p_value)},
         columns=COMPARISON_COLUMNS)
-    table.attrs["bold"] = {"verdict": ""}
     family = found.family
     return noted(table.reset_index(drop=True),
-                 f"The {WHAT[metric]}, ratios backend / other of geometric means. {_statement(family)} Each control is judged against its store at the family's level "
-                 f"({100 * family.level:.4g}%). A difference is claimed (better / worse) when the claim interval "
-                 f"excludes ±1%; 'equivalent within ±{stats.EQUIVALENCE:.0%}' when it lies inside that margin; else "
-                 f"'not detectable'. The positive control must be claimed worse on every phase with traffic; the A/A "
-                 f"control must not be claimed different.")
+                 f"The {WHAT[metric]}, ratios backend / other of geometric means. {_statement(family)} Each control "
+                 f"is judged against its store at the family's level ({100 * family.level:.4g}%). A difference is "
+                 f"claimed (better / worse) when the claim interval excludes ±1%; 'equivalent within "
+                 f"±{stats.EQUIVALENCE:.0%}' when it lies inside that margin; else 'not detectable'. The positive "
+                 f"control must be claimed worse on every phase with traffic; the A/A control must not be claimed "
+                 f"different.")
 
 
 def latency_table(run: ReplayRun) -> pd.DataFrame:
@@ -247,7 +247,8 @@ def side_by_side(run: ReplayRun, study: Run, metric: str = "replay_s") -> pd.Dat
     verdict on its timed figure of that phase (:func:`study_claims`) beside the replay's, each against its
     own baseline under its own family. A claim the replay makes where the study made none is marked."""
     found = claims(run, metric)
-    replay = found.rows[found.rows["other"] == run.baseline] if found else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
+    rows = found.rows if found else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
+    replay = rows[rows["other"] == run.manifest.baseline]
     through_milvus = study_claims(study)
     lookup = {(r["backend"], r["metric"]): r for _, r in through_milvus.iterrows()}
     rows = []
@@ -283,7 +284,7 @@ def fig_phase_times(run: ReplayRun, figures_dir: str | Path, metric: str = "repl
     summary = stats.summarize(tidy) if len(tidy) else pd.DataFrame(columns=stats.SUMMARY_COLUMNS)
     for ax, phase in zip(axes, phases):
         mine = summary[summary["metric"] == phase]
-        for y, backend in enumerate(run.backends):
+        for y, backend in enumerate(run.manifest.backends):
             s = mine[mine["backend"] == backend]
             dots = tidy[(tidy["phase"] == phase) & (tidy["backend"] == backend)]["value"]
             ax.scatter(dots, [y] * len(dots), s=14, color=colors[backend], alpha=0.6, zorder=3)
@@ -291,7 +292,7 @@ def fig_phase_times(run: ReplayRun, figures_dir: str | Path, metric: str = "repl
                 ax.errorbar(s["mean"].iloc[0], y, xerr=[[s["mean"].iloc[0] - s["ci_low"].iloc[0]],
                                                         [s["ci_high"].iloc[0] - s["mean"].iloc[0]]],
                             fmt="|", color=colors[backend], capsize=4, markersize=12, zorder=4)
-        ax.set_yticks(range(len(run.backends)), run.backends)
+        ax.set_yticks(range(len(run.manifest.backends)), run.manifest.backends)
         ax.invert_yaxis()
         ax.set_title(phase)
         ax.set_xlabel(f"{metric} (s)")
@@ -340,10 +341,10 @@ def summary(replay: ReplayRun | None) -> str:
     done = replay.trials[replay.trials["status"] == "ok"].groupby("backend").size()
     lines = [f"Replay run **{manifest.run}**: {len(manifest.traces)} trace(s) "
              f"({', '.join(t.name for t in manifest.traces)}), pacing {manifest.pacing}, {_repeats(replay)}; "
-             f"completed trials: {', '.join(f'{b} {done.get(b, 0)}' for b in replay.backends)}."]
+             f"completed trials: {', '.join(f'{b} {done.get(b, 0)}' for b in replay.manifest.backends)}."]
     found = claims(replay)
     if found is None:
-        return " ".join(lines + [f"The baseline {replay.baseline} completed no trial: nothing is compared."])
+        return " ".join(lines + [f"The baseline {replay.manifest.baseline} completed no trial: nothing is compared."])
     if found.family.size:
         lines.append(_statement(found.family))
     rows = found.rows
