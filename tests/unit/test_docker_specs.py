@@ -56,8 +56,8 @@ def test_milvus_and_etcd_specs_match_the_milvus_standalone_compose():
     assert spec["security_opt"] == ["seccomp:unconfined"] and "user" not in spec
     env = spec["environment"]
     assert set(env) == {"ETCD_ENDPOINTS", "MINIO_ADDRESS", "MINIO_REGION", "MINIO_ACCESS_KEY_ID",
-                        "MINIO_SECRET_ACCESS_KEY", "METRICS_PORT", "MQ_TYPE"}
-    assert env["MQ_TYPE"] == "rocksmq"
+                        "MINIO_SECRET_ACCESS_KEY", "METRICS_PORT", "MQ_TYPE", "AWS_EC2_METADATA_DISABLED"}
+    assert env["MQ_TYPE"] == "rocksmq" and env["AWS_EC2_METADATA_DISABLED"] == "true"   # no instance metadata lookup
     local = _plan(load_backends()["seaweedfs"], use_local={"milvus": True}).specs["milvus"]
     assert "MQ_TYPE" not in local["environment"]
     assert env["ETCD_ENDPOINTS"] == f"127.0.0.1:{addr.ports['etcd']['client']}"

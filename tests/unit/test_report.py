@@ -423,7 +423,7 @@ def test_verdict_summary_states_the_family_the_claims_and_that_controls_are_no_c
     summary = report.verdict(controlled).summary
     assert "**Real stores:** minio (baseline, 4 trials), rustfs (4 trials), seaweedfs (4 trials)." in summary
     assert ("controlled together: 2 stores against minio and the pair of the other stores, 18 comparisons in all, "
-            "each read off an interval at 99.72%, so the chance of any false claim in this report is at most 5%"
+            "each read off an interval at 99.72%, so the chance of any false claim among them is at most 5%"
             in summary)
     assert "load_warm_s: rustfs is 2x faster than minio (CI " in summary
     assert "index_build_s: seaweedfs is 1.6x slower than minio (CI " in summary
@@ -431,7 +431,9 @@ def test_verdict_summary_states_the_family_the_claims_and_that_controls_are_no_c
            "rustfs." in summary
     assert "load_warm_s: rustfs, seaweedfs" in summary   # the tied leaders
     assert "minio-aa (a second name) and minio-slow (held to 0.05 CPU) are minio itself" in summary
-    assert "(its handicapped twin was claimed slower) only in load_warm_s." in summary
+    assert ("(its handicapped twin was claimed slower) in load_first_s, load_warm_s of flush_s, index_build_s, "
+            "load_first_s, load_warm_s, load_cold_s." in summary)   # the controls' own family: 10 comparisons
+    assert "a family of their own (10 comparisons: each twin against minio on those metrics)" in summary
 
 
 @pytest.mark.parametrize("scenario, says", [("single", "only seaweedfs completed a trial"),

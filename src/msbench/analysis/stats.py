@@ -292,7 +292,7 @@ class Family:
                 f"{'s' if len(self.metrics) != 1 else ''} ({', '.join(self.metrics)}) and controlled together: "
                 f"{others} store{'s' if others != 1 else ''} against {self.baseline}{pairs}, {self.size} comparisons "
                 f"in all, each read off an interval at {100 * self.level:.4g}%, so the chance of any false claim "
-                f"in this report is at most {1 - self.confidence:.0%} (Bonferroni); other metrics are shown "
+                f"among them is at most {1 - self.confidence:.0%} (Bonferroni); other metrics are shown "
                 "without claims.")
 
 

@@ -24,6 +24,9 @@ from msbench.files import cache_dir, sha256_file
 from msbench.providers import registry
 from msbench.providers.process import LOOPBACK, ManagedProcess, free_port, http_ok
 
+# Else the AWS C++ SDK in Milvus asks the EC2 instance metadata service (169.254.169.254) for its
+# region at start (seen with strace): traffic stays on loopback.
+NO_METADATA_LOOKUP = {"AWS_EC2_METADATA_DISABLED": "true"}
 _ROLES = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexCoord", "indexNode", "dataCoord", "dataNode")
 _TEMPLATE_VAR = re.compile(r"\{\{\s*(\w+)(?:\((\w+)\))?(?::\s*([^}]*?))?\s*\}\}")
 # Short GC and compaction-check periods (seconds), so the footprint phase can measure the bucket
@@ -188,6 +191,7 @@ class MilvusNative:
             "DEPLOY_MODE": "STANDALONE", "MILVUSCONF": str(conf_dir), "METRICS_PORT": str(self.metrics_port),
             "LD_LIBRARY_PATH": f"{bin_dir}:{os.environ.get('LD_LIBRARY_PATH', '')}".rstrip(":"),
             "MINIO_ACCESS_KEY_ID": self.s3.access_key, "MINIO_SECRET_ACCESS_KEY": self.s3.secret_key,
+            **NO_METADATA_LOOKUP,
         }
         self.process = ManagedProcess("milvus", [bin_dir / "milvus", "run", "standalone"],
                                       self.log_dir / "milvus.log", env=env, cwd=self.root).start()
