@@ -6,7 +6,8 @@ side with the study, the study's run (``results.Run``), whose claims are its rep
 a 95% Student t interval per phase and store, and one claim rule: the ratio of geometric means on the
 log scale, paired by round, read off intervals that hold together over a declared family (the real
 stores against the baseline and each other, one comparison per phase), in the same four words
-(better / worse / equivalent within ±X / not detectable). The controls are judged at the family's level.
+(better / worse / equivalent within ±X / not detectable). As in the study, the controls' claims are a
+family of their own (each twin against the baseline on every phase).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from msbench.report import comparisons
 from msbench.report.comparisons import CLAIMED, N_RESAMPLES, SEED, interval_text, ratio_words, verdict_words
 from msbench.report.figures import backend_colors, save_figure, styled
 from msbench.report.page import interval, noted, num, p_value, pct, with_ci
-from msbench.report.values import trial_values
 from msbench.results import Run
 
 WHAT = {"replay_s": "replay time: the phase's requests issued as fast as the recorded order allows (closed loop), "
@@ -76,37 +76,37 @@ def _repeats(run: ReplayRun) -> str:
 
 @dataclass(frozen=True)
 class ReplayClaims:
-    """What the replay claims on one per-phase metric: the ``family`` whose claims are controlled together
-    (a "metric" of it is a phase) and ``rows``, stats.compare rows: the family's comparisons (every real
-    store against the baseline, then the pairs of the others), then each control against its store."""
+    """What the replay claims on one per-phase metric (a "metric" of a family is a phase), as the study's
+    report does: the stores' ``family`` (every real store against the baseline and each other; None with
+    one store) and the ``controls``' own (each twin against the baseline; None without controls), each
+    controlled at 95% on its own; ``rows``: their stats.compare rows, the stores' first."""
 
-    family: stats.Family
+    family: stats.Family | None
+    controls: stats.Family | None
     rows: pd.DataFrame
 
 
 def claims(run: ReplayRun, metric: str = "replay_s") -> ReplayClaims | None:
-    """The replay's claims on ``metric``; None when the baseline completed no trial. With one real store
-    the family has no comparison, and each control is judged as the one comparison of a family of its
-    own over the phases."""
+    """The replay's claims on ``metric``, on every phase replayed (each had traffic); None when the
+    baseline completed no trial."""
     tidy = run.metric(metric)
-    ran = set(tidy["backend"]) - run.controls
+    ran = set(tidy["backend"])
     baseline = run.manifest.baseline
     if baseline not in ran:
         return None
     phases = tuple(p for p in run.phases if p in set(tidy["metric"]))
-    family = stats.Family(baseline, (baseline, *sorted(ran - {baseline})), phases)
-    frames = [stats.compare(tidy, family, n_resamples=N_RESAMPLES, seed=SEED)] if family.size else []
-    for twin in sorted(run.controls & set(tidy["backend"])):
-        store = run.manifest.controls[twin].get("alias_of", baseline)
-        judge = family if family.size else stats.Family(baseline, (baseline, twin), phases)
-        frames.append(stats.compare(tidy, judge, pairs=[(twin, store)], n_resamples=N_RESAMPLES, seed=SEED))
+    stores, twins = sorted(ran - run.controls - {baseline}), sorted(ran & run.controls)
+    family = stats.Family(baseline, (baseline, *stores), phases) if stores else None
+    controls = stats.Family(baseline, (baseline, *twins), phases, pairwise=False) if twins else None
+    frames = [stats.compare(tidy[tidy["backend"].isin(f.stores)], f, n_resamples=N_RESAMPLES, seed=SEED)
+              for f in (family, controls) if f is not None]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
-    return ReplayClaims(family, rows)
+    return ReplayClaims(family, controls, rows)
 
 
 def _statement(family: stats.Family) -> str:
     """The family in one sentence, in the words of this section: its metrics are phases."""
-    return family.statement().replace("primary metric", "phase").replace("in this report", "in this section")
+    return family.statement().replace("primary metric", "phase")
 
 
 COMPARISON_COLUMNS = ["backend", "role", "compared with", "phase", "verdict", "n (trials, backend / other)",
@@ -131,11 +131,12 @@ def comparison_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
         "claim interval [family level]": [interval_text(row, "claim_low", "claim_high") for _, row in raw.iterrows()],
         "method": raw["method"].replace("", "–"), "p (family-adjusted): difference": raw["p_claim"].map(p_value)},
         columns=COMPARISON_COLUMNS)
-    family = found.family
+    families = " ".join(f"{who}: {_statement(f)}" for who, f in (("The stores", found.family),
+                                                                  ("The controls", found.controls)) if f is not None)
     return noted(table.reset_index(drop=True),
-                 f"The {WHAT[metric]}, ratios backend / other of geometric means. {_statement(family)} Each control "
-                 f"is judged against its store at the family's level ({100 * family.level:.4g}%). A difference is "
-                 f"claimed (better / worse) when the claim interval excludes ±1%; 'equivalent within "
+                 f"The {WHAT[metric]}, ratios backend / other of geometric means, first the stores', then the "
+                 f"controls' (which test the method, not the stores: a family of their own). {families} A difference "
+                 f"is claimed (better / worse) when the claim interval excludes ±1%; 'equivalent within "
                  f"±{stats.EQUIVALENCE:.0%}' when it lies inside that margin; else 'not detectable'. The positive "
                  f"control must be claimed worse on every phase with traffic; the A/A control must not be claimed "
                  f"different.")
@@ -223,19 +224,12 @@ def study_metric(study: Run, phase: str) -> Metric | None:
 
 
 def study_claims(study: Run) -> pd.DataFrame:
-    """The study's verdicts against its baseline, as its report makes them (report.comparisons): the
-    family's rows, and each control against the baseline judged at the family's level."""
+    """The study's verdicts against its baseline, as its report makes them (report.comparisons): the stores'
+    family's rows, and the controls' against their store in their own family."""
     found = comparisons.claims(study)
-    if found is None:
-        return pd.DataFrame(columns=stats.COMPARE_COLUMNS)
-    baseline = found.family.baseline
-    metrics = compared(study.manifest.params)
-    tidy = trial_values(study, metrics)
-    twins = [(twin, baseline) for twin in sorted(study.controls & set(tidy["backend"]))]
-    rows = found.rows[found.rows["other"] == baseline]
-    if twins:
-        rows = pd.concat([rows, comparisons.compare(study, tidy, found.family, metrics, twins)], ignore_index=True)
-    return rows
+    rows = [found.rows[found.rows["other"] == found.family.baseline]] if found else []
+    rows += [frame for *_, aa, slow in comparisons.control_comparisons(study) for frame in (aa, slow)]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
 
 
 SIDE_BY_SIDE_COLUMNS = ["phase", "backend", "role", "through Milvus (study)",
@@ -266,8 +260,9 @@ def side_by_side(run: ReplayRun, study: Run, metric: str = "replay_s") -> pd.Dat
     return noted(table.reset_index(drop=True),
                  f"Each phase's verdict through Milvus (the study {study.manifest.run}: the phase's own time, Milvus's "
                  f"work included) beside the replay's (only the store's requests), each store against the baseline. "
-                 f"Both use the same claim rule, each over its own family (the study's primary metrics; here the "
-                 f"phases): a study metric outside its family is shown without a claim. 'Seen only by the replay' "
+                 f"Both use the same claim rule, each over its own families (the stores': the study's primary "
+                 f"metrics, here the phases; the controls': the study's control metrics, here the phases): a study "
+                 f"metric outside them is shown without a claim. 'Seen only by the replay' "
                  f"marks a difference the store makes to Milvus's requests that the Milvus phase did not show at "
                  f"this n.")
 
@@ -345,14 +340,17 @@ def summary(replay: ReplayRun | None) -> str:
     found = claims(replay)
     if found is None:
         return " ".join(lines + [f"The baseline {replay.manifest.baseline} completed no trial: nothing is compared."])
-    if found.family.size:
-        lines.append(_statement(found.family))
     rows = found.rows
-    stores = rows[~rows["backend"].isin(replay.controls) & rows["verdict"].isin(CLAIMED)]
-    lines.append("Claimed between the stores: " + ("; ".join(f"{ratio_words(r)} in {r['metric']}: {r['verdict']}"
-                                                              for _, r in stores.iterrows()) + "."
-                                                   if len(stores) else "nothing."))
-    for twin in sorted(replay.controls & set(rows["backend"])):
+    if found.family is not None:
+        stores = rows[~rows["backend"].isin(replay.controls) & rows["verdict"].isin(CLAIMED)]
+        lines += [_statement(found.family), "Claimed between the stores: " + (
+            "; ".join(f"{ratio_words(r)} in {r['metric']}: {r['verdict']}" for _, r in stores.iterrows()) + "."
+            if len(stores) else "nothing.")]
+    if found.controls is not None:
+        lines.append(f"The controls' claims are a family of their own ({found.controls.size} comparisons: each twin "
+                     f"against {found.controls.baseline} on every phase), also at most "
+                     f"{1 - found.controls.confidence:.0%} likely to hold a false one.")
+    for twin in found.controls.stores[1:] if found.controls else ():
         verdicts = rows.loc[rows["backend"] == twin, "verdict"]
         if twin in replay.handicapped():
             lines.append(f"The positive control {twin} is claimed worse in {(verdicts == 'worse').sum()} of "
