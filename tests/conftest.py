@@ -36,6 +36,17 @@ def milvus_pid_alive() -> bool:
 def scratch(tmp_path, monkeypatch):
     """Stack dirs, temp files and the registry of what this test started live here; afterwards
     nothing may run from it, and the registry must hold nothing."""
+    yield from _scratch(tmp_path, monkeypatch, milvus=True)
+
+
+@pytest.fixture
+def store_scratch(tmp_path, monkeypatch):
+    """``scratch`` for a test that starts stores alone: a Milvus another test runs (under the
+    Milvus lock) is none of its business."""
+    yield from _scratch(tmp_path, monkeypatch, milvus=False)
+
+
+def _scratch(tmp_path, monkeypatch, milvus: bool):
     work, tmp, state = tmp_path / "work", tmp_path / "tmp", tmp_path / "state"
     work.mkdir()
     tmp.mkdir()
@@ -51,7 +62,7 @@ def scratch(tmp_path, monkeypatch):
     for proc in leftovers:  # clean up our own mess even when the assertion below fails
         proc.kill()
     assert not leftovers, f"processes left running: {[p.info['cmdline'] for p in leftovers]}"
-    assert not milvus_pid_alive(), "a Milvus standalone is still running"
+    assert not (milvus and milvus_pid_alive()), "a Milvus standalone is still running"
     assert not list(work.iterdir()), f"stack directories left behind: {list(work.iterdir())}"
     assert not list(tmp.iterdir()), f"temporary files left behind: {list(tmp.iterdir())}"
     registered = sorted(p.name for p in state.glob("*/*.json"))

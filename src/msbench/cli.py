@@ -1,5 +1,5 @@
-"""Command line: ``msbench backends | run | sweep | compare | doctor | overhead | cleanup | images build-local |
-stores install``."""
+"""Command line: ``msbench backends | run | sweep | compare | replay | trace | doctor | overhead | cleanup |
+images build-local | stores install``."""
 from __future__ import annotations
 
 import argparse
@@ -112,6 +112,80 @@ def cmd_sweep(args) -> int:
         print(f"FAILED {o.run} {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
     print(f"sweep: {s.path / 'sweep.json'} ({len(outcomes) - len(failed)} trials ok, {len(failed)} failed this time)")
     return 1 if failed else 0
+
+
+def cmd_replay(args) -> int:
+    """Replay traces of Milvus's S3 requests against stores alone (replay.runner)."""
+    from msbench.replay import runner
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    replay = runner.prepare(args.traces, backends=args.backends, trials=args.trials, pacing=args.pacing,
+                            phases=args.phases, controls=args.controls, run_id=args.run_id, results_root=args.results,
+                            seed=args.seed, config=args.config, objects=args.objects, from_backend=args.from_backend,
+                            capture=not args.no_capture, repeat=args.repeat, dry_run=args.dry_run)
+    if args.dry_run:
+        print(replay)
+        return 0
+    done = len(replay.order) - len(replay.pending())
+    print(f"replay run {replay.run.run_id}: {len(replay.order)} trials planned, {done} already complete -> "
+          f"{replay.run.path}")
+    outcomes = runner.run_all(replay, show=not args.no_progress)
+    failed = [o for o in outcomes if o.status != "ok"]
+    for o in failed:
+        print(f"FAILED {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
+    print(f"results: {replay.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
+    return 1 if failed else 0
+
+
+def cmd_trace_export(args) -> int:
+    from msbench.replay import runner
+
+    for path in runner.export_run(args.run, args.trial, args.out):
+        print(path)
+    return 0
+
+
+def cmd_trace_from_pcap(args) -> int:
+    from msbench.measure import trace
+
+    secret = None
+    if args.pseudonymize_env:
+        secret = os.environ.get(args.pseudonymize_env)
+        if not secret:
+            raise ConfigError(f"--pseudonymize-env {args.pseudonymize_env}: that environment variable is not set "
+                              f"(it holds the secret the key pseudonyms are made with)")
+    windows = None
+    if args.windows:
+        windows = _read_windows(Path(args.windows))
+    made = trace.from_pcap(args.file, args.port, args.bucket, windows, clients=None if args.all_clients else ("milvus",),
+                           pseudonym_secret=secret)
+    trace.validate(made, where=Path(args.file).name)
+    out = Path(args.out or Path(args.file).with_suffix(".trace.parquet"))
+    trace.write(made, out)
+    print(trace.describe(made).to_string(index=False))
+    print(out)
+    return 0
+
+
+def _read_windows(path: Path):
+    """Phase windows (CSV: phase, start, end in epoch seconds) for a capture made elsewhere."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--windows {path}: not readable ({err})") from None
+    if not {"phase", "start", "end"} <= set(frame.columns):
+        raise ConfigError(f"--windows {path}: needs columns phase, start, end (epoch seconds); got "
+                          f"{', '.join(map(str, frame.columns))}")
+    return frame
+
+
+def cmd_trace_show(args) -> int:
+    from msbench.measure import trace
+
+    made = trace.read(args.trace)
+    print(f"{args.trace}: schema {made.meta.schema_version}, keys {made.meta.keys}, source {made.meta.source}")
+    print(trace.describe(made).to_string(index=False))
+    return 0
 
 
 def cmd_doctor(args) -> int:
@@ -342,6 +416,50 @@ def main(argv: list[str] | None = None) -> int:
                     help="check every size and print the ladder (sizes -> vectors x dim, estimated time); contact "
                          "nothing, write nothing")
     sw.set_defaults(func=cmd_sweep)
+    rep = sub.add_parser("replay", help="replay traces of Milvus's S3 requests against stores alone (no Milvus)")
+    rep.add_argument("traces", nargs="+", help="trace files, folders of traces, or study run folders (their trials' "
+                                               "traces)")
+    rep.add_argument("--backends", required=True, help="comma-separated stores to replay against")
+    rep.add_argument("--controls", action="store_true",
+                     help="also replay against the baseline's A/A twin and its CPU-handicapped twin")
+    rep.add_argument("--trials", type=int, default=3, help="trials per backend (default 3); round k replays trace k")
+    rep.add_argument("--pacing", default="fast", help="fast (closed loop, recorded order kept; default) or recorded "
+                                                      "(open loop at the recorded offsets, late starts counted)")
+    rep.add_argument("--phases", help="comma-separated phases to replay (default: every phase of the trace)")
+    rep.add_argument("--repeat", type=int, default=1,
+                     help="replay each phase this many times in a row per trial, its times the median (default 1; "
+                          "a phase that deletes is replayed once)")
+    rep.add_argument("--from-backend", help="study run folders: whose trials' traces (default: the run's baseline)")
+    rep.add_argument("--objects", help="CSV or Parquet of key,size: object sizes the trace cannot know")
+    rep.add_argument("--run-id", help="name of the run (default: timestamp-replay); reuse to resume")
+    rep.add_argument("--results", default="data/runs", help="results root (default data/runs)")
+    rep.add_argument("--seed", type=int, help="seed of the trial order and the objects' bytes (default 0)")
+    rep.add_argument("--no-capture", action="store_true",
+                     help="do not tcpdump the replay (by default, as root, its busy time is also measured on the wire)")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.add_argument("--dry-run", action="store_true", help="check everything and print the plan; start nothing")
+    rep.set_defaults(func=cmd_replay)
+    tr = sub.add_parser("trace", help="traces of Milvus's S3 requests: export from a run, import a capture, show")
+    tr_sub = tr.add_subparsers(dest="trace_command", required=True)
+    export = tr_sub.add_parser("export", help="write a trace per trial that captured traffic (RUN/traces/ by default)")
+    export.add_argument("run", help="a run folder (data/runs/RUN_ID)")
+    export.add_argument("--trial", action="append", metavar="BACKEND/N", help="only this trial (repeatable)")
+    export.add_argument("--out", help="folder for the trace files (default RUN/traces)")
+    export.set_defaults(func=cmd_trace_export)
+    pcap = tr_sub.add_parser("from-pcap", help="a trace from a tcpdump file of a store's port (docs/replay.md)")
+    pcap.add_argument("file", help="the capture (pcap; tcpdump -s 2048 -w FILE tcp port PORT)")
+    pcap.add_argument("--port", type=int, required=True, help="the store's S3 port in the capture")
+    pcap.add_argument("--bucket", required=True, help="the bucket Milvus uses (keys are read relative to it)")
+    pcap.add_argument("--windows", help="CSV phase,start,end (epoch seconds): phases (default: one phase, capture)")
+    pcap.add_argument("--pseudonymize-env", metavar="VAR",
+                      help="replace keys by keyed hashes made with the secret in this environment variable")
+    pcap.add_argument("--all-clients", action="store_true",
+                      help="keep every client's requests (default: Milvus's S3 clients, by their User-Agent)")
+    pcap.add_argument("--out", help="trace file to write (default FILE.trace.parquet)")
+    pcap.set_defaults(func=cmd_trace_from_pcap)
+    show = tr_sub.add_parser("show", help="check a trace and print its phases")
+    show.add_argument("trace")
+    show.set_defaults(func=cmd_trace_show)
     ovh = sub.add_parser("overhead", help="harness overhead: our phases vs a bare pymilvus loop, same stack")
     ovh.add_argument("--backend", default="seaweedfs")
     ovh.add_argument("--profile", default="smoke", choices=sorted(PROFILES))

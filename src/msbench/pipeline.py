@@ -23,7 +23,7 @@ import yaml
 import msbench
 from msbench import execute
 from msbench.config import DEFAULT_PROFILE, ConfigError
-from msbench.results import Manifest, RunDir, TrialRecord
+from msbench.results import STUDY, Manifest, RunDir, TrialRecord
 from msbench.run import study as study_mod
 
 
@@ -96,6 +96,8 @@ def choose_run(results_root: str | Path, run_id: str | None = None) -> str:
             manifest = Manifest.from_json(path.read_text())
         except (OSError, ValueError, TypeError):
             continue
+        if manifest.kind != STUDY:
+            continue   # a replay run is read by its own section, not analysed as a study
         found += 1
         if _complete(path.parent, manifest):
             complete.append((manifest.created, path.stat().st_mtime, path.parent.name))

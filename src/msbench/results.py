@@ -10,9 +10,10 @@ A run folder, ``data/runs/<run_id>/`` (a sweep's runs: ``data/sweeps/<sweep>/<ru
     latencies.parquet                 every serial search latency: ..., query, latency_ms, warmup
     s3_requests.parquet               every S3 request Milvus made (measure.traffic): ..., phase, operation, bytes, ms
     s3_summary.csv                    those per trial, phase and operation: counts, bytes, latency percentiles
-    trace.parquet                     the same requests as a portable trace (replay.trace)
     phase_windows.csv                 when each phase of each trial ran (epoch seconds)
-    trials/<backend>/trial-NN/        that trial's files (trial.json, the same tables for it alone, logs/)
+    trials/<backend>/trial-NN/        that trial's files (trial.json, the same tables for it alone, logs/, and
+                                      trace.parquet: its S3 requests as a portable trace, measure.trace)
+    traces/                           those traces gathered by ``msbench trace export`` (one file per trial)
     notebooks/                        each executed benchmark notebook (runs through run_all.ipynb)
     progress.json                     the trial under way and its phase (run.progress)
 
@@ -30,7 +31,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
@@ -44,7 +45,8 @@ IDENT = ["run", "backend", "provider", "trial", "seq"]
 # measure.traffic's tables: every S3 request of a trial, and those per phase and operation
 REQUEST_COLUMNS = ["conn", "client", "start", "request_end", "response_start", "end", "method", "operation", "prefix",
                    "key", "query", "range", "status", "error_code", "request_wire_bytes", "response_wire_bytes",
-                   "request_body_bytes", "response_body_bytes", "duration_ms", "ttfb_ms", "retry", "phase"]
+                   "request_body_bytes", "response_body_bytes", "object_bytes", "duration_ms", "ttfb_ms", "retry",
+                   "phase"]
 SUMMARY_COLUMNS = ["phase", "operation", "requests", "errors", "unanswered", "slowdowns", "retries", "bytes_sent",
                    "bytes_received",
                    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms", "ttfb_p50_ms",
@@ -82,7 +84,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def _known(cls, raw: dict[str, Any]) -> dict[str, Any]:
+def known_fields(cls, raw: dict[str, Any]) -> dict[str, Any]:
     """The fields of ``cls`` in ``raw``: a file written by another schema version still loads (what it
     lacks takes the default, what it has beyond is left out)."""
     names = {f.name for f in fields(cls)}
@@ -147,6 +149,7 @@ class TrialRecord:
     conformance: Facts | None = None    # the store's S3 checks, run before its first timed trial
     store_alone_note: str = ""
     bytes_served_note: str = ""
+    trace_note: str = ""                # why the captured requests gave no trace.parquet ("" when they did)
     load_failures: str = ""
     stalls: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -156,11 +159,14 @@ class TrialRecord:
 
     @classmethod
     def from_json(cls, text: str) -> TrialRecord:
-        return cls(**_known(cls, json.loads(text)))
+        return cls(**known_fields(cls, json.loads(text)))
 
     def flat(self) -> dict[str, Any]:
         """The fields trials.csv keeps: every one that is not a nested record."""
         return {k: v for k, v in asdict(self).items() if not isinstance(v, (dict, list))}
+
+
+STUDY = "study"   # a Manifest's kind; a replay run's manifest is another (replay.record.ReplayManifest)
 
 
 @dataclass
@@ -193,6 +199,7 @@ class Manifest:
     conformance: dict[str, Facts] = field(default_factory=dict)  # per backend: its S3 checks
     msbench: Facts = field(default_factory=dict)                 # version, commit, dirty tree
     config_file: str | None = None
+    kind: str = STUDY
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -207,13 +214,13 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        raw = _known(cls, json.loads(text))
+        raw = known_fields(cls, json.loads(text))
         raw["params"] = Params.from_dict(raw.get("params") or {})
         raw["order"] = [PlannedTrial(**t) for t in raw.get("order") or []]
         if raw.get("until_precise"):
             raw["until_precise"] = StopRule(**raw["until_precise"])
         if raw.get("stopping"):
-            raw["stopping"] = StopDecision(**_known(StopDecision, raw["stopping"]))
+            raw["stopping"] = StopDecision(**known_fields(StopDecision, raw["stopping"]))
         return cls(**raw)
 
 
@@ -239,7 +246,11 @@ def _concat(dirs: list[Path], name: str, columns: list[str]) -> pd.DataFrame:
 
 
 class RunDir:
-    """One run's folder: writes trials atomically and knows which trials are done."""
+    """One run's folder: writes trials atomically and knows which trials are done. A run of another kind
+    (a replay) keeps its own records: a subclass names their types."""
+
+    record_type: type[TrialRecord] = TrialRecord
+    manifest_type: type[Manifest] = Manifest
 
     def __init__(self, root: Path | str, run_id: str):
         self.run_id = check_run_id(run_id)
@@ -251,7 +262,7 @@ class RunDir:
 
     def record(self, backend: str, trial: int) -> TrialRecord | None:
         meta = self.trial_path(backend, trial) / "trial.json"
-        return TrialRecord.from_json(meta.read_text()) if meta.exists() else None
+        return self.record_type.from_json(meta.read_text()) if meta.exists() else None
 
     def trial_status(self, backend: str, trial: int) -> str | None:
         found = self.record(backend, trial)
@@ -262,11 +273,13 @@ class RunDir:
 
     def read_manifest(self) -> Manifest | None:
         path = self.path / "manifest.json"
-        return Manifest.from_json(path.read_text()) if path.exists() else None
+        return self.manifest_type.from_json(path.read_text()) if path.exists() else None
 
     def write_trial(self, record: TrialRecord, rows: pd.DataFrame, latencies: pd.DataFrame | None,
-                    log_dir: Path | None, secrets: list[str], tables: dict[str, pd.DataFrame] | None = None) -> Path:
-        """Everything of one trial, all or nothing: built in a temp dir, then renamed into place."""
+                    log_dir: Path | None, secrets: list[str], tables: dict[str, pd.DataFrame] | None = None,
+                    files: dict[str, Callable[[Path], object]] | None = None) -> Path:
+        """Everything of one trial, all or nothing: built in a temp dir, then renamed into place. ``files``:
+        those that are not tables (a trace and its header), each written by its callable given its path."""
         final = self.trial_path(record.backend, record.trial)
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
@@ -275,6 +288,8 @@ class RunDir:
             latencies.to_parquet(staging / "latencies.parquet", index=False)
         for name, frame in (tables or {}).items():
             _atomic_frame(frame, staging / name)
+        for name, write in (files or {}).items():
+            write(staging / name)
         if log_dir and log_dir.exists():
             for log in sorted(p for p in log_dir.rglob("*") if p.is_file() and not p.is_symlink()):
                 target = staging / "logs" / log.relative_to(log_dir)
@@ -293,7 +308,7 @@ class RunDir:
 
     def records(self) -> list[TrialRecord]:
         """Every trial's record, in folder order."""
-        return [TrialRecord.from_json((tdir / "trial.json").read_text()) for tdir in self.trial_dirs()]
+        return [self.record_type.from_json((tdir / "trial.json").read_text()) for tdir in self.trial_dirs()]
 
     def rows(self) -> pd.DataFrame:
         """Every trial's tidy results, read from the trial folders."""
@@ -359,7 +374,11 @@ def load_run(run_path: Path | str) -> Run:
     run_path = Path(run_path)
     if not (run_path / "manifest.json").is_file():
         raise ConfigError(f"{run_path} is not a run folder (no manifest.json); give a folder under data/runs")
-    return Run(run_path, Manifest.from_json((run_path / "manifest.json").read_text()),
+    manifest = Manifest.from_json((run_path / "manifest.json").read_text())
+    if manifest.kind != STUDY:
+        raise ConfigError(f"{run_path} is a {manifest.kind} run, not a study: its report is its own section "
+                          f"(notebook parameter replay_run)")
+    return Run(run_path, manifest,
                _trials_frame(run_path / "trials.csv"), _frame(run_path / "results.parquet", TIDY_COLUMNS),
                *(_frame(run_path / name, columns) for name, columns in TRIAL_TABLES.items()),
                records=RunDir(run_path.parent, run_path.name).records())

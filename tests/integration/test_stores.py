@@ -1,6 +1,6 @@
 """Every store msbench runs natively, each under real Milvus 2.3.5 for one smoke trial: every phase
 measured, a cold restart that keeps the store's data, the store's listeners on loopback only, its
-keys in no published file, and nothing left behind (the scratch fixture). MinIO and SeaweedFS run in
+keys in no published file, Milvus's requests kept as a trace that passes its checks, and nothing left behind (the scratch fixture). MinIO and SeaweedFS run in
 the end-to-end notebook test (test_run_all_notebook.py); these are the others: Garage and RustFS
 built from crates.io, Ceph RGW from Debian."""
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from msbench.backends import load_backends
 from msbench.config import make_params
+from msbench.measure import trace
 from msbench.providers.catalog import unavailable_reason
 from msbench.results import RunDir
 from msbench.run.phases import PHASES, Phase
@@ -64,6 +65,8 @@ def test_every_phase_on_each_store(scratch, name):
     folder = run.path / "trials" / name / "trial-01"
     assert (folder / "logs").is_dir() and record.cold_load["store_restarted"]
     assert "2.3.5" in record.ran["milvus_version"]
+    if record.s3_capture.get("enabled"):   # root and tcpdump: the requests were captured, so kept as a trace
+        assert record.trace_note == "" and trace.read(folder / trace.TRIAL_FILE).meta.source["backend"] == name
     # keys are made per trial in the store's own format; none may reach the published files
     fmt = backend.credentials
     key = re.compile(f"{fmt.get('access_key_prefix', 'msb')}[0-9a-f]{{{fmt.get('access_key_hex', 16)}}}")

@@ -1,17 +1,19 @@
 """S3 request accounting (traffic.py) against ground truth, on real Milvus and real stores:
 what the bucket holds after insert+flush+index must have been written by captured PUTs (or
 completed multipart uploads) of exactly those sizes, and the first load must have read every
-index file, each byte of it, as the listing states."""
+index file, each byte of it, as the listing states; the trial's trace (trace.py) of that load
+passes its checks and holds the same requests and bytes."""
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from msbench.measure import traffic
+from msbench.measure import trace, traffic
 from msbench.backends import load_backends
 from msbench.providers.catalog import unavailable_reason
 from msbench.config import make_params
+from msbench.results import TrialRecord
 from msbench.run.phases import TrialState, flush, index_build, insert, load_first
 from msbench.providers.native import NativeStack
 from msbench.run.workload import load_dataset
@@ -71,4 +73,12 @@ def test_captured_requests_match_the_bucket(scratch, name):
     assert ((overhead > 0) & (overhead < HEADER_BOUND)).all(), loaded
     row = summary[(summary["phase"] == "load_first") & (summary["operation"] == "all")].iloc[0]
     assert row["bytes_received"] >= sum(index_files.values()) and row["errors"] == 0
+
+    # the trial's trace: the load's requests of Milvus, every byte it read, nothing between phases
+    record = TrialRecord(run="r", backend=name, store=name, provider="native", trial=1, seq=0)
+    made, note = trace.of_trial(requests, windows, record)
+    assert note == "" and made.phases == ["load_first"], note
+    described = trace.describe(made).iloc[0]
+    assert described["requests"] == (requests[requests["client"] == "milvus"]["phase"] == "load_first").sum()
+    assert described["object_bytes_read"] >= sum(index_files.values())
 

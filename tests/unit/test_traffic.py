@@ -21,12 +21,13 @@ class Pcap:
     def __init__(self, snaplen: int = traffic.SNAPLEN):
         self.snaplen, self.frames, self.seq = snaplen, [], {}
 
-    def send(self, t: float, client_port: int, to_server: bool, payload: bytes, seq: int | None = None) -> None:
+    def send(self, t: float, client_port: int, to_server: bool, payload: bytes, seq: int | None = None,
+             flags: int = 0x18) -> None:
         key = (client_port, to_server)
         start = self.seq.get(key, 1000) if seq is None else seq
         self.seq[key] = max(self.seq.get(key, 1000), start + len(payload))
         sport, dport = (client_port, PORT) if to_server else (PORT, client_port)
-        tcp = struct.pack("!HHIIBBHHH", sport, dport, start, 0, 5 << 4, 0x18, 65535, 0, 0)
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, start, 0, 5 << 4, flags, 65535, 0, 0)
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0, 64, 6, 0,
                          bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
         frame = b"\0" * 12 + b"\x08\x00" + ip + tcp + payload
@@ -92,7 +93,7 @@ def test_retransmissions_are_counted_once_and_100_continue_keeps_the_request_ope
     assert len(table) == 1
     row = table.iloc[0]
     assert row["operation"] == "multipart part" and row["request_wire_bytes"] == len(head) + 5000
-    assert row["query"] == "partNumber&uploadId"
+    assert row["query"] == "partNumber=1&uploadId"   # the part's number, never the store's upload token
 
 
 def test_slowdown_and_the_retry_that_follows(tmp_path):
@@ -192,3 +193,39 @@ def test_not_a_pcap(tmp_path):
     (tmp_path / "x.pcap").write_bytes(b"not a capture at all, no")
     with pytest.raises(ValueError, match="not a pcap"):
         list(traffic.read_segments(tmp_path / "x.pcap", PORT))
+
+
+def test_a_client_port_used_again_is_a_new_connection(tmp_path):
+    """Loopback reuses a closed connection's port at once (tcp_tw_reuse): its SYN starts a new
+    connection, whose sequence numbers start anew, instead of being taken for retransmissions."""
+    pcap = Pcap()
+    for t, seq in ((1.0, 1000), (2.0, 500)):   # the second connection's numbers lie below the first's
+        pcap.send(t, 50005, True, b"", seq=seq - 1, flags=0x02)
+        pcap.send(t + 0.1, 50005, True, request("GET", f"/{BUCKET}/a"), seq=seq)
+        pcap.send(t + 0.2, 50005, False, response("200 OK", body=3) + b"abc", seq=seq)
+    table = parse(tmp_path, pcap)
+    assert len(table) == 2 and table["conn"].nunique() == 2
+
+
+def test_what_a_replay_needs_is_kept_and_no_token(tmp_path):
+    """A listing's prefix (as its key), the query values a replay needs (never an upload's token),
+    and the object's whole size where a response states it."""
+    pcap = Pcap()
+    pcap.send(1.0, 50006, True, request("GET", f"/{BUCKET}/?delimiter=%2F&list-type=2&prefix=files%2Finsert_log%2F"
+                                               f"&continuation-token=T0KEN"))
+    pcap.send(1.1, 50006, False, response("200 OK", text="<ListBucketResult/>"))
+    pcap.send(1.2, 50006, True, request("GET", f"/{BUCKET}/files/insert_log/1", extra="Range: bytes=10-19\r\n"))
+    pcap.send(1.3, 50006, False, b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n"
+                                 b"Content-Range: bytes 10-19/4096\r\n\r\n" + bytes(10))
+    pcap.send(1.4, 50006, True, request("HEAD", f"/{BUCKET}/files/insert_log/1"))
+    pcap.send(1.5, 50006, False, b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n")
+    pcap.send(1.6, 50006, True, request("PUT", f"/{BUCKET}/files/index_files/2?partNumber=3&uploadId=UPL0AD", body=5))
+    pcap.send(1.61, 50006, True, bytes(5))
+    pcap.send(1.7, 50006, False, response("200 OK"))
+    table = parse(tmp_path, pcap)
+    listing, ranged, head, part = (table.iloc[i] for i in range(4))
+    assert (listing["operation"], listing["key"]) == ("LIST", "files/insert_log/")
+    assert listing["query"] == "continuation-token&delimiter=/&list-type=2&prefix"
+    assert (ranged["object_bytes"], head["object_bytes"], head["response_body_bytes"]) == (4096, 4096, 0)
+    assert part["query"] == "partNumber=3&uploadId" and np.isnan(part["object_bytes"])
+    assert not table.astype(str).apply(lambda c: c.str.contains("T0KEN|UPL0AD")).any().any()

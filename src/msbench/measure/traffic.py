@@ -11,7 +11,9 @@ open). A request's time is its first byte; its duration runs to the response's l
 its time to first byte from the request's last byte to the response's first.
 
 The capture file holds the Authorization header (the access key); it stays in the trial's
-scratch folder and is deleted with it. Only the parsed table (no header values) is kept.
+scratch folder and is deleted with it. Only the parsed table is kept: no header values beyond
+sizes (an object's size, from Content-Length or Content-Range), and query values only of the
+parameters a replay needs (QUERY_VALUES_KEPT; never tokens or credentials).
 """
 from __future__ import annotations
 
@@ -38,7 +40,13 @@ S3_PREFIXES = ("insert_log", "stats_log", "delta_log", "index_files")   # where 
 SNAPLEN = 2048            # request line and SigV4 headers fit in about 900 bytes
 BUFFER_KIB = 16384        # kernel buffer: no drops at the rates seen here (the drop count is recorded)
 START_TIMEOUT_S = 10.0
+# tcpdump is handed the kernel's packets in blocks, at least once a second (its 1000 ms timeout); SIGINT
+# ends its loop at once, so the packets of the last second would be lost: stop waits one hand-over
+DRAIN_S = 1.1
 METHODS = ("GET", "PUT", "POST", "HEAD", "DELETE")
+# query parameters whose values are kept (what a replay needs to repeat the request); the others
+# (uploadId, continuation-token: the store's own tokens; start-after: a key; presigned X-Amz-*) by name only
+QUERY_VALUES_KEPT = ("delimiter", "encoding-type", "fetch-owner", "list-type", "max-keys", "partNumber")
 BETWEEN = "between phases"
 
 
@@ -78,6 +86,7 @@ class Capture:
         if self.process is None:
             return self.facts
         if self.process.poll() is None:
+            time.sleep(DRAIN_S)
             try:   # what the capture cost the machine, for the record
                 times = psutil.Process(self.process.pid).cpu_times()
                 self.facts["tcpdump_cpu_s"] = round(times.user + times.system, 3)
@@ -139,11 +148,12 @@ class Segment:
     seq: int
     length: int      # the true payload length (from the IP header)
     data: bytes      # the captured part of it
+    opens: bool = False   # the client's SYN: a new connection begins (loopback reuses ports at once)
 
 
 def read_segments(path: Path, server_port: int) -> Iterator[Segment]:
     """TCP segments with payload to or from ``server_port`` in a pcap file (Ethernet or Linux
-    cooked link types, IPv4 or IPv6), in capture order."""
+    cooked link types, IPv4 or IPv6), and the clients' SYNs (no payload, ``opens``), in capture order."""
     with open(path, "rb") as fh:
         head = fh.read(24)
         if len(head) < 24:
@@ -191,6 +201,8 @@ def _tcp_segment(packet: bytes, ts: float, server_port: int) -> Segment | None:
     sport, dport, seq = struct.unpack("!HHI", tcp[:8])
     offset = (tcp[12] >> 4) * 4
     length = ip_payload - offset
+    if tcp[13] & 0x12 == 0x02 and dport == server_port:   # SYN without ACK: the client opens a connection
+        return Segment(ts, (src, sport), True, seq, 0, b"", opens=True)
     if length <= 0:
         return None
     if dport == server_port:
@@ -299,27 +311,46 @@ def _request(conn: int, bucket: str, req: _Message, resp: _Message | None) -> di
                      if f"<Code>{c}</Code>" in body), "")
     sent = _int(headers.get("x-amz-decoded-content-length") or headers.get("content-length"))
     agent = headers.get("user-agent", "")
+    operation = classify(method, key, query, headers)
     return {
         "conn": conn, "client": "milvus" if ("minio-go" in agent or "aws-sdk" in agent) and "warp" not in agent
         else "other", "start": req.first.time, "request_end": req.last_time,
         "response_start": resp.first.time if resp else float("nan"),
         "end": resp.last_time if resp else float("nan"),
-        "method": method, "operation": classify(method, key, query, headers), "prefix": prefix_of(key, query),
-        "key": key, "query": "&".join(sorted(k for k in query)), "range": headers.get("range", ""),
+        "method": method, "operation": operation, "prefix": prefix_of(key, query),
+        "key": query.get("prefix", "") if operation == "LIST" else key,   # a listing: the prefix it lists
+        "query": "&".join(f"{k}={query[k]}" if k in QUERY_VALUES_KEPT else k for k in sorted(query)),
+        "range": headers.get("range", ""),
         "status": status, "error_code": code,
         "request_wire_bytes": req.wire_bytes, "response_wire_bytes": resp.wire_bytes if resp else 0,
         "request_body_bytes": 0.0 if method in ("GET", "HEAD", "DELETE") and np.isnan(sent) else sent,
         "response_body_bytes": 0.0 if method == "HEAD" else _int(resp_headers.get("content-length")),
+        "object_bytes": _object_bytes(operation, status, resp_headers) if key else float("nan"),
         "duration_ms": ((resp.last_time if resp else float("nan")) - req.first.time) * 1000.0,
         "ttfb_ms": ((resp.first.time if resp else float("nan")) - req.last_time) * 1000.0,
     }
 
 
+def _object_bytes(operation: str, status: float, headers: dict[str, str]) -> float:
+    """The whole object's size when a response states it: a HEAD's or a whole GET's Content-Length,
+    a ranged GET's Content-Range total (``bytes 0-99/4096``); NaN otherwise."""
+    if operation in ("HEAD", "GET") and status == 200:
+        return _int(headers.get("content-length"))
+    if operation == "GET range" and status == 206:
+        return _int(headers.get("content-range", "").rpartition("/")[2])
+    return float("nan")
+
+
 def parse_capture(path: Path, server_port: int, bucket: str) -> tuple[pd.DataFrame, dict]:
     """One row per S3 request in the capture, and what could not be parsed (counts)."""
     by_conn: dict[tuple, list[Segment]] = defaultdict(list)
+    generation: dict[tuple, int] = defaultdict(int)   # a client address and port used again is a new connection
     for seg in read_segments(path, server_port):
-        by_conn[seg.client].append(seg)
+        if seg.opens:
+            if by_conn.get((seg.client, generation[seg.client])):
+                generation[seg.client] += 1
+            continue
+        by_conn[(seg.client, generation[seg.client])].append(seg)
     rows, unparsed, orphans = [], 0, 0
     for conn, client in enumerate(sorted(by_conn, key=lambda c: by_conn[c][0].time)):
         pending: _Message | None = None
@@ -399,13 +430,17 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _busy(group: pd.DataFrame) -> float:
-    spans = sorted(zip(group["start"], group["end"].fillna(group["start"])))
+    return busy_seconds(group["start"], group["end"].fillna(group["start"]))
+
+
+def busy_seconds(starts, ends) -> float:
+    """Seconds with at least one request open: the length of the union of the [start, end] intervals."""
     busy, reach = 0.0, -np.inf
-    for began, ended in spans:
+    for began, ended in sorted(zip(starts, ends)):
         if ended > reach:
             busy += ended - max(began, reach)
             reach = ended
-    return busy
+    return float(busy)
 
 
 def _span(group: pd.DataFrame) -> float:

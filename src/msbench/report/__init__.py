@@ -17,9 +17,10 @@ are listed by :func:`trials_table` and :func:`deviations` instead.
 | ``run_deviations.py`` | what makes this run weaker than planned or unlike the published study |
 | ``figures.py`` | the figures (PNG + SVG) |
 | ``explain.py`` | why a phase differs: Milvus's S3 requests per store, and each store alone (warp) |
+| ``replay.py`` | the replay's section: Milvus's requests against each store alone, beside the study |
 
-What the notebooks use is re-exported here (``report.summary_table(run)``); ``explain`` is
-imported as ``from msbench.report import explain``.
+What the notebooks use is re-exported here (``report.summary_table(run)``); ``explain`` and
+``replay`` are imported as ``from msbench.report import explain, replay``.
 """
 from __future__ import annotations
 

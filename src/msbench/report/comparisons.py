@@ -334,7 +334,7 @@ def control_family(run: Run, tidy: pd.DataFrame, base: str, aa: str, slow: str) 
                         confidence=confidence_of(tidy))
 
 
-def _control_comparisons(run: Run) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
+def control_comparisons(run: Run) -> list[tuple[str, str, str, pd.DataFrame, pd.DataFrame]]:
     """Per store with both twins: the A/A comparison and the positive-control comparison, with claims on the
     CONTROL_METRICS in the controls' own family (:func:`control_family`)."""
     metrics = compared(run.manifest.params)
@@ -349,7 +349,7 @@ def _control_comparisons(run: Run) -> list[tuple[str, str, str, pd.DataFrame, pd
 
 def store_dependence(run: Run) -> dict[str, str]:
     """Control metric -> whether the handicapped twin was claimed worse there (first store with controls)."""
-    found = _control_comparisons(run)
+    found = control_comparisons(run)
     if not found:
         return {}
     slow = found[0][4]
@@ -364,7 +364,7 @@ def controls_table(run: Run) -> pd.DataFrame:
     columns = ["metric", "unit", "A/A: twin / store [claim interval]", "A/A reading",
                "positive control: handicapped / store [claim interval]", "positive-control reading",
                "does this metric depend on the store at this scale?"]
-    found = _control_comparisons(run)
+    found = control_comparisons(run)
     if not found:
         return noted(pd.DataFrame(columns=columns),
                       "No controls ran: run with controls (notebook parameter controls=True, or msbench run "

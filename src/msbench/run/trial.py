@@ -9,6 +9,7 @@ import datetime as dt
 import shutil
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from msbench.backends import BackendDef
 from msbench.config import Params, UserConfig
-from msbench.measure import traffic
+from msbench.measure import trace, traffic
 from msbench.measure.resources import PhaseMonitor
 from msbench.measure.watchdog import ComponentFailed, Watchdog
 from msbench.providers import Stack, registry
@@ -41,6 +42,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                          seq=seq, started=_now())
     rows: list[tuple[str, str, float, str]] = []
     tables: dict[str, pd.DataFrame] = {}
+    files: dict[str, Callable[[Path], object]] = {}   # the trace: a file with a header, not a table
     windows: list[tuple[str, float, float]] = []   # phase, first and last second (epoch, as the capture's clock)
     began = time.monotonic()
     journal = registry.JOURNAL.set((run.path / "processes.jsonl", {"backend": backend.name, "trial": trial}))
@@ -66,7 +68,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                         on_phase(phase.name)
                         if not phase.captured and capture is not None:
                             # the store on its own is not Milvus's traffic; it runs at Milvus's concurrency
-                            tables.update(_account(capture, stack.bucket, windows, record, rows, state.load_sent))
+                            files = _account(capture, stack.bucket, windows, record, tables, rows, state.load_sent)
                             state.milvus_get_concurrency = record.s3_capture.get("milvus_peak_get_concurrency")
                             capture = None
                         opened = time.time()
@@ -102,8 +104,8 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             record.stalls = "; ".join(f"{x['component']} did not answer for {x['seconds']:g} s in {x['phase']}"
                                       for x in (dog.stalls if dog else []))
             if capture is not None:
-                tables.update(_account(capture, stack.bucket, windows, record, rows,
-                                       state.load_sent if state is not None else {}))
+                files = _account(capture, stack.bucket, windows, record, tables, rows,
+                                 state.load_sent if state is not None else {})
             tables["phase_windows.csv"] = pd.DataFrame(windows, columns=PHASE_WINDOW_COLUMNS)
             record.s3_capture_note = _capture_note(record.s3_capture)
             record.finished, record.duration_s = _now(), round(time.monotonic() - began, 3)
@@ -121,7 +123,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                                          columns=LATENCY_COLUMNS)
             tables = {name: frame.assign(**ident)[[*ident, *frame.columns]] for name, frame in tables.items()}
             if record.error != "interrupted":
-                run.write_trial(record, table, lat_table, log_dir, secrets, tables)
+                run.write_trial(record, table, lat_table, log_dir, secrets, tables, files)
     return record
 
 
@@ -167,13 +169,17 @@ def _capture_note(facts: dict) -> str:
 
 
 def _account(capture: traffic.Capture, bucket: str, windows: list, record: TrialRecord,
-             rows: list[tuple[str, str, float, str]], load_sent: dict[str, float]) -> dict[str, pd.DataFrame]:
-    """The capture parsed into tables, and its load rows (traffic.load_reads) added to ``rows``; a
-    parse failure is recorded and never fails the trial."""
+             tables: dict[str, pd.DataFrame], rows: list[tuple[str, str, float, str]],
+             load_sent: dict[str, float]) -> dict[str, Callable[[Path], object]]:
+    """The capture parsed into ``tables``, its load rows (traffic.load_reads) added to ``rows``, and the
+    trial's trace (the writer of its file). A parse failure, or a trace that fails its checks, is
+    recorded and never fails the trial."""
     try:
         requests, summary, record.s3_capture = traffic.account(capture, bucket, windows)
     except Exception as err:
         record.s3_capture = {**capture.facts, "error": f"{type(err).__name__}: {err}"}
         return {}
     rows += traffic.load_reads(requests, load_sent)
-    return {"s3_requests.parquet": requests, "s3_summary.csv": summary}
+    tables.update({"s3_requests.parquet": requests, "s3_summary.csv": summary})
+    made, record.trace_note = trace.of_trial(requests, windows, record)
+    return {trace.TRIAL_FILE: partial(trace.write, made)} if made is not None else {}
