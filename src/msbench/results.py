@@ -421,8 +421,8 @@ class SweepManifest:
 
     @classmethod
     def from_json(cls, text: str) -> SweepManifest:
-        raw = _known(cls, json.loads(text))
-        raw["points"] = [SizePoint(**_known(SizePoint, p)) for p in raw.get("points") or []]
+        raw = known_fields(cls, json.loads(text))
+        raw["points"] = [SizePoint(**known_fields(SizePoint, p)) for p in raw.get("points") or []]
         return cls(**raw)
 
 

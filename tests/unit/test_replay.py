@@ -83,10 +83,11 @@ def test_a_trial_that_captured_traffic_writes_its_trace_and_a_bad_one_is_noted(t
     """run.trial's _account: the trace of the captured requests goes into the trial's folder with the tables;
     requests a trace cannot hold (a negative size) leave a note in the record and the trial's tables intact."""
     windows = list(WINDOWS.itertuples(index=False, name=None))
-    for requests, written in ((captured(BASIC), True), (captured(BASIC).assign(request_body_bytes=-1), False)):
+    for requests, written in ((captured(BASIC).assign(prefix="other"), True),
+                              (captured(BASIC).assign(prefix="other", request_body_bytes=-1), False)):
         monkeypatch.setattr(traffic, "account", lambda capture, bucket, w: (requests, pd.DataFrame(), {"enabled": True}))
         record, tables = record_of("minio", 1 if written else 2, status="ok", failed_phase=""), {}
-        files = study_trial._account(FakeCapture(), "bucket", windows, record, tables)
+        files = study_trial._account(FakeCapture(), "bucket", windows, record, tables, [], {})
         folder = RunDir(tmp_path, "r").write_trial(record, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [],
                                                    tables, files)
         assert (folder / "s3_requests.parquet").exists() and (folder / tr.TRIAL_FILE).exists() == written
