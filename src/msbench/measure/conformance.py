@@ -298,8 +298,7 @@ class Probe:
 
     def put_many(self, objects: dict[str, bytes]) -> None:
         with ThreadPoolExecutor(WRITERS) as pool:
-            for _ in pool.map(lambda item: self.put(*item), objects.items()):
-                pass
+            list(pool.map(lambda item: self.put(*item), objects.items()))
 
     def get(self, key: str, client=None, **kwargs) -> tuple[bytes, dict]:
         response = (client or self.plain).get_object(Bucket=self.bucket, Key=key, **kwargs)
@@ -313,11 +312,13 @@ class Probe:
             return Answer.of(err)
         return Answer(int(response["ResponseMetadata"]["HTTPStatusCode"]))
 
-    def fixture(self, name: str, make: Callable[[], object]):
-        """Objects several checks read, written once; a failure to write them fails each of those checks."""
+    def fixture(self, make: Callable[["Probe"], object]):
+        """Objects several checks read, written once by ``make``; a failure to write them fails each of
+        those checks."""
+        name = make.__name__
         if name not in self._fixtures:
             try:
-                self._fixtures[name] = make()
+                self._fixtures[name] = make(self)
             except Exception as err:
                 self._fixtures[name] = err
         found = self._fixtures[name]
@@ -336,13 +337,13 @@ class Probe:
         SigV4Auth(self.credentials, "s3", REGION).add_auth(request)
         stamp = request.context["timestamp"]
         signature = request.headers["Authorization"].rsplit("Signature=", 1)[1]
-        key_ = _signing_key(self.credentials.secret_key, stamp[:8])
+        signing_key = _signing_key(self.credentials.secret_key, stamp[:8])
         scope = f"{stamp[:8]}/{REGION}/s3/aws4_request"
         framed = []
         for chunk in [body[i:i + STREAM_CHUNK] for i in range(0, len(body), STREAM_CHUNK)] + [b""]:
             to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", stamp, scope, signature, EMPTY_SHA256,
                                  hashlib.sha256(chunk).hexdigest()])
-            signature = hmac.new(key_, to_sign.encode(), hashlib.sha256).hexdigest()
+            signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
             framed.append(f"{len(chunk):x};chunk-signature={signature}\r\n".encode() + chunk + b"\r\n")
         request.data = b"".join(framed)
         response = self.http.send(request.prepare())
@@ -388,8 +389,12 @@ def _signing_key(secret: str, date: str) -> bytes:
     return key
 
 
+def _objects(pages: list[dict]) -> list[dict]:
+    return [o for page in pages for o in page.get("Contents", [])]
+
+
 def _keys(pages: list[dict]) -> list[str]:
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return [o["Key"] for o in _objects(pages)]
 
 
 def _same_keys(got: list[str], expected: list[str], what: str) -> None:
@@ -417,7 +422,7 @@ def _list_fixture(p: Probe) -> dict[str, list[str]]:
 def check_list_pagination(p: Probe) -> list[str]:
     """ListObjectsV2 over 1,100 keys: pages of at most 1,000, IsTruncated and NextContinuationToken
     until the end, every key once and in order."""
-    flat = p.fixture("list", lambda: _list_fixture(p))["flat"]
+    flat = p.fixture(_list_fixture)["flat"]
     pages = p.listing(Prefix="list/flat/")
     sizes = [len(page.get("Contents", [])) for page in pages]
     if max(sizes) > 1000:
@@ -431,7 +436,7 @@ def check_list_pagination(p: Probe) -> list[str]:
 
 def check_list_max_keys(p: Probe) -> list[str]:
     """MaxKeys=250 (and 1): no page larger, the same keys over all pages."""
-    flat = p.fixture("list", lambda: _list_fixture(p))["flat"]
+    flat = p.fixture(_list_fixture)["flat"]
     one = p.plain.list_objects_v2(Bucket=p.bucket, Prefix="list/flat/", MaxKeys=1)
     if [o["Key"] for o in one.get("Contents", [])] != flat[:1] or not one.get("IsTruncated"):
         raise Mismatch(f"MaxKeys=1: got {[o['Key'] for o in one.get('Contents', [])][:3]}, "
@@ -447,7 +452,7 @@ def check_list_max_keys(p: Probe) -> list[str]:
 def check_list_start_after(p: Probe) -> list[str]:
     """StartAfter on every page (as boto3's paginator and minio-go send it) with MaxKeys=100, and
     StartAfter a key that does not exist."""
-    flat = p.fixture("list", lambda: _list_fixture(p))["flat"]
+    flat = p.fixture(_list_fixture)["flat"]
     pages = p.listing(Prefix="list/flat/", StartAfter=flat[499], MaxKeys=100)
     _same_keys(_keys(pages), flat[500:], f"StartAfter={flat[499]} (pages of 100)")
     gap = p.plain.list_objects_v2(Bucket=p.bucket, Prefix="list/flat/", StartAfter=flat[499] + "x", MaxKeys=5)
@@ -460,7 +465,7 @@ def check_list_start_after(p: Probe) -> list[str]:
 def check_list_delimiter(p: Probe) -> list[str]:
     """Delimiter "/": CommonPrefixes beside the keys of a level; common prefixes paged by MaxKeys;
     a level of 1,100 keys paged with a delimiter (how minio-go lists for Milvus)."""
-    fixture = p.fixture("list", lambda: _list_fixture(p))
+    fixture = p.fixture(_list_fixture)
     top = p.plain.list_objects_v2(Bucket=p.bucket, Prefix="list/", Delimiter="/")
     prefixes = [c["Prefix"] for c in top.get("CommonPrefixes", [])]
     keys = [o["Key"] for o in top.get("Contents", [])]
@@ -479,7 +484,7 @@ def check_list_delimiter(p: Probe) -> list[str]:
 
 def check_list_v1(p: Probe) -> list[str]:
     """ListObjects (V1): the first page (what Milvus 2.3.5's C++ PreCheck asks at start) and Marker paging."""
-    flat = p.fixture("list", lambda: _list_fixture(p))["flat"]
+    flat = p.fixture(_list_fixture)["flat"]
     empty = p.plain.list_objects(Bucket=p.bucket, Prefix="justforconnectioncheck")
     if empty.get("Contents"):
         raise Mismatch("a prefix with no keys listed keys")
@@ -534,19 +539,15 @@ def check_list_after_write(p: Probe) -> list[str]:
     for i in range(ROUNDS):
         key, body = f"law/{i:02d}", _body(2000 + i, 1 + i * 313)
         p.put(key, body)
-        listed = {o["Key"]: o["Size"] for o in _keys_and_sizes(p.listing(Prefix="law/"))}
+        listed = {o["Key"]: o["Size"] for o in _objects(p.listing(Prefix="law/"))}
         if listed.get(key) != len(body):
             wrong.append(f"{key}: listed after PUT as {listed.get(key, 'absent')} (size {len(body)} expected)")
         p.plain.delete_object(Bucket=p.bucket, Key=key)
-        if key in {o["Key"] for o in _keys_and_sizes(p.listing(Prefix="law/"))}:
+        if key in {o["Key"] for o in _objects(p.listing(Prefix="law/"))}:
             wrong.append(f"{key}: still listed after DELETE")
     if wrong:
         raise Mismatch(f"{len(wrong)} violations in {ROUNDS} rounds; first: {'; '.join(wrong[:3])}")
     return []
-
-
-def _keys_and_sizes(pages: list[dict]) -> list[dict]:
-    return [o for page in pages for o in page.get("Contents", [])]
 
 
 def check_put_streaming_signed(p: Probe) -> list[str]:
@@ -607,18 +608,18 @@ def check_multipart(p: Probe) -> list[str]:
     elif done["ETag"] != expected_etag:
         notes.append(f"ETag {done['ETag']!r}, not S3's MD5-of-MD5s form {expected_etag!r}")
     if head["ContentLength"] != len(data):
-        raise Mismatch(f"HEAD says {head['ContentLength']} B, {len(data)} uploaded")
+        raise Mismatch(f"HEAD says {head['ContentLength']} B, {len(data)} uploaded", notes=notes)
     if p.get(key)[0] != data:
-        raise Mismatch("GET returns other bytes than the parts uploaded")
+        raise Mismatch("GET returns other bytes than the parts uploaded", notes=notes)
     for spec in (f"bytes={5 * MIB - 10}-{5 * MIB + 9}", f"bytes={10 * MIB - 3}-{len(data) - 1}"):
         wrong = _ranged(p, key, data, spec)
         if wrong:
-            raise Mismatch(wrong)
+            raise Mismatch(wrong, notes=notes)
     aborted = p.plain.create_multipart_upload(Bucket=p.bucket, Key="multipart/aborted")["UploadId"]
     p.plain.upload_part(Bucket=p.bucket, Key="multipart/aborted", UploadId=aborted, PartNumber=1, Body=parts[2])
     answer = p.answer(lambda: p.plain.abort_multipart_upload(Bucket=p.bucket, Key="multipart/aborted", UploadId=aborted))
     if not answer.ok:
-        raise Mismatch(f"AbortMultipartUpload refused: {answer}", answer, classify(answer))
+        raise Mismatch(f"AbortMultipartUpload refused: {answer}", answer, classify(answer), notes)
     return notes
 
 
@@ -662,7 +663,7 @@ def edge_specs(size: int) -> dict[str, str]:
 
 
 def _check_ranges(p: Probe, specs: Callable[[int], dict[str, str]]) -> list[str]:
-    objects = p.fixture("range", lambda: _range_fixture(p))
+    objects = p.fixture(_range_fixture)
     wrong = []
     for key, data in objects.items():
         for label, spec in specs(len(data)).items():
@@ -804,32 +805,32 @@ class Check:
 
     @property
     def what(self) -> str:
-        return (self.run.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+        return " ".join((self.run.__doc__ or "").split("\n\n")[0].split())
 
 
-_WRITES = "every object Milvus writes under 16 MiB (minio-go PutObject over plain HTTP)"
+def _both(why: str) -> dict[str, str]:
+    return {MILVUS_235: why, MILVUS_26: why}
+
+
 CHECKS: tuple[Check, ...] = (
-    Check("read_after_write", check_read_after_write,
-          {MILVUS_235: "binlogs are read back right after they are written", MILVUS_26: "the same"}),
-    Check("list_after_write", check_list_after_write,
-          {MILVUS_235: "GC and ListWithPrefix list what was just written or deleted", MILVUS_26: "the same"}),
-    Check("put_streaming_signed", check_put_streaming_signed, {MILVUS_235: _WRITES, MILVUS_26: _WRITES}),
+    Check("read_after_write", check_read_after_write, _both("binlogs and index files are read right after they are written")),
+    Check("list_after_write", check_list_after_write, _both("GC and ListWithPrefix list what was just written or deleted")),
+    Check("put_streaming_signed", check_put_streaming_signed,
+          _both("every object under 16 MiB written from Go (minio-go PutObject over plain HTTP)")),
     Check("put_unsigned_payload", check_put_unsigned_payload,
-          {MILVUS_235: "index files (C++ MinioChunkManager, aws-sdk-cpp, PayloadSigningPolicy::Never)",
-           MILVUS_26: "the C++ side's writes"}),
-    Check("list_pagination", check_list_pagination,
-          {MILVUS_235: "minio-go follows continuation tokens past 1,000 keys", MILVUS_26: "the same"}),
-    Check("list_delimiter", check_list_delimiter,
-          {MILVUS_235: "ListWithPrefix walks one level at a time with delimiter '/'", MILVUS_26: "the same"}),
+          _both("the C++ side's writes, index files (aws-sdk-cpp, PayloadSigningPolicy::Never)")),
+    Check("list_pagination", check_list_pagination, _both("minio-go follows continuation tokens past 1,000 keys")),
+    Check("list_delimiter", check_list_delimiter, _both("ListWithPrefix walks one level at a time with delimiter '/'")),
     Check("list_start_after", check_list_start_after, {}),
     Check("list_max_keys", check_list_max_keys, {}),
     Check("list_v1", check_list_v1, {MILVUS_235: "the C++ PreCheck's ListObjects (V1) at start"}),
     Check("multipart", check_multipart,
           {MILVUS_235: "objects of 16 MiB and more (minio-go multipart, streaming-signed parts)",
-           MILVUS_26: "storage v2 writes Parquet by multipart upload"}),
+           MILVUS_26: "the same, and storage v2 writes Parquet by multipart upload"}),
     Check("range_get", check_range_get, {MILVUS_26: "storage v2 reads Parquet by byte range"}),
     Check("range_edge_cases", check_range_edge_cases, {}),
-    Check("conditional_put", check_conditional_put, {MILVUS_26: "Woodpecker (its WAL on object storage) fences with If-None-Match: *"}),
+    Check("conditional_put", check_conditional_put,
+          {MILVUS_26: "Woodpecker (its WAL on object storage) fences with If-None-Match: *"}),
     Check("user_metadata", check_user_metadata, {MILVUS_26: "Woodpecker marks fence objects with x-amz-meta-fenced"}),
     Check("delete_objects_md5", check_delete_objects_md5, {}),
     Check("delete_objects_crc32", check_delete_objects_crc32, {}),
@@ -876,14 +877,13 @@ def _empty_bucket(p: Probe) -> None:
         p.answer(lambda: p.plain.abort_multipart_upload(Bucket=p.bucket, Key=upload["Key"], UploadId=upload["UploadId"]))
 
 
-def check_store(store: S3Endpoint, name: str = "", description: str = "",
-                only: Iterable[str] | None = None) -> StoreConformance:
-    """Run the checks (``only`` some of them, by name) against a running store in a bucket of their
-    own, then remove that bucket and everything in it. ``store``: a providers ObjectStore, or anything
-    with endpoint_url, access_key and secret_key."""
-    chosen = [c for c in CHECKS if only is None or c.name in set(only)]
-    record = StoreConformance(store=name or getattr(getattr(store, "backend", None), "name", "") or store.endpoint_url,
-                              endpoint=store.endpoint_url, description=description,
+def check_store(store: S3Endpoint, name: str = "", description: str = "") -> StoreConformance:
+    """Run every check against a running store in a bucket of their own, then remove that bucket and
+    everything in it. ``store``: a providers ObjectStore, or anything with endpoint_url, access_key and
+    secret_key; ``name`` defaults to its backend's name, else its endpoint."""
+    backend = getattr(store, "backend", None)
+    record = StoreConformance(store=name or (backend.name if backend else store.endpoint_url),
+                              endpoint=store.endpoint_url, description=description or (backend.description if backend else ""),
                               started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     secrets_ = [store.access_key, store.secret_key]
     began = time.perf_counter()
@@ -895,7 +895,7 @@ def check_store(store: S3Endpoint, name: str = "", description: str = "",
         record.seconds = round(time.perf_counter() - began, 3)
         return record
     try:
-        record.checks = [run_check(check, p, secrets_) for check in chosen]
+        record.checks = [run_check(check, p, secrets_) for check in CHECKS]
     finally:
         try:
             _empty_bucket(p)
@@ -918,12 +918,12 @@ def check_backend(backend: BackendDef, work: Path, user: UserConfig | None = Non
         try:
             store.start(timeout)
         except Exception as err:
-            logs = sorted((work / "logs").glob("*.log"))
-            tail = logs[0].read_text(errors="replace")[-500:] if logs else ""
+            logs = sorted((work / "logs").rglob("*.log"), key=lambda f: f.stat().st_mtime)
+            tail = logs[-1].read_text(errors="replace")[-500:] if logs else ""
             return StoreConformance(store=backend.name, endpoint=store.endpoint_url, description=backend.description,
                                     error=redact(f"did not start: {type(err).__name__}: {err}; log: {tail}",
                                                  [store.access_key, store.secret_key]))
-        return check_store(store, backend.name, backend.description)
+        return check_store(store, backend.name)
     finally:
         store.stop(fast=True)
 
@@ -944,7 +944,7 @@ def fitness(record: StoreConformance, target: str) -> Fitness:
     return Fitness(target, not reasons, tuple(reasons))
 
 
-def frame(records: Iterable[StoreConformance]) -> pd.DataFrame:
+def to_frame(records: Iterable[StoreConformance]) -> pd.DataFrame:
     """One row per store and check: the table a run embeds (CSV) and the report reads."""
     rows = [{"store": r.store, "check": c.name, "outcome": c.outcome, "seconds": c.seconds,
              "needed_by": "; ".join(c.needed_by), "status": c.status, "code": c.code, "message": c.message,
@@ -963,7 +963,7 @@ def save(records: list[StoreConformance], folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     path_json, path_csv = folder / "conformance.json", folder / "conformance.csv"
     atomic_write_text(path_json, json.dumps([r.to_dict() for r in records], indent=1) + "\n")
-    atomic_write_text(path_csv, frame(records).to_csv(index=False))
+    atomic_write_text(path_csv, to_frame(records).to_csv(index=False))
     return path_json, path_csv
 
 

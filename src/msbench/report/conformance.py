@@ -79,6 +79,14 @@ def check_matrix(records: list[StoreConformance] | list[dict] | Path | str) -> p
                         "does not implement it, or ignores a header that only adds verification), – (not run).")
 
 
+def check_guide() -> pd.DataFrame:
+    """What each check does and what in each Milvus needs it (empty: no Milvus depends on it)."""
+    table = pd.DataFrame([{"check": c.name, "what it checks": c.what,
+                           **{f"needed by {t}": c.needed_by.get(t, "") for t in TARGETS}} for c in CHECKS])
+    return noted(table, "The checks, in the order they run. A check no Milvus depends on is run and shown "
+                        "for other clients of the same store.")
+
+
 def as_text(records: list[StoreConformance] | list[dict] | Path | str) -> str:
     """The check matrix (a check per line, a store per column), each store's verdict and reasons, and
     what each store answered where a check failed: what ``msbench stores check`` prints."""
