@@ -431,7 +431,7 @@ def check_list_pagination(p: Probe) -> list[str]:
     if wrong_count:
         raise Mismatch(f"KeyCount {wrong_count[0][0]} for a page of {wrong_count[0][1]} keys")
     _same_keys(_keys(pages), flat, "paged listing")
-    return [f"page sizes {sizes}"]
+    return _short_pages(sizes, 1000)
 
 
 def check_list_max_keys(p: Probe) -> list[str]:
@@ -446,7 +446,12 @@ def check_list_max_keys(p: Probe) -> list[str]:
     if max(sizes) > 250:
         raise Mismatch(f"MaxKeys=250 answered a page of {max(sizes)} keys (page sizes {sizes})")
     _same_keys(_keys(pages), flat, "MaxKeys=250 listing")
-    return [f"page sizes {sizes}"]
+    return _short_pages(sizes, 250)
+
+
+def _short_pages(sizes: list[int], full: int) -> list[str]:
+    """A note when a page before the last held fewer keys than asked (S3 allows it; clients must cope)."""
+    return [f"pages of {sizes} keys: fewer than {full} before the last"] if any(n < full for n in sizes[:-1]) else []
 
 
 def check_list_start_after(p: Probe) -> list[str]:
@@ -775,7 +780,8 @@ def _check_checksum(p: Probe, name: str, value: Callable[[bytes], str], param: s
     returned = response.get(f"Checksum{name.upper()}")
     if returned and returned != value(body):
         raise Mismatch(f"GET returns {header} {returned!r}, the bytes' is {value(body)!r}")
-    notes.append(f"GET returns {header}" if returned else f"GET returns no {header}")
+    if not returned:
+        notes.append(f"GET with checksum mode on returns no {header}")
     ranged, _ = p.get(f"checksum-{name}/right", client=client, Range="bytes=0-9", ChecksumMode="ENABLED")
     if ranged != body[:10]:
         raise Mismatch("ranged GET with checksum mode on returns other bytes")
@@ -783,7 +789,6 @@ def _check_checksum(p: Probe, name: str, value: Callable[[bytes], str], param: s
     wrong = p.answer(lambda: p.put(f"checksum-{name}/wrong", body, client=p.plain, **{f"Checksum{name.upper()}": wrong_value}))
     if wrong.ok:
         raise Mismatch(f"ignored {header}: a wrong value was accepted (nothing is verified)", wrong, UNSUPPORTED, notes)
-    notes.append(f"a wrong value is refused: {wrong}")
     return notes
 
 
