@@ -131,7 +131,7 @@ def test_woodpecker_s_needs_decide_2_6_only():
                                             "with If-None-Match: *): conditional_put went wrong",)
 
 
-@pytest.mark.parametrize("name", ["list_pagination", "put_streaming_signed", "read_after_write", "list_v1"])
+@pytest.mark.parametrize("name", ["list_pagination", "put_streaming_signed", "put_md5_signed", "read_after_write", "list_v1"])
 def test_a_check_2_3_5_depends_on_makes_the_store_unfit_for_it(name):
     verdict = c.fitness(_record(**{name: c.FAIL}), c.MILVUS_235)
     assert not verdict.fit and verdict.reasons[0].startswith(f"{name} fail (")

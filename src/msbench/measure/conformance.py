@@ -20,15 +20,21 @@ and the conan paths in the native Milvus 2.3.5: minio-go v7.0.56, aws-sdk-cpp 1.
   at a time (delimiter "/"), pages followed by continuation-token (no max-keys, no start-after);
   single DELETEs (MultiRemove and RemoveWithPrefix delete key by key: minio-go's RemoveObjects,
   i.e. DeleteObjects, is not called). Its ReadAt would send closed ranges (bytes=a-b), but the
-  study's workload never takes that path: captures of a trial on SeaweedFS held no ranged GET (0 of
-  306 requests at the smoke profile, 0 of 593 at the standard one, which had 2 multipart uploads and
-  3 ListObjects V1), so ranged GETs count for 2.6 only.
-- Milvus 2.3.5, C++ side (segcore MinioChunkManager on aws-sdk-cpp, PayloadSigningPolicy::Never):
-  PUT of index files with x-amz-content-sha256: UNSIGNED-PAYLOAD, GET, HEAD, DELETE, and a
-  ListObjects V1 at start (PreCheck).
-- Milvus 2.6 needs all that and, with Woodpecker as its WAL, PUT with If-None-Match: * answered 412
-  on an existing key (fencing) and user metadata read back by HEAD (its fence objects); storage v2
-  writes Parquet by multipart upload and reads it by byte range.
+  study's workload never takes that path (see the wire, below), so ranged GETs count for 2.6 only.
+- Milvus 2.3.5, C++ side (segcore MinioChunkManager on aws-sdk-cpp): PUT of index files as one
+  request with the body's SHA-256 signed, Content-MD5 and Expect: 100-continue (over plain HTTP
+  the SDK signs the body although Milvus sets PayloadSigningPolicy::Never), GET, HEAD, DELETE, and
+  a ListObjects V1 at start (PreCheck).
+- Seen on the wire (the headers of every request Milvus 2.3.5 sent in 25 minutes of trials on
+  this machine, a study on MinIO, SeaweedFS and Garage; captured on loopback, keys not kept): 199
+  minio-go PUTs and 42 parts, all STREAMING-AWS4-HMAC-SHA256-PAYLOAD with x-amz-decoded-content-
+  length; 17 CreateMultipartUpload with UNSIGNED-PAYLOAD; 75 aws-sdk-cpp PUTs, all with
+  Content-MD5, Expect: 100-continue and a hex SHA-256; not one If-None-Match, x-amz-checksum-*,
+  Range header or DeleteObjects.
+- Milvus 2.6 (newer minio-go and aws-sdk-cpp, not seen on the wire here) needs what its Go side
+  shares with 2.3.5 and, with Woodpecker as its WAL, PUT with If-None-Match: * answered 412 on an
+  existing key (fencing) and user metadata read back by HEAD (its fence objects); storage v2 writes
+  Parquet by multipart upload and reads it by byte range.
 
 Checks no Milvus depends on run too (DeleteObjects, start-after, max-keys, the CRC32 / CRC64NVME
 headers newer AWS SDKs send): other clients of the same store need them, and they are shown.
@@ -282,9 +288,11 @@ class Probe:
         plain = BotoConfig(**common, request_checksum_calculation="when_required",
                            response_checksum_validation="when_required")
         self.plain = s3_client(store, REGION, plain)
-        self.md5 = s3_client(store, REGION, plain)   # DeleteObjects with Content-MD5, as minio-go sends it
-        self.md5.meta.events.register("before-sign.s3.DeleteObjects", _md5_instead_of_checksum)
+        self.md5 = s3_client(store, REGION, plain)   # Content-MD5, as minio-go and aws-sdk-cpp 1.9 send it
+        for operation in ("PutObject", "DeleteObjects"):
+            self.md5.meta.events.register(f"before-sign.s3.{operation}", _md5_instead_of_checksum)
         self.sdk = s3_client(store, REGION, BotoConfig(**common))
+        # x-amz-content-sha256: UNSIGNED-PAYLOAD, as minio-go sends requests it has no body hash for
         self.unsigned = s3_client(store, REGION, BotoConfig(
             **{**common, "s3": {"addressing_style": "path", "payload_signing_enabled": False}},
             request_checksum_calculation="when_required", response_checksum_validation="when_required"))
@@ -570,27 +578,29 @@ def check_put_streaming_signed(p: Probe) -> list[str]:
     return []
 
 
-def check_put_unsigned_payload(p: Probe) -> list[str]:
-    """PUT as aws-sdk-cpp sends it with PayloadSigningPolicy::Never (Milvus's C++ side: index files):
-    x-amz-content-sha256: UNSIGNED-PAYLOAD, no checksum header."""
-    sent = p.sent_headers(p.unsigned, "PutObject")
-    body = _body(3, 100 * KIB + 3)
-    p.put("unsigned/object", body, client=p.unsigned)
-    claimed = sent[-1].get("x-amz-content-sha256") if sent else None
-    if claimed != "UNSIGNED-PAYLOAD":
-        raise Mismatch(f"the client sent x-amz-content-sha256 {claimed!r}, not UNSIGNED-PAYLOAD (check is wrong)")
-    if p.get("unsigned/object")[0] != body:
-        raise Mismatch("GET returns other bytes than the unsigned-payload PUT wrote")
+def check_put_md5_signed(p: Probe) -> list[str]:
+    """PUT as aws-sdk-cpp 1.9 sends it over plain HTTP (Milvus's C++ side: index files): the body's
+    SHA-256 signed, Content-MD5, Expect: 100-continue (a 2 MiB + 3 object)."""
+    sent = p.sent_headers(p.md5, "PutObject")
+    body = _body(3, 2 * MIB + 3)
+    p.put("md5/object", body, client=p.md5)
+    headers = sent[-1] if sent else {}
+    if not (re.fullmatch(r"[0-9a-f]{64}", headers.get("x-amz-content-sha256", "")) and "content-md5" in headers
+            and headers.get("expect") == "100-continue"):
+        raise Mismatch(f"the client sent headers {sorted(headers)} (check is wrong)")
+    if p.get("md5/object")[0] != body:
+        raise Mismatch("GET returns other bytes than the PUT wrote")
     return []
 
 
 def check_multipart(p: Probe) -> list[str]:
-    """Multipart upload: parts of 5 MiB, 5 MiB (streaming-signed, as minio-go sends parts) and a small
-    last part; the object's bytes, size, a ranged GET across a part boundary, ETags; then an abort."""
+    """Multipart upload as minio-go starts it (UNSIGNED-PAYLOAD): parts of 5 MiB, 5 MiB (streaming-signed,
+    as minio-go sends parts) and a small last part; the object's bytes, size, a ranged GET across a part
+    boundary, ETags; then an abort."""
     parts = [_body(51, 5 * MIB), _body(52, 5 * MIB), _body(53, KIB + 7)]
     key, data, notes = "multipart/object", b"".join(parts), []
     p.written.add(key)
-    upload = p.plain.create_multipart_upload(Bucket=p.bucket, Key=key)["UploadId"]
+    upload = p.unsigned.create_multipart_upload(Bucket=p.bucket, Key=key)["UploadId"]
     etags = []
     for number, part in enumerate(parts, 1):
         if number == 2:
@@ -757,9 +767,17 @@ def check_delete_objects_crc32(p: Probe) -> list[str]:
 
 
 def _md5_instead_of_checksum(request, **_) -> None:
+    """Content-MD5 in place of the checksum headers this botocore adds (it computes no MD5 any more)."""
     for name in [k for k in request.headers if k.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum"))]:
         del request.headers[name]
-    request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(request.body).digest()).decode()
+    body = request.body
+    if hasattr(body, "read"):   # a PUT's body is a stream: read it and rewind
+        position = body.tell()
+        content = body.read()
+        body.seek(position)
+    else:
+        content = body or b""
+    request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(content).digest()).decode()
 
 
 def _check_checksum(p: Probe, name: str, value: Callable[[bytes], str], param: str, client) -> list[str]:
@@ -822,8 +840,8 @@ CHECKS: tuple[Check, ...] = (
     Check("list_after_write", check_list_after_write, _both("GC and ListWithPrefix list what was just written or deleted")),
     Check("put_streaming_signed", check_put_streaming_signed,
           _both("every object under 16 MiB written from Go (minio-go PutObject over plain HTTP)")),
-    Check("put_unsigned_payload", check_put_unsigned_payload,
-          _both("the C++ side's writes, index files (aws-sdk-cpp, PayloadSigningPolicy::Never)")),
+    Check("put_md5_signed", check_put_md5_signed,
+          {MILVUS_235: "index files, written by the C++ side (aws-sdk-cpp 1.9.234)"}),
     Check("list_pagination", check_list_pagination, _both("minio-go follows continuation tokens past 1,000 keys")),
     Check("list_delimiter", check_list_delimiter, _both("ListWithPrefix walks one level at a time with delimiter '/'")),
     Check("list_start_after", check_list_start_after, {}),
