@@ -1,5 +1,5 @@
 """Command line: ``msbench backends | run | sweep | compare | replay | trace | doctor | overhead | cleanup |
-images build-local | stores install``."""
+images build-local | stores install | stores check``."""
 from __future__ import annotations
 
 import argparse
@@ -325,6 +325,35 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_stores_check(args) -> int:
+    """Start each store alone (natively), run the S3 conformance checks against it, stop it; print
+    the table and keep the records. Non-zero only when a store could not be started or checked."""
+    from msbench.measure import conformance
+    from msbench.providers import registry
+    from msbench.providers.catalog import available_backends
+    from msbench.report.conformance import as_text
+
+    user = load_user_config(args.config)
+    known = backend_registry.load_backends(user)
+    chosen = backend_registry.select(args.names or available_backends(user, "native"), known)
+    for backend in chosen:
+        reason = unavailable_reason(backend, user)
+        if reason:
+            raise ConfigError(f"backend {backend.name!r} is unavailable: {reason}")
+    records = []
+    for backend in chosen:
+        print(f"checking {backend.name} ...", flush=True)
+        with registry.scratch_dir(f"msbench-check-{backend.name}-", os.environ.get("MSBENCH_WORK_DIR")) as work:
+            records.append(conformance.check_backend(backend, work, user))
+    saved = conformance.save(records, Path(args.out) if args.out else conformance.default_folder())
+    print(as_text(records))
+    print(f"records: {saved[0]} and {saved[1]}")
+    broken = [r for r in records if r.error or r.cleanup_error]
+    for r in broken:
+        print(f"FAILED {r.store}: {r.error or r.cleanup_error}", file=sys.stderr)
+    return 1 if broken else 0
+
+
 def cmd_overhead(args) -> int:
     """Our phase code against a bare pymilvus loop on one stack: what the harness itself costs."""
     from msbench.run import overhead
@@ -501,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("--max-minutes", type=float, metavar="M",
                       help="skip builds that take longer than M minutes on 2 cores, unless already built")
     inst.set_defaults(func=cmd_stores_install)
+    chk = stores_sub.add_parser("check", help="S3 conformance of each store, started alone: can it back Milvus?")
+    chk.add_argument("names", nargs="*", help="backends to check (default: every one available natively here)")
+    chk.add_argument("--out", help="folder for conformance.json and .csv (default data/conformance/<UTC time>)")
+    chk.set_defaults(func=cmd_stores_check)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
