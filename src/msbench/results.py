@@ -146,11 +146,11 @@ class TrialRecord:
     s3_capture_note: str = ""           # empty when every request was recorded
     cold_load: Facts | None = None      # what the cold restart really did
     handicap: dict[str, float] = field(default_factory=dict)
-    conformance: Facts | None = None    # the store's S3 checks, run before its first timed trial
     store_alone_note: str = ""
     bytes_served_note: str = ""
     trace_note: str = ""                # why the captured requests gave no trace.parquet ("" when they did)
     load_failures: str = ""
+    integrity_problems: str = ""        # objects read back not as Milvus wrote them (measure.integrity), by key
     stalls: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -196,7 +196,7 @@ class Manifest:
     timing: Facts = field(default_factory=dict)
     tools: Facts = field(default_factory=dict)
     components: dict[str, Facts] = field(default_factory=dict)  # per backend: what its store ran as
-    conformance: dict[str, Facts] = field(default_factory=dict)  # per backend: its S3 checks
+    conformance: dict[str, Facts] = field(default_factory=dict)  # per store kind: its S3 checks (run.study)
     msbench: Facts = field(default_factory=dict)                 # version, commit, dirty tree
     config_file: str | None = None
     kind: str = STUDY

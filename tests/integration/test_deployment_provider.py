@@ -30,7 +30,7 @@ THEIR_ROWS = 300
 
 def _bucket(stack) -> dict[str, tuple[int, str]]:
     pages = stack.s3().get_paginator("list_objects_v2").paginate(Bucket=stack.bucket)
-    return {o.Key: (o.Size, o.ETag) for page in pages for o in page.get("Contents", [])}
+    return {o["Key"]: (o["Size"], o["ETag"]) for page in pages for o in page.get("Contents", [])}
 
 
 class RestartDesk:

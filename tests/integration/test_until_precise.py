@@ -76,4 +76,4 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
                      cwd=notebook.parent)
     text = json.dumps([c.get("outputs", []) for c in nbformat.read(executed, as_version=4).cells])
     assert "run_id not given: analysing precise, the newest complete run" in text
-    assert json.dumps(stopping.describe(manifest))[1:-1] in text
+    assert json.dumps(stopping.describe(typed))[1:-1] in text

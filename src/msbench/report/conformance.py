@@ -10,6 +10,7 @@ import pandas as pd
 from msbench.measure.conformance import (CHECKS, FAIL, MILVUS_235, MILVUS_26, PASS, TARGETS, StoreConformance,
                                          fitness, load)
 from msbench.report.page import noted
+from msbench.results import Run
 
 FLAG = "NO"   # a store unfit for a Milvus: the cell starts so, and is set in bold
 
@@ -102,3 +103,45 @@ def as_text(records: list[StoreConformance] | list[dict] | Path | str) -> str:
         if record.error:
             lines.append(f"  {record.store} not checked: {record.error}")
     return "\n".join(lines)
+
+
+def run_conformance(run: Run) -> pd.DataFrame:
+    """The run's own records (checked before its first timed trial; run.study.check_stores) as
+    conformance_table, with the stores that were not checked and why."""
+    checked = [r for r in run.manifest.conformance.values() if "skipped" not in r]
+    table = conformance_table(checked)
+    skipped = [f"{r['store']}: {r['skipped']}" for r in run.manifest.conformance.values() if "skipped" in r]
+    if skipped or not run.manifest.conformance:
+        table.attrs["note"] += " Not checked: " + ("; ".join(skipped) if skipped else "every store (a run made "
+                                                   "before the check existed)") + "."
+    return table
+
+
+INTEGRITY = ("integrity_objects", "integrity_read_errors", "integrity_size_differs_from_listing",
+             "integrity_size_differs_from_capture", "integrity_unseen_in_capture", "integrity_etag_mismatches")
+
+
+def integrity_table(run: Run) -> pd.DataFrame:
+    """Did each store keep what Milvus wrote? Per store, over its completed trials: the objects read back and
+    every kind of mismatch summed, with the first objects named; a nonzero mismatch is flagged."""
+    data = run.completed("results")
+    data = data[data["phase"] == "integrity"] if len(data) else data
+    columns = ["store", "trials", *INTEGRITY, "objects not as written (first named)"]
+    if data.empty:
+        return noted(pd.DataFrame(columns=columns), "No integrity check ran (runs made before it existed).")
+    problems = {(r.backend, r.trial): r.integrity_problems for r in run.records if r.integrity_problems}
+    rows = []
+    for backend, group in data.groupby("backend"):
+        sums = group.pivot_table(index="trial", columns="metric", values="value", aggfunc="sum").sum(min_count=1)
+        named = "; ".join(f"trial {t}: {p}" for (b, t), p in sorted(problems.items()) if b == backend)
+        rows.append({"store": backend, "trials": group["trial"].nunique(),
+                     **{m: sums.get(m) for m in INTEGRITY}, "objects not as written (first named)": named or "none"})
+    table = pd.DataFrame(rows, columns=columns)
+    bad = table[list(INTEGRITY[1:3]) + [INTEGRITY[5]]].fillna(0).sum(axis=1) > 0
+    table.insert(1, "kept what Milvus wrote?", ["NO" if b else "yes" for b in bad])
+    table.attrs["bold"] = {"kept what Milvus wrote?": "NO"}
+    return noted(table, "After the footprint, every object of the trial was read back once (untimed, after the capture "
+                        "stopped): its bytes against the listing's size and against the size the capture saw Milvus "
+                        "write (a PUT's body, or a multipart upload's parts), and a single-part ETag against the MD5 "
+                        "of the bytes read. Objects the capture did not see written are counted, not judged. A store "
+                        "that truncates a read shows here, or as lost recall (the recall figure) or a failed load.")

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Callable, ContextManager, NamedTuple
 
 import numpy as np
+import pandas as pd
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
 from pymilvus.client.types import LoadState, State
 
@@ -57,6 +58,7 @@ from msbench.config import Params
 from msbench.providers import COLLECTION, Stack
 from msbench.providers.milvus_native import GC_CONFIG
 from msbench.measure import warp
+from msbench.measure.integrity import integrity as check_integrity
 from msbench.measure.resources import bytes_sent_between, tcp_bytes_sent
 from msbench.measure.traffic import S3_PREFIXES
 from msbench.run.workload import Dataset, recall_at_k
@@ -183,6 +185,8 @@ class TrialState:
     bytes_served_note: str = ""                 # why store_bytes_served_during_load is NaN, if it is
     store_alone_note: str = ""                  # why warp did not run or failed
     milvus_get_concurrency: int | None = None   # the most GETs Milvus had open in a load (from the capture)
+    written: pd.DataFrame | None = None         # the capture's requests, for the integrity check
+    integrity_problems: list[str] = field(default_factory=list)   # objects the store did not keep as written
     load_sent: dict[str, float] = field(default_factory=dict)   # load phase -> when its load() was sent (epoch)
 
     def connect(self) -> None:
@@ -514,6 +518,14 @@ def store_alone(s: TrialState) -> list[Measurement]:
     return rows
 
 
+def integrity(s: TrialState) -> list[Measurement]:
+    """Every object of the trial read back once, untimed (after the capture: not Milvus's traffic), its
+    size against the listing and against what the capture saw Milvus write (measure.integrity)."""
+    report = check_integrity(s.stack.s3(), s.stack.bucket, s.stack.listing(), s.written)
+    s.integrity_problems = report.problems
+    return [Measurement(metric, value, unit) for _, metric, value, unit in report.rows()]
+
+
 @dataclass(frozen=True)
 class Phase:
     """A phase as a trial runs it: its name in results and plans, and whether its S3 requests are Milvus's
@@ -528,4 +540,4 @@ class Phase:
 PHASES = (Phase("insert", insert), Phase("flush", flush), Phase("index", index_build), Phase("load_first", load_first),
           Phase("load_warm", load_warm), Phase("load_noop", load_noop), Phase("load_cold", load_cold),
           Phase("search", search), Phase("throughput", throughput), Phase("footprint", footprint),
-          Phase("store_alone", store_alone, captured=False))
+          Phase("integrity", integrity, captured=False), Phase("store_alone", store_alone, captured=False))

@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable
 from msbench import backends as backend_registry
 from msbench.backends import DEPLOYMENT
 from msbench.config import DEFAULT_PROFILE, ConfigError, Params, UserConfig, load_user_config, make_params
-from msbench.measure import provenance
-from msbench.providers import COLLECTION, deployment, milvus_native
+from msbench.measure import conformance, provenance
+from msbench.providers import COLLECTION, deployment, milvus_native, registry
 from msbench.providers.catalog import (available_backends, check_provider, provider_unavailable_reason,
                                        unavailable_reason)
 from msbench.results import (Manifest, PlannedTrial, RunDir, StopRule, TrialRecord, check_results_root,
@@ -280,11 +280,35 @@ def open_run(results_root: str | Path, run_id: str, config: str | Path | None = 
     return Study(run, manifest.params, chosen, manifest.provider, user, manifest)
 
 
+def check_stores(study: Study, say: Callable[[str], None] = print) -> None:
+    """Before its first timed trial, each store (each kind once: the controls are their store) is started
+    alone and checked for what Milvus needs of S3 (measure.conformance), in a folder of its own and
+    never on a trial's stack (its objects would stay in the trial's footprint); kept in the manifest.
+    Only natively: under docker or on a deployment it says why not (``msbench stores check`` does it)."""
+    definitions = backend_registry.load_backends(study.user)
+    for kind in dict.fromkeys(study.manifest.stores.values()):
+        if kind in study.manifest.conformance:
+            continue
+        if study.provider != "native" or definitions[kind].launcher == "external":
+            study.manifest.conformance[kind] = {"store": kind, "skipped": f"not checked under provider "
+                                                f"{study.provider}: run `msbench stores check {kind}` natively"}
+        else:
+            with registry.scratch_dir(f"msbench-check-{kind}-", os.environ.get("MSBENCH_WORK_DIR")) as work:
+                found = conformance.check_backend(definitions[kind], work, study.user)
+            study.manifest.conformance[kind] = found.to_dict()
+            say(f"{kind}: S3 conformance checked in {found.seconds:.0f} s, "
+                f"{sum(c.outcome != 'pass' for c in found.checks)} of {len(found.checks)} checks not passed"
+                + (f" ({found.error})" if found.error else ""))
+        study.run.write_manifest(study.manifest)
+
+
 def execute(study: Study, run_one: Callable[[PlannedTrial], TrialRecord], show: bool = True) -> list[TrialRecord]:
     """Every pending trial in the planned order, then, under an until-precise rule, one more round
     at a time until the rule says stop (Study.next_round); a failed trial never stops the others.
     ``run_one`` runs a trial and returns its record (here, or in a notebook kernel of its own).
-    Shows a bar over the trials and a line per finished trial and per decision of the rule."""
+    Shows a bar over the trials and a line per finished trial and per decision of the rule. Each
+    store's S3 conformance is checked first (check_stores)."""
+    check_stores(study)
     todo = study.pending()
     outcomes = []
     with progress.TrialBar(study.run.path, study.run.run_id, len(todo), enabled=show) as bar:

@@ -67,9 +67,11 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
                         record.failed_phase = phase.name
                         on_phase(phase.name)
                         if not phase.captured and capture is not None:
-                            # the store on its own is not Milvus's traffic; it runs at Milvus's concurrency
+                            # what follows is not Milvus's traffic (the integrity reads, the store alone);
+                            # warp runs at the concurrency Milvus reached
                             files = _account(capture, stack.bucket, windows, record, tables, rows, state.load_sent)
                             state.milvus_get_concurrency = record.s3_capture.get("milvus_peak_get_concurrency")
+                            state.written = tables.get("s3_requests.parquet")
                             capture = None
                         opened = time.time()
                         try:   # a failed phase keeps its window: its requests are still its own
@@ -101,6 +103,7 @@ def run_trial(run: RunDir, backend: BackendDef, trial: int, seq: int, params: Pa
             if state is not None:
                 record.store_alone_note, record.bytes_served_note = state.store_alone_note, state.bytes_served_note
                 record.load_failures = "; ".join(state.load_failures)
+                record.integrity_problems = "; ".join(state.integrity_problems)
             record.stalls = "; ".join(f"{x['component']} did not answer for {x['seconds']:g} s in {x['phase']}"
                                       for x in (dog.stalls if dog else []))
             if capture is not None:
