@@ -43,5 +43,9 @@ def check_trial(df: pd.DataFrame, label: str) -> pd.Series:
     assert value["footprint", "bucket_insert_log_bytes_after_gc"] > 0
     assert value["footprint", "bucket_index_files_bytes_after_gc"] > 0
     assert value["footprint", "disk_allocated_bytes_after_gc"] > 0
+    # Read back after the footprint, every object was as the listing and the capture said Milvus wrote it.
+    assert value["integrity", "integrity_objects"] > 0 and value["integrity", "integrity_read_errors"] == 0
+    assert value["integrity", "integrity_size_differs_from_listing"] == value["integrity", "integrity_etag_mismatches"] == 0
+    assert not value["integrity", "integrity_size_differs_from_capture"] > 0   # NaN when nothing was captured
     assert value["insert", "milvus_peak_rss_bytes"] > 50e6 and value["index", "milvus_cpu_s"] > 0
     return value

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Can this run see a difference?",
             "Comparison with the baseline",
             "Variance", "Search latency", "Power", "A/A", "Published vs reproduced",
-            "What Milvus asked of each store", "Each store on its own"]
+            "What Milvus asked of each store", "Each store on its own", "Can this store back Milvus?"]
 
 
 # The smoke workload with one throughput level, so that every phase runs.
@@ -93,7 +93,7 @@ def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
     results = pd.read_parquet(run / "results.parquet")
     assert set(results.provider) == {"native"}
     phases = {"insert", "flush", "index", "load_first", "load_warm", "load_noop", "load_cold", "search", "footprint",
-              "store_alone"}
+              "integrity", "store_alone"}
     for backend in BACKENDS:
         assert phases <= set(results[results.backend == backend].phase)
     for backend in ("minio", "seaweedfs"):   # every figure of every phase (the other stores: test_stores.py)
@@ -113,6 +113,11 @@ def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
     assert all((b, t) in ran or ((noted.backend == b) & (noted.trial == t)).any()
                for b, t in zip(trials.backend, trials.trial))
     assert len(list((run / "notebooks").glob("benchmark-*-trial-*.ipynb"))) == 4 * ROUNDS
+    # each store kind was checked once before the first trial (the controls are MinIO)
+    assert set(manifest["conformance"]) == {"minio", "seaweedfs"}
+    for kind, checked in manifest["conformance"].items():
+        assert not checked.get("error") and all(c["outcome"] == "pass" for c in checked["checks"]
+                                                if c["name"] in ("range_get", "list_pagination", "multipart")), (kind, checked)
     # the handicap really held the store back, and only the handicapped twin; Milvus said which version ran
     for backend in BACKENDS:
         for t in range(1, ROUNDS + 1):

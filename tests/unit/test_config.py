@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from msbench.config import BOUNDS, PROFILES, ConfigError, load_user_config, make_params, validate
+from msbench.run.sweep import bucket_bytes_per_vector
 
 
 def test_profiles_carry_the_published_setting():
@@ -12,7 +13,8 @@ def test_profiles_carry_the_published_setting():
     assert (paper.index_type, paper.hnsw_m, paper.hnsw_ef_construction) == ("HNSW", 16, 200)
     assert set(PROFILES) == {"smoke", "standard", "small", "paper"}
     standard = make_params("standard")   # the default study: realistic search, store-bound phases
-    assert (standard.dataset, standard.n_vectors, standard.dim) == ("clustered", 50_000, 128)
+    assert (standard.dataset, standard.dim, standard.milvus_pacing) == ("clustered", 768, "fine")
+    assert 190e6 < standard.n_vectors * bucket_bytes_per_vector(standard) < 210e6   # about 200 MB in the bucket
 
 
 def test_overrides_are_coerced_from_strings():

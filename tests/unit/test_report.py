@@ -516,3 +516,10 @@ def test_deviations_say_when_milvus_did_not_run_as_users_run_it():
     lines = said(milvus_pacing="fine", milvus_mmap=True, footprint_after_gc=False)
     assert [line.split(" ")[2] for line in lines] == ["with", "loaded", "after"]
     assert "milvus_pacing=fine" in lines[0] and "1 s tick" in lines[0]
+
+
+def test_the_footprint_as_found_stands_in_for_the_one_after_gc_when_that_did_not_run(full):
+    tidy = metrics.trial_values(full, compared(full.manifest.params))
+    assert "bucket_bytes_after_gc" in comparisons.claim_family(full, tidy, "minio").metrics
+    family = comparisons.claim_family(full, tidy[tidy.metric != "bucket_bytes_after_gc"], "minio")
+    assert "bucket_bytes" in family.metrics and "bucket_bytes_after_gc" not in family.metrics
