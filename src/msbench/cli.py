@@ -14,7 +14,7 @@ import pandas as pd
 
 from msbench import backends as backend_registry
 from msbench.backends import builds
-from msbench.config import DEFAULT_MAX_TRIALS, DEFAULT_PROFILE, PROFILES, ConfigError, load_user_config
+from msbench.config import DEFAULT_MAX_TRIALS, DEFAULT_PROFILE, PROFILES, ConfigError, Params, load_user_config
 from msbench.providers.catalog import PROVIDERS, provider_unavailable_reason, unavailable_reason
 from msbench.results import load_run
 
@@ -106,12 +106,7 @@ def cmd_sweep(args) -> int:
         print(s)
         return 0
     print(f"sweep {s.manifest.sweep}: sizes {', '.join(p.label for p in s.manifest.points)} -> {s.path}")
-    outcomes = sweep.run(s, progress=not args.no_progress)
-    failed = [o for o in outcomes if o.status != "ok"]
-    for o in failed:
-        print(f"FAILED {o.run} {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
-    print(f"sweep: {s.path / 'sweep.json'} ({len(outcomes) - len(failed)} trials ok, {len(failed)} failed this time)")
-    return 1 if failed else 0
+    return _summed_up(sweep.run(s, progress=not args.no_progress), f"sweep: {s.path / 'sweep.json'}", with_run=True)
 
 
 def cmd_replay(args) -> int:
@@ -122,18 +117,24 @@ def cmd_replay(args) -> int:
     replay = runner.prepare(args.traces, backends=args.backends, trials=args.trials, pacing=args.pacing,
                             phases=args.phases, controls=args.controls, run_id=args.run_id, results_root=args.results,
                             seed=args.seed, config=args.config, objects=args.objects, from_backend=args.from_backend,
-                            capture=not args.no_capture, repeat=args.repeat, dry_run=args.dry_run)
+                            capture=not args.no_capture, repeat=args.repeat, control_cpu=args.control_cpu,
+                            dry_run=args.dry_run)
     if args.dry_run:
         print(replay)
         return 0
     done = len(replay.order) - len(replay.pending())
     print(f"replay run {replay.run.run_id}: {len(replay.order)} trials planned, {done} already complete -> "
           f"{replay.run.path}")
-    outcomes = runner.run_all(replay, show=not args.no_progress)
+    return _summed_up(runner.run_all(replay, show=not args.no_progress), f"results: {replay.run.path / 'results.csv'}")
+
+
+def _summed_up(outcomes: list, where: str, with_run: bool = False) -> int:
+    """A line per failed trial (stderr), then where the results are and how many trials ran; the exit code."""
     failed = [o for o in outcomes if o.status != "ok"]
     for o in failed:
-        print(f"FAILED {o.backend} trial {o.trial} in {o.failed_phase}: {o.error}", file=sys.stderr)
-    print(f"results: {replay.run.path / 'results.csv'} ({len(outcomes) - len(failed)} ok, {len(failed)} failed this time)")
+        print(f"FAILED {o.run + ' ' if with_run else ''}{o.backend} trial {o.trial} in {o.failed_phase}: {o.error}",
+              file=sys.stderr)
+    print(f"{where} ({len(outcomes) - len(failed)} trials ok, {len(failed)} failed this time)")
     return 1 if failed else 0
 
 
@@ -451,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--backends", required=True, help="comma-separated stores to replay against")
     rep.add_argument("--controls", action="store_true",
                      help="also replay against the baseline's A/A twin and its CPU-handicapped twin")
+    rep.add_argument("--control-cpu", type=float, default=Params.control_cpu,
+                     help=f"the handicapped twin's share of one CPU (default {Params.control_cpu:g}; the standard "
+                          f"study's is 0.25)")
     rep.add_argument("--trials", type=int, default=3, help="trials per backend (default 3); round k replays trace k")
     rep.add_argument("--pacing", default="fast", help="fast (closed loop, recorded order kept; default) or recorded "
                                                       "(open loop at the recorded offsets, late starts counted)")

@@ -433,7 +433,9 @@ def test_the_command_line(tmp_path, capsys, monkeypatch):
     assert "keys pseudonym" in capsys.readouterr().out
     for argv, said in ((["--pacing", "slow"], "--pacing 'slow' not valid; valid: fast, recorded"),
                        (["--phases", "search"], "phase(s) search not in the trace; it has: capture"),
-                       (["--backends", "nosuch"], "unknown backend(s) nosuch")):
+                       (["--backends", "nosuch"], "unknown backend(s) nosuch"),
+                       (["--controls", "--control-cpu", "2"], "control_cpu (the handicapped twin's share of one CPU) "
+                                                                "must be from 0.01 to 1.0, got 2.0")):
         args = ["replay", str(tmp_path / "t.parquet"), "--backends", "minio", "--results", str(tmp_path / "runs"), *argv]
         assert cli.main(args) == 2
         err = capsys.readouterr().err.strip()

@@ -10,22 +10,10 @@ from msbench.run import study
 from msbench.config import ConfigError
 from msbench.providers.docker import docker_unavailable_reason
 
-# A backend that is available wherever `true` is on PATH; prepare checks it, never starts it.
-FAKE = ('backends:\n  fake: {launcher: process, binary: "true", command: ["${binary}"], '
-        'ready_url: "http://127.0.0.1:1/"}\n')
-
 
 def _prepare(**kwargs):
     """The smoke profile and no controls unless a test says otherwise (the defaults run the default study)."""
     return study.prepare(**{"profile": "smoke", "controls": False, **kwargs})
-
-
-@pytest.fixture
-def config(tmp_path, monkeypatch):
-    monkeypatch.setenv("MSBENCH_CACHE", str(tmp_path / "cache"))
-    path = tmp_path / "msbench.yaml"
-    path.write_text(FAKE)
-    return path
 
 
 @pytest.mark.parametrize("kwargs, message", [

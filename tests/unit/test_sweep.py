@@ -8,17 +8,6 @@ from msbench.config import ConfigError, make_params
 from msbench.results import SweepManifest
 from msbench.run import sweep
 
-FAKE = ('backends:\n  fake: {launcher: process, binary: "true", command: ["${binary}"], '
-        'ready_url: "http://127.0.0.1:1/"}\n')
-
-
-@pytest.fixture
-def config(tmp_path, monkeypatch):
-    monkeypatch.setenv("MSBENCH_CACHE", str(tmp_path / "cache"))
-    path = tmp_path / "msbench.yaml"
-    path.write_text(FAKE)
-    return path
-
 
 def test_sizes_are_bytes_in_decimal_or_binary_units():
     assert sweep.parse_size("50MB") == 50_000_000 and sweep.parse_size("1.6GB") == 1_600_000_000

@@ -35,7 +35,7 @@ import pandas as pd
 
 from msbench import backends as backend_registry
 from msbench.backends import BackendDef
-from msbench.config import ConfigError, Params, UserConfig, load_user_config
+from msbench.config import BOUNDS, ConfigError, Params, UserConfig, load_user_config
 from msbench.files import sha256_file
 from msbench.measure import provenance, trace as tr, traffic
 from msbench.providers import registry
@@ -231,6 +231,10 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
+    low, high = BOUNDS["control_cpu"]
+    if not low <= control_cpu <= high:
+        raise ConfigError(f"control_cpu (the handicapped twin's share of one CPU) must be from {low} to {high}, "
+                          f"got {control_cpu}")
     if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
         raise ConfigError(f"repeat (replays of each phase per trial) must be a positive integer, got {repeat!r}")
     declared = tr.read_objects(objects) if objects else None
