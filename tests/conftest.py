@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 
+from msbench.backends import load_backends
+from msbench.providers.catalog import unavailable_reason
 from msbench.providers.registry import MILVUS_PID_FILE
+from msbench.providers.stores import make_store
 
 
 def processes_mentioning(path: Path) -> list[psutil.Process]:
@@ -69,3 +73,19 @@ def _scratch(tmp_path, monkeypatch, milvus: bool):
     assert not registered, f"the registry still lists what we started: {registered}"
     new_sockets = set(Path("/tmp").glob("*.sock")) - sockets_before
     assert not new_sockets, f"unix sockets left in /tmp: {sorted(new_sockets)}"
+
+
+@contextmanager
+def store_alone(name: str, folder: Path, timeout_s: float):
+    """The named backend's store started alone (no Milvus) in ``folder``, stopped afterwards; the test
+    is skipped, saying why, where the store cannot run here."""
+    backend = load_backends()[name]
+    reason = unavailable_reason(backend)
+    if reason:
+        pytest.skip(f"prerequisite missing for {name}: {reason}")
+    store = make_store(backend, folder / "store", folder / "logs")
+    try:
+        store.start(timeout_s)
+        yield store
+    finally:
+        store.stop(fast=True)

@@ -9,13 +9,12 @@ import time
 
 import pytest
 
-from msbench.backends import load_backends
 from msbench.measure import conformance, traffic
 from msbench.measure.integrity import integrity
 from msbench.providers import registry
-from msbench.providers.catalog import unavailable_reason
 from msbench.providers.s3 import s3_client
-from msbench.providers.stores import make_store
+
+from ..conftest import store_alone
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +27,9 @@ CAPTURE_DRAIN_S = 1.0
 @pytest.fixture
 def running_store(scratch, request):
     """The named backend's store, started alone in the test's scratch area, stopped afterwards."""
-    backend = load_backends()[request.param]
-    reason = unavailable_reason(backend)
-    if reason:
-        pytest.skip(f"prerequisite missing for {backend.name}: {reason}")
-    with registry.scratch_dir(f"msbench-check-{backend.name}-", os.environ["MSBENCH_WORK_DIR"]) as work:
-        store = make_store(backend, work / "store", work / "logs")
-        try:
-            store.start(240)
+    with registry.scratch_dir(f"msbench-check-{request.param}-", os.environ["MSBENCH_WORK_DIR"]) as work:
+        with store_alone(request.param, work, 240) as store:
             yield store
-        finally:
-            store.stop(fast=True)
 
 
 @pytest.mark.parametrize("running_store", STORES, indirect=True)

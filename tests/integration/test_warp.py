@@ -11,13 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from msbench.backends import load_backends
-from msbench.providers.catalog import unavailable_reason
 from msbench.measure.warp import WarpTarget, run_warp, warp_binary
 from msbench.providers.s3 import s3_client
-from msbench.providers.stores import make_store
 
-from ..conftest import processes_mentioning
+from ..conftest import processes_mentioning, store_alone
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +28,8 @@ def minio(tmp_path):
     (Not the scratch fixture: that one also fails when some other run's Milvus is up.)"""
     if not os.access(WARP, os.X_OK):
         pytest.skip(f"prerequisite missing: no warp binary at {WARP} (msbench stores install warp)")
-    backend = load_backends()["minio"]
-    reason = unavailable_reason(backend)
-    if reason:
-        pytest.skip(f"prerequisite missing: minio: {reason}")
-    store = make_store(backend, tmp_path / "minio", tmp_path / "logs")
-    try:
-        store.start(120)
+    with store_alone("minio", tmp_path, 120) as store:
         yield store
-    finally:
-        store.stop(fast=True)
     left = processes_mentioning(tmp_path)
     assert not left, f"processes left running: {[p.info['cmdline'] for p in left]}"
 
