@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import pandas as pd
 
@@ -91,6 +91,23 @@ def known_fields(cls, raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k in names}
 
 
+class JsonRecord:
+    """A record dataclass as JSON and back: a file of another schema version still loads (known_fields);
+    ``LISTS`` names the fields that hold lists of records, with their type."""
+
+    LISTS: ClassVar[dict[str, type]] = {}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str):
+        raw = known_fields(cls, json.loads(text))
+        for name, kind in cls.LISTS.items():
+            raw[name] = [kind(**known_fields(kind, item)) for item in raw.get(name) or []]
+        return cls(**raw)
+
+
 @dataclass(frozen=True)
 class PlannedTrial:
     seq: int        # position in execution order, 0-based
@@ -123,7 +140,7 @@ class StopDecision:
 
 
 @dataclass
-class TrialRecord:
+class TrialRecord(JsonRecord):
     """trial.json: who ran, how it ended, and what the trial noted beside its figures."""
 
     run: str
@@ -153,13 +170,6 @@ class TrialRecord:
     integrity_problems: str = ""        # objects read back not as Milvus wrote them (measure.integrity), by key
     stalls: str = ""
     schema_version: int = SCHEMA_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrialRecord:
-        return cls(**known_fields(cls, json.loads(text)))
 
     def flat(self) -> dict[str, Any]:
         """The fields trials.csv keeps: every one that is not a nested record."""
@@ -398,8 +408,10 @@ class SizePoint:
 
 
 @dataclass
-class SweepManifest:
+class SweepManifest(JsonRecord):
     """sweep.json: the ladder a sweep runs, how sizes became workloads, and what each size found."""
+
+    LISTS = {"points": SizePoint}
 
     sweep: str
     created: str = ""
@@ -415,15 +427,6 @@ class SweepManifest:
     bytes_per_vector: Facts = field(default_factory=dict)     # the model that mapped sizes to vectors
     bucket_bytes: dict[str, float | None] = field(default_factory=dict)   # size -> mean bytes found (footprint)
     schema_version: int = SCHEMA_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> SweepManifest:
-        raw = known_fields(cls, json.loads(text))
-        raw["points"] = [SizePoint(**known_fields(SizePoint, p)) for p in raw.get("points") or []]
-        return cls(**raw)
 
 
 @dataclass

@@ -3,14 +3,14 @@ and the folder read back (ReplayRun), the typed input of the fidelity table and 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from msbench.config import ConfigError
 from msbench.measure import trace as tr
-from msbench.results import SCHEMA_VERSION, Facts, PlannedTrial, RunDir, TrialRecord, known_fields
+from msbench.results import SCHEMA_VERSION, Facts, JsonRecord, PlannedTrial, RunDir, TrialRecord
 
 KIND = "replay"   # manifest.json's kind: a replay run, not a study
 REQUESTS_TABLE = "replay_requests.parquet"
@@ -30,8 +30,10 @@ class TraceFacts:
 
 
 @dataclass
-class ReplayManifest:
+class ReplayManifest(JsonRecord):
     """manifest.json of a replay run: the traces, how they are replayed, on which stores, and what ran."""
+
+    LISTS = {"traces": TraceFacts, "order": PlannedTrial}
 
     run: str
     created: str = ""
@@ -64,15 +66,6 @@ class ReplayManifest:
         return ([t.sha256 for t in self.traces], self.phases, self.pacing, self.repeat, self.backends, self.trials,
                 self.order_seed)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> ReplayManifest:
-        raw = known_fields(cls, json.loads(text))
-        raw["traces"] = [TraceFacts(**known_fields(TraceFacts, t)) for t in raw.get("traces") or []]
-        raw["order"] = [PlannedTrial(**t) for t in raw.get("order") or []]
-        return cls(**raw)
 
 
 @dataclass
