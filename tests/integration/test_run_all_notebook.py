@@ -36,7 +36,7 @@ SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Can t
 
 
 # The smoke workload with one throughput level, so that every phase runs.
-OVERRIDES = {"concurrency": [2], "throughput_seconds": 1.0}
+OVERRIDES = {"concurrency": [2], "throughput_seconds": 1.0, "milvus_session_ttl_s": 5}   # a shorter cold restart
 BACKENDS = ["minio", "seaweedfs", "minio-aa", "minio-slow"]
 ROUNDS = 2
 

@@ -46,13 +46,14 @@ BASE = {
 
 
 def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.0, noise=0.03, own_noise=0.0, notes=None,
-             extra=None, manifest=None):
+             extra=None, manifest=None, requests=None):
     """Write a run folder. ``backends``: {name: {metric: factor}}; the noise depends on the trial
     number only, so two backends with the same factors get identical values (an exact A/A), unless
     ``own_noise`` adds each backend's own (the rest is then a round effect shared by all).
     ``notes``: {(backend, trial): {key: text}} put in trial.json, as the trial copies its notes;
     ``extra``: {(backend, trial): {(phase, metric, unit): value}} rows added or replaced as given;
-    ``manifest``: fields added to the manifest (baseline, controls, handicaps)."""
+    ``manifest``: fields added to the manifest (baseline, controls, handicaps);
+    ``requests``: [(phase, operation, count)] every trial captured (its s3_summary.csv)."""
     run = RunDir(root, "synthetic")
     order = schedule.plan(sorted(backends), trials, seed=1)
     stores = stores or {b: b for b in backends}
@@ -81,7 +82,14 @@ def make_run(root, backends, trials, *, stores=None, failed=(), cache_dropped=1.
         latencies = pd.DataFrame({**ident, "query": range(n_q), "warmup": np.arange(n_q) < PARAMS["warmup_queries"],
                                   "latency_ms": rng.lognormal(np.log(2.5 * backends[b].get("latency", 1.0)), 0.3, n_q)},
                                  columns=LATENCY_COLUMNS)
-        run.write_trial(record, pd.DataFrame(rows, columns=TIDY_COLUMNS), latencies, None, [])
+        tables = {}
+        if requests is not None:
+            record.s3_capture = {"enabled": True}
+            summary = [{**ident, "phase": p, "operation": op, "requests": n} for p, op, n in requests]
+            summary += [{**ident, "phase": p, "operation": "all", "requests": sum(n for q, _, n in requests if q == p)}
+                        for p in dict.fromkeys(p for p, _, _ in requests)]
+            tables["s3_summary.csv"] = pd.DataFrame(summary)
+        run.write_trial(record, pd.DataFrame(rows, columns=TIDY_COLUMNS), latencies, None, [], tables=tables)
     return load_run(run.path)
 
 
@@ -523,3 +531,14 @@ def test_the_footprint_as_found_stands_in_for_the_one_after_gc_when_that_did_not
     assert "bucket_bytes_after_gc" in comparisons.claim_family(full, tidy, "minio").metrics
     family = comparisons.claim_family(full, tidy[tidy.metric != "bucket_bytes_after_gc"], "minio")
     assert "bucket_bytes" in family.metrics and "bucket_bytes_after_gc" not in family.metrics
+
+
+def test_a_published_claim_on_a_phase_that_read_nothing_says_the_store_cannot_explain_it(tmp_path):
+    run = make_run(tmp_path, {"minio": {}, "seaweedfs": {}}, trials=2,
+                   requests=[("search", "LIST", 3), ("load_warm", "GET", 40), ("load_warm", "LIST", 1)])
+    table = report.published_vs_reproduced(run, REFERENCE).set_index("our metric")["verdict"]
+    assert table["search_latency_mean_ms"].endswith("The store cannot explain a difference here: in 4 trials Milvus "
+                                                    "read no object during search (12 S3 requests in all, only LIST; "
+                                                    "3 to 3 a trial).")
+    assert "in 4 trials Milvus read no object during load_noop (0 S3 requests in all; 0 to 0" in table["load_noop_s"]
+    assert "cannot explain" not in table["load_warm_s"]

@@ -36,6 +36,28 @@ CLAIMS: dict[str, tuple[tuple[str, str], ...]] = {
         ("bucket_bytes", "Bucket bytes as found at the end of the trial, without forced compaction."),
     ),
 }
+READS = ("GET", "HEAD")   # the S3 operations that read an object: what a store could be slow at while Milvus waits
+
+
+def no_reads_evidence(run: Run, phase: str) -> str:
+    """When Milvus read no object in ``phase`` in any completed trial that captured its requests, the sentence
+    that says the store cannot explain a difference there, with the request counts; otherwise ''."""
+    captured = {(r.backend, r.trial) for r in run.records
+                if r.status == "ok" and r.s3_capture.get("enabled") and r.backend not in run.controls}
+    if not captured:
+        return ""
+    summary = run.completed("s3_summary")
+    mine = summary[(summary["phase"] == phase) & summary["backend"].isin({b for b, _ in captured})]
+    if mine["operation"].isin(READS).any():
+        return ""
+    every = mine[mine["operation"] == "all"].set_index(["backend", "trial"])["requests"]
+    counts = [int(every.get(key, 0)) for key in captured]
+    kinds = sorted(set(mine["operation"]) - {"all"})
+    return (f"The store cannot explain a difference here: in {len(captured)} trials Milvus read no object during "
+            f"{phase} ({sum(counts)} S3 requests in all{', only ' + ' and '.join(kinds) if kinds else ''}; "
+            f"{min(counts)} to {max(counts)} a trial).")
+
+
 PUBLISHED_SETUP = {"milvus": "2.6.7", "n_vectors": 1_000_000, "dim": 768, "batch_size": 5_000,
                    "hardware": "16 cores, 32 GB RAM, NVMe SSD", "index": "HNSW M=16 efConstruction=200"}
 
@@ -102,9 +124,10 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
             else:
                 ratio = interval_text(row, *(("claim_low", "claim_high") if row["primary"] else ()))
                 verdict = _verdict(row, pub_ratio)
+            evidence = no_reads_evidence(run, m.phase)
             rows.append([claim, pub["unit"], num(pub["rustfs"]), num(pub["minio"]), num(pub_ratio),
                          pub["better"], m.name, mine["unit"].iloc[0] if len(mine) else m.unit, our_minio, figures,
-                         ratio, verdict,
+                         ratio, f"{verdict}. {evidence}" if evidence else verdict,
                          caveat.format(**context) + (f" Setup: {setup}." if setup else "")])
     return noted(pd.DataFrame(rows, columns=[
         "published claim", "published unit", "published RustFS", "published MinIO", "published ratio RustFS/MinIO",
