@@ -88,11 +88,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Minutes on 2 cores: what the tests and CI use.
     "smoke": dict(n_vectors=5_000, dim=32, n_queries=200, batch_size=1_000, warmup_queries=20, warp_seconds=3.0),
     # The default study (scripts/run-all): about 200 MB in the bucket at the published dimension (768),
-    # under 2 minutes a trial on 2 cores, with Milvus's coordinators checking every 100 ms (fine pacing)
-    # and no second footprint after a forced GC. At the earlier 53 MB x 128 with default pacing the study
-    # timed Milvus's 1 s schedule: only MinIO held to a twentieth of a CPU was seen, in one load; here the
-    # store's reads are a larger share of each load (docs/method.md, "Why this scale"), and the control is
-    # held to a quarter of a CPU. Clustered vectors so that search runs at a realistic operating point.
+    # 2.5-3 minutes a trial on 2 cores (the HNSW build a minute of it), Milvus's coordinators checking
+    # every 100 ms (fine pacing), no second footprint after a forced GC, the control held to a quarter
+    # of a CPU. The largest size whose 18 trials take about 50 minutes here; why, and what it shows:
+    # docs/method.md, "Why the default study runs at 200 MB". Clustered vectors so that search runs at a
+    # realistic operating point.
     "standard": dict(n_vectors=33_000, dim=768, dataset="clustered", n_queries=1_000, batch_size=5_000,
                      warmup_queries=50, concurrency=(4,), throughput_seconds=5.0, milvus_pacing="fine",
                      footprint_after_gc=False, control_cpu=0.25),
