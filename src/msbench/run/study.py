@@ -29,6 +29,9 @@ from msbench.run import phases, progress, schedule, stopping
 from msbench.run.trial import run_trial
 from msbench.run.workload import Dataset, check_dataset, load_dataset
 
+# What Milvus runs with that msbench sets only on a Milvus it starts (providers.milvus_native.settings).
+MILVUS_SETTINGS = ("milvus_pacing", "milvus_mmap")
+
 DEFAULT_RESULTS = Path("data") / "runs"
 EXISTING_MILVUS = {"mode": "existing deployments, each described under components"}   # no Milvus of ours
 BASELINE_STORE = "minio"   # the store the published study replaces: every comparison reads "X vs MinIO"
@@ -171,12 +174,14 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
     if controls and provider == DEPLOYMENT:
         raise ConfigError("controls need stores msbench runs (the handicapped twin is a CPU quota on its store); "
                           "with provider deployment, run without controls")
-    asked = {k: v for k, v in (("milvus_pacing", params.milvus_pacing), ("milvus_mmap", params.milvus_mmap))
-             if v != getattr(Params(), k)}
-    if asked and provider == DEPLOYMENT:
-        raise ConfigError(f"{', '.join(f'{k}={v}' for k, v in asked.items())} needs a Milvus msbench starts (provider "
-                          f"native or docker): an existing deployment keeps its own settings; valid here: "
-                          f"milvus_pacing=default, milvus_mmap=false")
+    if provider == DEPLOYMENT:   # an existing deployment keeps its own Milvus settings, whatever the profile says
+        asked = {k: getattr(params, k) for k in MILVUS_SETTINGS
+                 if k in (overrides or {}) and getattr(params, k) != getattr(Params(), k)}
+        if asked:
+            raise ConfigError(f"{', '.join(f'{k}={v}' for k, v in asked.items())} needs a Milvus msbench starts "
+                              f"(provider native or docker): an existing deployment keeps its own settings; valid "
+                              f"here: milvus_pacing=default, milvus_mmap=false")
+        params = replace(params, **{k: getattr(Params(), k) for k in MILVUS_SETTINGS})
     baseline = baseline_of(names)
     control_defs = control_definitions(baseline, params.control_cpu, controls)
     clash = sorted(set(control_defs) & (set(registry) | set(names)))
