@@ -67,7 +67,6 @@ class ReplayManifest(JsonRecord):
                 self.order_seed)
 
 
-
 @dataclass
 class ReplayTrialRecord(TrialRecord):
     """trial.json of a replay trial: the study's record (the store's start as ``stack_ready_s``, the
