@@ -40,7 +40,8 @@ def test_a_killed_kernel_leaves_nothing_after_cleanup(scratch):
         pytest.skip(f"prerequisite missing for minio: {reason}")
     root = scratch / "runs"
     prepared = study.prepare(backends="minio", trials=2, profile="smoke", results_root=root, run_id="crash",
-                             controls=False, overrides={"warp_seconds": 0.0})
+                             controls=False, overrides={"warp_seconds": 0.0, "milvus_session_ttl_s": 5,
+                                                                 "footprint_after_gc": False})
     env = dict(os.environ)   # the scratch fixture's work, temp and state folders
     runner = subprocess.Popen([sys.executable, "-c", RUN.format(root=str(root))], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

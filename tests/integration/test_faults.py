@@ -49,11 +49,12 @@ def fault_study(tmp_path_factory):
     if reason:
         pytest.skip(f"prerequisite missing for minio: {reason}")
     root = tmp_path_factory.mktemp("faults")
-    # throughput at one level so that phase does work; a silence of 10 s fails a phase
+    # throughput at one level so that phase does work; a silence of 10 s fails a phase; a short cold
+    # restart and no second footprint after GC, as the faults need neither
     return study.prepare(backends="minio", trials=len(KILL_CELLS) + 4, profile="smoke", results_root=root,
                          run_id="faults", controls=False,
                          overrides={"concurrency": "2", "throughput_seconds": 1.0, "warp_seconds": 1.0,
-                                    "unresponsive_s": 10.0})
+                                    "unresponsive_s": 10.0, "milvus_session_ttl_s": 5, "footprint_after_gc": False})
 
 
 def _log(fault_study, fault: str, phase: str, meta: TrialRecord, detected_s: float | None = None) -> None:

@@ -35,8 +35,11 @@ SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Can t
             "What Milvus asked of each store", "Each store on its own", "Can this store back Milvus?"]
 
 
-# The smoke workload with one throughput level, so that every phase runs.
-OVERRIDES = {"concurrency": [2], "throughput_seconds": 1.0, "milvus_session_ttl_s": 5}   # a shorter cold restart
+# The smoke workload with one throughput level, so that every phase runs, and as the default study runs
+# it: no second footprint after a forced GC (test_stores.py measures that on every other store), the
+# handicapped twin held to a quarter of a CPU (at smoke's twentieth warp alone takes 90 s a trial).
+OVERRIDES = {"concurrency": [2], "throughput_seconds": 1.0, "milvus_session_ttl_s": 5,   # a shorter cold restart
+             "footprint_after_gc": False, "control_cpu": 0.25}
 BACKENDS = ["minio", "seaweedfs", "minio-aa", "minio-slow"]
 ROUNDS = 2
 
@@ -88,7 +91,7 @@ def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
     order = manifest["order"]
     for rnd in range(1, ROUNDS + 1):   # every round runs each backend once
         assert sorted(t["backend"] for t in order if t["round"] == rnd) == sorted(BACKENDS)
-    assert manifest["baseline"] == "minio" and manifest["handicaps"] == {"minio-slow": {"cpu": 0.05}}
+    assert manifest["baseline"] == "minio" and manifest["handicaps"] == {"minio-slow": {"cpu": 0.25}}
     assert manifest["msbench"]["commit"] and manifest["schema_version"] >= 2
     results = pd.read_parquet(run / "results.parquet")
     assert set(results.provider) == {"native"}
@@ -97,7 +100,7 @@ def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
     for backend in BACKENDS:
         assert phases <= set(results[results.backend == backend].phase)
     for backend in ("minio", "seaweedfs"):   # every figure of every phase (the other stores: test_stores.py)
-        check_trial(results[(results.backend == backend) & (results.trial == 1)], backend)
+        check_trial(results[(results.backend == backend) & (results.trial == 1)], backend, after_gc=False)
     # every trial's S3 requests were captured and attributed to its phases; warp ran on every store
     summary = pd.read_csv(run / "s3_summary.csv")
     for backend in BACKENDS:
@@ -107,7 +110,7 @@ def test_every_trial_ran_in_interleaved_order_with_every_phase(e2e):
     warp = results[(results.phase == "store_alone") & (results.metric == "warp_get_mib_per_s")]
     stores = warp[warp.backend.isin(["minio", "seaweedfs"])]
     assert len(stores) == 2 * ROUNDS and (stores.value > 0).all(), stores
-    # a twentieth of a CPU may leave warp too little to analyse: then the trial says so, and stays ok
+    # a quarter of a CPU may leave warp too little to analyse: then the trial says so, and stays ok
     ran = set(zip(warp.backend, warp.trial))
     noted = trials[trials.store_alone_note.fillna("") != ""]
     assert all((b, t) in ran or ((noted.backend == b) & (noted.trial == t)).any()

@@ -1,8 +1,9 @@
 """Every store msbench runs natively, each under real Milvus 2.3.5 for one smoke trial: every phase
 measured, a cold restart that keeps the store's data, the store's listeners on loopback only, its
-keys in no published file, Milvus's requests kept as a trace that passes its checks, and nothing left behind (the scratch fixture). MinIO and SeaweedFS run in
-the end-to-end notebook test (test_run_all_notebook.py); these are the others: Garage and RustFS
-built from crates.io, Ceph RGW from Debian."""
+keys in no published file, Milvus's requests kept as a trace that passes its checks, the footprint
+after a forced GC, and nothing left behind (the scratch fixture). MinIO and SeaweedFS run in the
+end-to-end notebook test (test_run_all_notebook.py, as the default study: no footprint after GC);
+these are the others: Garage and RustFS built from crates.io, Ceph RGW from Debian."""
 from __future__ import annotations
 
 import ipaddress

@@ -1,6 +1,6 @@
 """`msbench sweep` end to end: two tiny sizes, real Milvus 2.3.5 on real MinIO and MinIO held to half
 a CPU (the handicapped control, mild so the test stays short), one trial each; the larger size with
-fine pacing (--at), the smaller with Milvus's own."""
+the smoke profile's fine pacing, the smaller with Milvus's own (--at)."""
 from __future__ import annotations
 
 import json
@@ -28,7 +28,7 @@ def test_cli_sweep_runs_each_size_as_a_study_and_records_what_the_fits_need(scra
             "--trials", "1", "--profile", "smoke", "--sweep-id", "it", "--results", str(root), "--no-progress",
             "--set", "footprint_after_gc=false", "--set", "n_queries=50",
             "--set", "warmup_queries=5", "--set", "control_cpu=0.5", "--set", "milvus_session_ttl_s=5",
-            "--at", "2MB:milvus_pacing=fine"]   # a mild handicap and a short restart: this tests the sweep
+            "--at", "1MB:milvus_pacing=default"]   # a mild handicap and a short restart: this tests the sweep
     done = subprocess.run([sys.executable, "-m", "msbench.cli", *args], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     sweep = load_sweep(root / "it")

@@ -34,7 +34,8 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
         pytest.skip(f"prerequisite missing for minio: {reason}")
     results = scratch / "runs"
     args = ["run", "--backends", "minio", "--trials", "2", "--until-precise", f"{TARGET:.0%}", "--max-trials",
-            str(MAX_TRIALS), "--profile", "smoke", "--no-controls", "--set", "warp_seconds=0", "--run-id", "precise",
+            str(MAX_TRIALS), "--profile", "smoke", "--no-controls", "--set", "warp_seconds=0",
+            "--set", "footprint_after_gc=false", "--set", "milvus_session_ttl_s=5", "--run-id", "precise",
             "--results", str(results)]
     done = _msbench(*args)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -64,7 +64,7 @@ def test_docker_milvus_config_applies_the_same_gc_settings():
     for use_local, path in ((None, "/milvus/configs/user.yaml"),
                             ({"milvus": True, "etcd": True, "store": True}, "/milvus/configs/milvus.yaml")):
         ident = dk.StackIdentity("abcd1234", run="run-x", trial=1, backend=backend.name)
-        plan = dk.plan_stack(backend, make_params("smoke"), ident, host_network=True, use_local=use_local,
+        plan = dk.plan_stack(backend, make_params("smoke", {"milvus_pacing": "default"}), ident, host_network=True, use_local=use_local,
                              port_source=lambda: next(ports), credentials=("msbaccess", "s" * 40))
         config = yaml.safe_load(plan.files["milvus"][path])
         assert {key: _get(config, key) for key in GC_CONFIG} == GC_CONFIG
@@ -81,7 +81,8 @@ def test_fine_pacing_and_mmap_reach_the_config_file_and_are_read_back_as_milvus_
     monkeypatch.delenv("QUERYCOORD_DISTPULLINTERVAL", raising=False)
     s3 = S3Target("127.0.0.1", 9000, "AK", "SK", "bucket-x")
     default = MilvusNative(tmp_path / "d", tmp_path / "logs", s3,
-                           extra_config=milvus_settings(make_params("smoke"), "/unused"))
+                           extra_config=milvus_settings(make_params("smoke", {"milvus_pacing": "default"}),
+                                                       "/unused"))
     default._write_config()
     assert default.settings() == DEFAULTS_2_3_5
     fine = make_params("smoke", {"milvus_pacing": "fine", "milvus_mmap": True})
@@ -117,6 +118,6 @@ def test_docker_milvus_gets_the_same_pacing_and_records_it():
         config = yaml.safe_load(plan.files["milvus"][path])
         assert {key: _get(config, key) for key in FINE_PACING} == FINE_PACING, version
         assert milvus_settings_ran(plan) == {**FINE_PACING, MMAP_KEY: "/var/lib/milvus/mmap"}, version
-    plan = dk.plan_stack(backend, make_params("smoke"), ident, host_network=True, use_local=None,
+    plan = dk.plan_stack(backend, make_params("smoke", {"milvus_pacing": "default"}), ident, host_network=True, use_local=None,
                          port_source=lambda: next(ports), credentials=("msbaccess", "s" * 40))
     assert set(milvus_settings_ran(plan).values()) == {"Milvus 2.6.7's default"}   # nothing set, version unknown here
