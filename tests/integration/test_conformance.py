@@ -1,14 +1,21 @@
 """The S3 conformance check against every store built here, each started alone (no Milvus): the
-record is complete, MinIO passes everything Milvus 2.3.5 needs, and the check leaves nothing in the
-store. Then data integrity against one store: objects written under a packet capture are read back
-and judged against it, and an object changed behind the capture's back is named."""
+record is complete, MinIO passes everything Milvus 2.3.5 needs, the check leaves nothing in the store,
+and the store's servers, traced by strace from start to stop, connected and sent to loopback only (no
+update check, telemetry or name lookup of an outside host). Then data integrity against one store:
+objects written under a packet capture are read back and judged against it, and an object changed
+behind the capture's back is named."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
+from msbench.backends import find_binary, load_backends
 from msbench.measure import conformance, traffic
 from msbench.measure.integrity import integrity
 from msbench.providers import registry
@@ -24,12 +31,68 @@ STORES = ["minio", "seaweedfs", "ceph-rgw", "garage", "rustfs"]
 CAPTURE_DRAIN_S = 1.0
 
 
+# the servers of a Ceph RGW store (its set-up tools run before them, and only talk to its monitor)
+CEPH_DAEMONS = ("ceph-mon", "ceph-osd", "radosgw")
+NETWORK_CALLS = re.compile(r"\b(connect|sendto|sendmsg|bind)\(")
+ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6?, "([^"]+)"')
+PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
+
+
+def _traced(name: str, folder: Path, monkeypatch) -> Path:
+    """The store's servers start under strace (their network calls logged in the returned folder):
+    a wrapper per server, found first through the backend's binary variable or PATH."""
+    if not shutil.which("strace"):
+        pytest.skip("prerequisite missing: strace (scripts/setup installs it as root)")
+    backend, wrappers, logs = load_backends()[name], folder / "traced", folder / "strace"
+    wrappers.mkdir()
+    logs.mkdir()
+    servers = CEPH_DAEMONS if backend.launcher == "ceph" else (backend.binary,)
+    for server in servers:
+        real = shutil.which(server) if backend.launcher == "ceph" else find_binary(backend)
+        if real is None:
+            return logs   # store_alone skips, saying what is missing
+        wrapper = wrappers / server
+        wrapper.write_text(f"#!/bin/sh\nexec strace -f -qq --seccomp-bpf -e trace=connect,sendto,sendmsg,bind -e signal=none "
+                           f"-o {logs / server}.log {real} \"$@\"\n")
+        wrapper.chmod(0o755)
+    if backend.binary_env:
+        monkeypatch.setenv(backend.binary_env, str(wrappers / backend.binary))
+    else:
+        monkeypatch.setenv("PATH", f"{wrappers}:{os.environ['PATH']}")
+    return logs
+
+
+def outside_addresses(log: str) -> list[str]:
+    """The calls of a strace log that reach beyond this host: a connect or send to an address that is not
+    loopback (or unspecified, which Linux takes as this host), a bind of a port to one."""
+    found = []
+    for line in log.splitlines():
+        call = NETWORK_CALLS.search(line)
+        if not call:
+            continue
+        for v4, v6 in ADDRESS.findall(line):
+            ip = ipaddress.ip_address(v4 or v6)
+            port = PORT.search(line)
+            if call.group(1) == "bind":
+                if not ip.is_loopback and port and port.group(1) != "0":
+                    found.append(line)
+            elif not (ip.is_loopback or ip.is_unspecified):
+                found.append(line)
+    return found
+
+
 @pytest.fixture
-def running_store(scratch, request):
-    """The named backend's store, started alone in the test's scratch area, stopped afterwards."""
+def running_store(scratch, request, monkeypatch):
+    """The named backend's store, started alone in the test's scratch area under strace, stopped
+    afterwards; then nothing it did may have left this host."""
     with registry.scratch_dir(f"msbench-check-{request.param}-", os.environ["MSBENCH_WORK_DIR"]) as work:
+        logs = _traced(request.param, scratch, monkeypatch)
         with store_alone(request.param, work, 240) as store:
             yield store
+    written = {log.name: log.read_text(errors="replace") for log in logs.glob("*.log")}
+    assert written and all(NETWORK_CALLS.search(text) for text in written.values()), f"strace saw nothing: {written}"
+    outside = {name: found for name, text in written.items() if (found := outside_addresses(text))}
+    assert not outside, f"{request.param} reached beyond loopback: {outside}"
 
 
 @pytest.mark.parametrize("running_store", STORES, indirect=True)
@@ -93,3 +156,20 @@ def test_integrity_reads_back_what_the_capture_saw_written(running_store, scratc
     report = integrity(s3, bucket, listing(), written)
     assert report.differs_from_capture == 1 and report.differs_from_listing == 0
     assert report.problems == ["files/insert_log/1/1: Milvus wrote 4096 B, read 7 B"]
+
+
+def test_the_trace_reader_finds_what_leaves_the_host():
+    """Lines as strace 6.1 writes them: what the guard above must flag, and what it must let pass."""
+    passes = ['27709 bind(7, {sa_family=AF_INET6, sin6_port=htons(25134), sin6_flowinfo=htonl(0), '
+              'inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0',
+              '1 connect(3, {sa_family=AF_INET, sin_port=htons(9000), sin_addr=inet_addr("127.0.0.1")}, 16) = 0',
+              '1 bind(3, {sa_family=AF_INET, sin_port=htons(0), sin_addr=inet_addr("0.0.0.0")}, 16) = 0',
+              '1 sendto(3, [{nlmsg_len=17}], 17, 0, {sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}, 12) = 17']
+    flagged = ['2 connect(9, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("140.82.112.3")}, 16) = '
+               '-1 EINPROGRESS', '2 sendto(5, "\\1\\2", 40, MSG_NOSIGNAL, {sa_family=AF_INET, sin_port=htons(53), '
+               'sin_addr=inet_addr("10.0.2.3")}, 16) = 40',
+               '2 bind(4, {sa_family=AF_INET, sin_port=htons(9000), sin_addr=inet_addr("0.0.0.0")}, 16) = 0',
+               '2 connect(6, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), '
+               'inet_pton(AF_INET6, "2606:4700::1", &sin6_addr), sin6_scope_id=0}, 28) = 0']
+    assert outside_addresses("\n".join(passes)) == []
+    assert outside_addresses("\n".join(flagged)) == flagged
