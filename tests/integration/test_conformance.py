@@ -21,7 +21,7 @@ from msbench.measure.integrity import integrity
 from msbench.providers import registry
 from msbench.providers.s3 import s3_client
 
-from ..conftest import store_alone
+from ..conftest import processes_mentioning, store_alone
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +52,10 @@ def _traced(name: str, folder: Path, monkeypatch) -> Path:
         if real is None:
             return logs   # store_alone skips, saying what is missing
         wrapper = wrappers / server
-        wrapper.write_text(f"#!/bin/sh\nexec strace -f -qq --seccomp-bpf -e trace=connect,sendto,sendmsg,bind -e signal=none "
-                           f"-o {logs / server}.log {real} \"$@\"\n")
+        # -D: the server keeps the wrapper's PID (strace traces it from a grandchild), so it is stopped
+        # as it would be untraced, and strace ends with it
+        wrapper.write_text(f"#!/bin/sh\nexec strace -D -f -qq --seccomp-bpf -e trace=connect,sendto,sendmsg,bind "
+                           f"-e signal=none -o {logs / server}.log {real} \"$@\"\n")
         wrapper.chmod(0o755)
     if backend.binary_env:
         monkeypatch.setenv(backend.binary_env, str(wrappers / backend.binary))
@@ -89,6 +91,9 @@ def running_store(scratch, request, monkeypatch):
         logs = _traced(request.param, scratch, monkeypatch)
         with store_alone(request.param, work, 240) as store:
             yield store
+    deadline = time.monotonic() + 10
+    while processes_mentioning(logs) and time.monotonic() < deadline:   # strace ends with what it traced
+        time.sleep(0.1)
     written = {log.name: log.read_text(errors="replace") for log in logs.glob("*.log")}
     assert written and all(NETWORK_CALLS.search(text) for text in written.values()), f"strace saw nothing: {written}"
     outside = {name: found for name, text in written.items() if (found := outside_addresses(text))}

@@ -141,7 +141,10 @@ class ProcessStore(ObjectStore):
 
     def stop(self, fast: bool = False) -> None:
         if self.process is not None:
-            self.process.stop(grace=3.0 if fast else self.backend.stop_grace_s)
+            if fast:   # one TERM, 3 s, then KILL: SeaweedFS's filer takes 15 s to end its streams
+                self.process.stop(grace=3.0, second_grace=0.0)
+            else:
+                self.process.stop(grace=self.backend.stop_grace_s)
         for pattern in self.backend.leftovers:
             Path(self._fill(pattern)).unlink(missing_ok=True)
 
