@@ -34,7 +34,8 @@ CAPTURE_DRAIN_S = 1.0
 # the servers of a Ceph RGW store (its set-up tools run before them, and only talk to its monitor)
 CEPH_DAEMONS = ("ceph-mon", "ceph-osd", "radosgw")
 NETWORK_CALLS = re.compile(r"\b(connect|sendto|sendmsg|bind)\(")
-ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6?, "([^"]+)"')
+SOCKADDR = re.compile(r"\{sa_family=AF_INET6?, [^{}]*\}")   # an address the call sends to or binds, not a
+ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6?, "([^"]+)"')   # netlink query's payload
 PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
 
 
@@ -72,9 +73,10 @@ def outside_addresses(log: str) -> list[str]:
         call = NETWORK_CALLS.search(line)
         if not call:
             continue
-        for v4, v6 in ADDRESS.findall(line):
+        for sockaddr in SOCKADDR.findall(line):
+            v4, v6 = ADDRESS.search(sockaddr).groups()
             ip = ipaddress.ip_address(v4 or v6)
-            port = PORT.search(line)
+            port = PORT.search(sockaddr)
             if call.group(1) == "bind":
                 if not ip.is_loopback and port and port.group(1) != "0":
                     found.append(line)
@@ -169,7 +171,11 @@ def test_the_trace_reader_finds_what_leaves_the_host():
               'inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0',
               '1 connect(3, {sa_family=AF_INET, sin_port=htons(9000), sin_addr=inet_addr("127.0.0.1")}, 16) = 0',
               '1 bind(3, {sa_family=AF_INET, sin_port=htons(0), sin_addr=inet_addr("0.0.0.0")}, 16) = 0',
-              '1 sendto(3, [{nlmsg_len=17}], 17, 0, {sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}, 12) = 17']
+              '1 sendto(3, [{nlmsg_len=17}], 17, 0, {sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}, 12) = 17',
+              # RustFS asks the kernel which route a documentation address would take (its own outward IP):
+              # a netlink query, no packet
+              '3 sendto(12, [{nlmsg_len=36, nlmsg_type=RTM_GETROUTE, nlmsg_flags=NLM_F_REQUEST}, {rtm_family=AF_INET}, '
+              '[{nla_len=8, nla_type=RTA_DST}, inet_addr("192.0.2.0")]], 36, 0, NULL, 0) = 36']
     flagged = ['2 connect(9, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("140.82.112.3")}, 16) = '
                '-1 EINPROGRESS', '2 sendto(5, "\\1\\2", 40, MSG_NOSIGNAL, {sa_family=AF_INET, sin_port=htons(53), '
                'sin_addr=inet_addr("10.0.2.3")}, 16) = 40',
