@@ -9,6 +9,7 @@ import pytest
 from msbench.run import study
 from msbench.config import ConfigError
 from msbench.providers.docker import docker_unavailable_reason
+from msbench.results import TrialRecord
 
 
 def _prepare(**kwargs):
@@ -106,3 +107,10 @@ def test_a_run_is_not_resumed_on_other_software(tmp_path, config):
     s.run.write_manifest(s.manifest)
     with pytest.raises(ConfigError, match=r"cannot be resumed here: .*host cores: 64 then, \d+ now.*msbench commit: 0{40} then"):
         _prepare(backends="fake", trials=1, run_id="moved", results_root=tmp_path / "runs", config=config)
+    # once every trial is done, nothing would be mixed: the run reopens (for its analysis) as recorded
+    folder = s.run.trial_path("fake", 1)
+    folder.mkdir(parents=True)
+    (folder / "trial.json").write_text(TrialRecord(run="moved", backend="fake", store="fake", provider="native",
+                                                   trial=1, seq=0, status="ok").to_json())
+    reopened = _prepare(backends="fake", trials=1, run_id="moved", results_root=tmp_path / "runs", config=config)
+    assert not reopened.pending() and reopened.manifest.msbench["commit"] == "0" * 40

@@ -232,19 +232,20 @@ def prepare(backends: str | Iterable[str] | None = None, trials: int = 3, profil
 def _resume(run: RunDir, previous: Manifest, now: Manifest, rule: StopRule | None,
             chosen: list[backend_registry.BackendDef], user: UserConfig, data: Dataset) -> Study:
     """The recorded run, to complete: the same inputs, and the same machine and software under them,
-    or a one-line refusal naming what differs (rounds run on different software would be mixed)."""
+    or a one-line refusal naming what differs (rounds run on different software would be mixed). A run
+    with nothing left to run reopens anywhere (its analysis), unless a stopping rule may add rounds."""
     same_inputs = (previous.params == now.params and previous.backends == now.backends
                    and previous.trials == now.trials and previous.provider == now.provider
                    and previous.dataset.get("sha256", data.sha256) == data.sha256)
     if not same_inputs:
         raise ConfigError(f"run {now.run} exists with other parameters, dataset, backends, trials or provider; "
                           f"use a new run_id, or the same inputs to resume it")
-    changed = provenance.differences(previous, now)
-    if changed:
-        raise ConfigError(f"run {now.run} cannot be resumed here: its trials ran on other software or another "
-                          f"machine ({'; '.join(changed)}); start a new run_id so that rounds are not mixed")
     resumed = Study(run, now.params, chosen, now.provider, user, previous)
     resumed.data = data
+    changed = provenance.differences(previous, now)
+    if changed and (resumed.pending() or rule is not None):
+        raise ConfigError(f"run {now.run} cannot be resumed here: its trials ran on other software or another "
+                          f"machine ({'; '.join(changed)}); start a new run_id so that rounds are not mixed")
     if rule is not None and previous.until_precise != rule:
         previous.until_precise = rule
         if previous.stopping:   # a new rule has not decided yet
