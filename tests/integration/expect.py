@@ -16,6 +16,9 @@ EVERY_PHASE_METRIC = {
 AFTER_GC = ["bucket_insert_log_bytes_after_gc", "bucket_index_files_bytes_after_gc", "bucket_bytes_after_gc",
             "disk_allocated_bytes_after_gc", "compaction_s", "gc_wait_s", "gc_settled"]
 TIMED = ("flush", "index_build", "load_first", "load_warm", "load_cold")
+# Overrides for tests that need whole trials but test neither the cold restart's length nor the footprint
+# after GC (test_stores.py does): a 5 s session TTL and no second footprint, about 20 s less a trial.
+BRIEF_TRIAL = {"milvus_session_ttl_s": 5, "footprint_after_gc": False}
 
 
 def check_trial(df: pd.DataFrame, label: str, after_gc: bool = True) -> pd.Series:

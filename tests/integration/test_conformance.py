@@ -34,8 +34,9 @@ CAPTURE_DRAIN_S = 1.0
 # the servers of a Ceph RGW store (its set-up tools run before them, and only talk to its monitor)
 CEPH_DAEMONS = ("ceph-mon", "ceph-osd", "radosgw")
 NETWORK_CALLS = re.compile(r"\b(connect|sendto|sendmsg|bind)\(")
-SOCKADDR = re.compile(r"\{sa_family=AF_INET6?, [^{}]*\}")   # an address the call sends to or binds, not a
-ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6?, "([^"]+)"')   # netlink query's payload
+# the address a call sends to or binds (not one inside a netlink query's payload), and its IP
+SOCKADDR = re.compile(r"\{sa_family=AF_INET6?, [^{}]*\}")
+ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6?, "([^"]+)"')
 PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
 
 

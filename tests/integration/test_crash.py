@@ -19,6 +19,8 @@ from msbench.backends import load_backends
 from msbench.providers.catalog import unavailable_reason
 from msbench.providers import registry
 
+from .expect import BRIEF_TRIAL
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 RUN = ("from msbench import pipeline\nfrom msbench.run import study\n"
@@ -40,8 +42,7 @@ def test_a_killed_kernel_leaves_nothing_after_cleanup(scratch):
         pytest.skip(f"prerequisite missing for minio: {reason}")
     root = scratch / "runs"
     prepared = study.prepare(backends="minio", trials=2, profile="smoke", results_root=root, run_id="crash",
-                             controls=False, overrides={"warp_seconds": 0.0, "milvus_session_ttl_s": 5,
-                                                                 "footprint_after_gc": False})
+                             controls=False, overrides={"warp_seconds": 0.0, **BRIEF_TRIAL})
     env = dict(os.environ)   # the scratch fixture's work, temp and state folders
     runner = subprocess.Popen([sys.executable, "-c", RUN.format(root=str(root))], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

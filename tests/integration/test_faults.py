@@ -28,6 +28,8 @@ from msbench.run import phases, study
 from msbench.run.phases import Phase
 from msbench.run.trial import run_trial
 
+from .expect import BRIEF_TRIAL
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 # What each phase needs done before it (the least that lets it run), so a trial stops early.
@@ -49,12 +51,11 @@ def fault_study(tmp_path_factory):
     if reason:
         pytest.skip(f"prerequisite missing for minio: {reason}")
     root = tmp_path_factory.mktemp("faults")
-    # throughput at one level so that phase does work; a silence of 10 s fails a phase; a short cold
-    # restart and no second footprint after GC, as the faults need neither
+    # throughput at one level so that phase does work; a silence of 10 s fails a phase
     return study.prepare(backends="minio", trials=len(KILL_CELLS) + 4, profile="smoke", results_root=root,
                          run_id="faults", controls=False,
                          overrides={"concurrency": "2", "throughput_seconds": 1.0, "warp_seconds": 1.0,
-                                    "unresponsive_s": 10.0, "milvus_session_ttl_s": 5, "footprint_after_gc": False})
+                                    "unresponsive_s": 10.0, **BRIEF_TRIAL})
 
 
 def _log(fault_study, fault: str, phase: str, meta: TrialRecord, detected_s: float | None = None) -> None:

@@ -24,7 +24,7 @@ from msbench.providers.catalog import unavailable_reason
 from msbench.results import load_run
 from tests.conftest import milvus_pid_alive, processes_mentioning
 
-from .expect import check_trial
+from .expect import BRIEF_TRIAL, check_trial
 
 # 8 smoke trials and the analysis: several minutes, more than the suite's 900 s per test on a busy machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
@@ -38,8 +38,7 @@ SECTIONS = ["Environment", "Trials", "Deviations", "Per-backend summary", "Can t
 # The smoke workload with one throughput level, so that every phase runs, and as the default study runs
 # it: no second footprint after a forced GC (test_stores.py measures that on every other store), the
 # handicapped twin held to a quarter of a CPU (at smoke's twentieth warp alone takes 90 s a trial).
-OVERRIDES = {"concurrency": [2], "throughput_seconds": 1.0, "milvus_session_ttl_s": 5,   # a shorter cold restart
-             "footprint_after_gc": False, "control_cpu": 0.25}
+OVERRIDES = {"concurrency": [2], "throughput_seconds": 1.0, "control_cpu": 0.25, **BRIEF_TRIAL}
 BACKENDS = ["minio", "seaweedfs", "minio-aa", "minio-slow"]
 ROUNDS = 2
 

@@ -19,6 +19,8 @@ from msbench.providers.catalog import unavailable_reason
 from msbench.results import Manifest, RunDir
 from msbench.run.phases import PHASES
 
+from .expect import BRIEF_TRIAL
+
 # 2 to 3 smoke trials of about a minute each, then the analysis notebook.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 TARGET, MAX_TRIALS = 0.5, 3
@@ -35,7 +37,7 @@ def test_until_precise_stops_for_the_reason_it_records(scratch):
     results = scratch / "runs"
     args = ["run", "--backends", "minio", "--trials", "2", "--until-precise", f"{TARGET:.0%}", "--max-trials",
             str(MAX_TRIALS), "--profile", "smoke", "--no-controls", "--set", "warp_seconds=0",
-            "--set", "footprint_after_gc=false", "--set", "milvus_session_ttl_s=5", "--run-id", "precise",
+            *(arg for k, v in BRIEF_TRIAL.items() for arg in ("--set", f"{k}={v}")), "--run-id", "precise",
             "--results", str(results)]
     done = _msbench(*args)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -64,8 +64,8 @@ def test_docker_milvus_config_applies_the_same_gc_settings():
     for use_local, path in ((None, "/milvus/configs/user.yaml"),
                             ({"milvus": True, "etcd": True, "store": True}, "/milvus/configs/milvus.yaml")):
         ident = dk.StackIdentity("abcd1234", run="run-x", trial=1, backend=backend.name)
-        plan = dk.plan_stack(backend, make_params("smoke", {"milvus_pacing": "default"}), ident, host_network=True, use_local=use_local,
-                             port_source=lambda: next(ports), credentials=("msbaccess", "s" * 40))
+        plan = dk.plan_stack(backend, make_params("smoke", {"milvus_pacing": "default"}), ident, host_network=True,
+                             use_local=use_local, port_source=lambda: next(ports), credentials=("msbaccess", "s" * 40))
         config = yaml.safe_load(plan.files["milvus"][path])
         assert {key: _get(config, key) for key in GC_CONFIG} == GC_CONFIG
 
@@ -118,6 +118,6 @@ def test_docker_milvus_gets_the_same_pacing_and_records_it():
         config = yaml.safe_load(plan.files["milvus"][path])
         assert {key: _get(config, key) for key in FINE_PACING} == FINE_PACING, version
         assert milvus_settings_ran(plan) == {**FINE_PACING, MMAP_KEY: "/var/lib/milvus/mmap"}, version
-    plan = dk.plan_stack(backend, make_params("smoke", {"milvus_pacing": "default"}), ident, host_network=True, use_local=None,
-                         port_source=lambda: next(ports), credentials=("msbaccess", "s" * 40))
+    plan = dk.plan_stack(backend, make_params("smoke", {"milvus_pacing": "default"}), ident, host_network=True,
+                         use_local=None, port_source=lambda: next(ports), credentials=("msbaccess", "s" * 40))
     assert set(milvus_settings_ran(plan).values()) == {"Milvus 2.6.7's default"}   # nothing set, version unknown here

@@ -41,7 +41,7 @@ CLAIMS: dict[str, tuple[tuple[str, str], ...]] = {
 LISTINGS = ("LIST",)
 
 
-def no_reads_evidence(run: Run, phase: str) -> str:
+def untouched_store_evidence(run: Run, phase: str) -> str:
     """When Milvus read and wrote no object in ``phase`` in any completed trial that captured its requests, the
     sentence that says the store cannot explain a difference in its time, with the request counts; else ''."""
     captured = {(r.backend, r.trial) for r in run.records
@@ -55,8 +55,8 @@ def no_reads_evidence(run: Run, phase: str) -> str:
     every = mine[mine["operation"] == "all"].set_index(["backend", "trial"])["requests"]
     counts = [int(every.get(key, 0)) for key in captured]
     kinds = sorted(set(mine["operation"]) - {"all"})
-    return (f"The store cannot explain a difference here: in {len(captured)} trials Milvus read or wrote no object during "
-            f"{phase} ({sum(counts)} S3 requests in all{', only ' + ' and '.join(kinds) if kinds else ''}; "
+    return (f"The store cannot explain a difference here: in {len(captured)} trials Milvus read or wrote no "
+            f"object during {phase} ({sum(counts)} S3 requests in all{', only ' + ' and '.join(kinds) if kinds else ''}; "
             f"{min(counts)} to {max(counts)} a trial).")
 
 
@@ -126,7 +126,7 @@ def published_vs_reproduced(run: Run, reference_csv: str | Path) -> pd.DataFrame
             else:
                 ratio = interval_text(row, *(("claim_low", "claim_high") if row["primary"] else ()))
                 verdict = _verdict(row, pub_ratio)
-            evidence = no_reads_evidence(run, m.phase) if m.unit != "bytes" else ""   # a time, not what is stored
+            evidence = untouched_store_evidence(run, m.phase) if m.unit != "bytes" else ""   # a time, not what is stored
             rows.append([claim, pub["unit"], num(pub["rustfs"]), num(pub["minio"]), num(pub_ratio),
                          pub["better"], m.name, mine["unit"].iloc[0] if len(mine) else m.unit, our_minio, figures,
                          ratio, f"{verdict}. {evidence}" if evidence else verdict,
