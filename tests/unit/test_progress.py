@@ -18,6 +18,9 @@ def test_status_names_the_trial_and_its_phase_when_the_file_is_about_it():
     assert progress.status(PLANNED, phase, now=112.4) == "minio #2 (round 2): load_cold 12 s"
     assert progress.status(PLANNED, phase, now=225.0) == "minio #2 (round 2): load_cold 2:05"
     assert progress.status(PLANNED, {**phase, "trial": 1}) == "minio #2 (round 2)"   # the previous trial's file
+    # a killed run's file about the same trial, older than the resumed trial's start
+    assert progress.status(PLANNED, phase, now=300.0, started=200.0) == "minio #2 (round 2)"
+    assert progress.status(PLANNED, phase, now=112.4, started=99.0) == "minio #2 (round 2): load_cold 12 s"
 
 
 def test_one_line_per_trial():

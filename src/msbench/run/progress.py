@@ -47,10 +47,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
 
 
-def status(planned: PlannedTrial, phase: dict[str, Any], now: float | None = None) -> str:
-    """The bar's postfix: the trial under way and, when its progress file is about it, its phase."""
+def status(planned: PlannedTrial, phase: dict[str, Any], now: float | None = None, started: float = 0.0) -> str:
+    """The bar's postfix: the trial under way and, when its progress file is about it, its phase. A file
+    written before the trial ``started`` is a killed run's, about the same trial: not shown."""
     text = f"{planned.backend} #{planned.trial} (round {planned.round})"
-    if phase.get("backend") == planned.backend and phase.get("trial") == planned.trial and phase.get("phase"):
+    fresh = phase.get("since", started) >= started
+    if phase.get("backend") == planned.backend and phase.get("trial") == planned.trial and phase.get("phase") and fresh:
         text += f": {phase['phase']}"
         if phase.get("since"):
             text += f" {_duration(max(0.0, (now or time.time()) - phase['since']))}"
@@ -82,6 +84,7 @@ class TrialBar:
                         bar_format=BAR_FORMAT, dynamic_ncols=tty, smoothing=0)
         self.enabled = enabled
         self.planned: PlannedTrial | None = None
+        self.started = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -104,10 +107,11 @@ class TrialBar:
     def show(self) -> None:
         planned = self.planned
         if planned is not None:
-            self.bar.set_postfix_str(status(planned, read_phase(self.run_path)), refresh=True)
+            self.bar.set_postfix_str(status(planned, read_phase(self.run_path), started=self.started), refresh=True)
 
     def start(self, planned: PlannedTrial) -> None:
         self.planned = planned
+        self.started = time.time()
         self.show()
 
     def finish(self, planned: PlannedTrial, record: TrialRecord) -> None:
