@@ -381,6 +381,15 @@ def cmd_overhead(args) -> int:
     return 0
 
 
+def _add_controls(parser: argparse.ArgumentParser) -> None:
+    """--controls [KINDS] / --no-controls, the same for a run and a sweep."""
+    parser.add_argument("--controls", nargs="?", const=True, default=None, metavar="KINDS",
+                        help="the baseline's A/A twin and CPU-handicapped twin (the positive control): both (the "
+                             "default wherever msbench runs the stores, as in scripts/run-all; off on existing "
+                             "deployments), or those named: aa, slow or aa,slow")
+    parser.add_argument("--no-controls", dest="controls", action="store_const", const=False, help="no controls")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="msbench", description=__doc__)
     parser.add_argument("--config", help="msbench.yaml with backend overrides (default: $MSBENCH_CONFIG or ./msbench.yaml)")
@@ -399,10 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--run-id", help="name of the run (default: timestamp-profile); reuse to resume")
     run.add_argument("--results", default="data/runs", help="results root (default data/runs)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
-    run.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
-                     help="also run the baseline's A/A twin and a CPU-handicapped twin (the positive control); "
-                          "by default on wherever msbench runs the stores (as in scripts/run-all), off on existing "
-                          "deployments")
+    _add_controls(run)
     run.add_argument("--until-precise", type=_fraction, metavar="TARGET",
                      help="after the --trials rounds, add one round at a time until every headline metric's 95%% "
                           "interval is within TARGET of its mean (0.05 or 5%%) for every backend")
@@ -437,10 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--sweep-id", help="name of the sweep (default: timestamp-sweep); reuse to resume")
     sw.add_argument("--results", default=str(DEFAULT_SWEEPS), help=f"sweeps root (default {DEFAULT_SWEEPS})")
     sw.add_argument("--seed", type=int, help="seed of the trial order (default: the workload seed)")
-    sw.add_argument("--controls", nargs="?", const=True, default=None, metavar="KINDS",
-                    help="the baseline's controls: both (the default wherever msbench runs the stores), or those "
-                         "named: aa, slow or aa,slow")
-    sw.add_argument("--no-controls", dest="controls", action="store_const", const=False, help="no controls")
+    _add_controls(sw)
     sw.add_argument("--no-progress", action="store_true", help="no progress bar (a line per trial is still printed)")
     sw.add_argument("--dry-run", action="store_true",
                     help="check every size and print the ladder (sizes -> vectors x dim, estimated time); contact "

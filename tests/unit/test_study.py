@@ -1,5 +1,6 @@
 """Validation first: bad input is refused before a run folder, a server or an install exists."""
 import json
+import re
 import subprocess
 import sys
 
@@ -114,3 +115,14 @@ def test_a_run_is_not_resumed_on_other_software(tmp_path, config):
                                                    trial=1, seq=0, status="ok").to_json())
     reopened = _prepare(backends="fake", trials=1, run_id="moved", results_root=tmp_path / "runs", config=config)
     assert not reopened.pending() and reopened.manifest.msbench["commit"] == "0" * 40
+
+
+@pytest.mark.parametrize("args, twins", [(["--controls", "slow"], ["fake-slow"]), (["--controls"], ["fake-aa", "fake-slow"]),
+                                         (["--no-controls"], [])])
+def test_cli_run_names_its_controls_as_a_sweep_does(tmp_path, config, args, twins):
+    out = subprocess.run([sys.executable, "-m", "msbench.cli", "--config", str(config), "run", "--backends", "fake",
+                          "--profile", "smoke", "--trials", "1", "--results", str(tmp_path / "runs"), *args, "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert re.findall(r"^backend (fake-\w+):", out.stdout, re.M) == twins
+    assert not (tmp_path / "runs").exists()
