@@ -371,8 +371,9 @@ def controls_table(run: Run) -> pd.DataFrame:
     found = control_comparisons(run)
     if not found:
         return noted(pd.DataFrame(columns=columns),
-                      "No controls ran: run with controls (notebook parameter controls=True, or msbench run "
-                      "--controls) to measure the baseline under a second name (A/A) and held to a CPU quota.")
+                      "No controls table: it needs both of the baseline's twins, the A/A one and the handicapped "
+                      "one (notebook parameter controls=True, or msbench run --controls; a run with only one "
+                      "twin shows it among the stores' figures, without claims).")
     rows, notes = [], []
     for base, aa, slow, raw_aa, raw_slow in found:
         cpu = handicap_of(run, slow).get("cpu")

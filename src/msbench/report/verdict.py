@@ -118,7 +118,8 @@ def _controls_line(run: Run, baseline: str) -> str:
         return "**No controls ran:** this run cannot show that it would see a known slowdown (run with controls)."
     cpu = {c: handicap_of(run, c).get("cpu") for c in controls}
     roles = [f"{c} ({'a second name' if cpu[c] is None else f'held to {cpu[c]:g} CPU'})" for c in controls]
-    line = f"**Controls, not candidates:** {' and '.join(roles)} are {baseline} itself and only test the method."
+    are = "is" if len(roles) == 1 else "are"
+    line = f"**Controls, not candidates:** {' and '.join(roles)} {are} {baseline} itself and only test the method."
     seen = store_dependence(run)
     if seen:
         mattered = [m for m, v in seen.items() if v.startswith("yes")]
@@ -128,6 +129,8 @@ def _controls_line(run: Run, baseline: str) -> str:
                  "store did not measurably matter.")
         line += (f" Their claims are a family of their own ({2 * len(seen)} comparisons: each twin against "
                  f"{baseline} on those metrics), also at most 5% likely to hold a false one.")
+    else:
+        line += " No claims on them: the controls are judged only when both twins (A/A and handicapped) ran."
     return line
 
 
