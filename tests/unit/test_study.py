@@ -84,6 +84,12 @@ def test_manifest_records_the_data_really_used(tmp_path, config):
                       overrides=overrides)
 
 
+def _msbench_run(config, *args: str) -> subprocess.CompletedProcess:
+    """`msbench run` of the fake backend at the smoke profile, as a user types it."""
+    return subprocess.run([sys.executable, "-m", "msbench.cli", "--config", str(config), "run", "--backends", "fake",
+                           "--profile", "smoke", *args], capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "throughput_seconds=nan"], "throughput_seconds must be a finite number, got nan"),
     (["--results", "{file}"], "results folder {file} is a file, not a folder; give a folder (default data/runs)"),
@@ -92,9 +98,7 @@ def test_cli_run_with_bad_input_says_so_in_one_line(tmp_path, config, args, mess
     runs, file = tmp_path / "runs", tmp_path / "a-file"
     file.write_text("not a folder")
     args = [a.format(file=file) for a in args]
-    out = subprocess.run([sys.executable, "-m", "msbench.cli", "--config", str(config), "run", "--backends", "fake",
-                          "--profile", "smoke", "--no-controls", "--results", str(runs), *args, "--no-progress"],
-                         capture_output=True, text=True, timeout=120)
+    out = _msbench_run(config, "--no-controls", "--results", str(runs), *args, "--no-progress")
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.splitlines() == [f"msbench: error: {message.format(file=file)}"]
     assert not runs.exists() and file.read_text() == "not a folder"
@@ -120,9 +124,7 @@ def test_a_run_is_not_resumed_on_other_software(tmp_path, config):
 @pytest.mark.parametrize("args, twins", [(["--controls", "slow"], ["fake-slow"]), (["--controls"], ["fake-aa", "fake-slow"]),
                                          (["--no-controls"], [])])
 def test_cli_run_names_its_controls_as_a_sweep_does(tmp_path, config, args, twins):
-    out = subprocess.run([sys.executable, "-m", "msbench.cli", "--config", str(config), "run", "--backends", "fake",
-                          "--profile", "smoke", "--trials", "1", "--results", str(tmp_path / "runs"), *args, "--dry-run"],
-                         capture_output=True, text=True, timeout=120)
+    out = _msbench_run(config, "--trials", "1", "--results", str(tmp_path / "runs"), *args, "--dry-run")
     assert out.returncode == 0, out.stderr
     assert re.findall(r"^backend (fake-\w+):", out.stdout, re.M) == twins
     assert not (tmp_path / "runs").exists()
