@@ -195,7 +195,7 @@ def fig_phase(sweep: Sweep, figures_dir: str | Path, phase: str) -> Path:
         ax.set(xlabel="GB in the bucket (the size asked for; log scale)", ylabel="seconds",
                title=f"{metric}\n{BRIEF.get(metric, '')}")
         ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(f"{phase}: time against bucket size, per store: trials, fitted line and its 95% band")
+    fig.suptitle(f"{phase}: time against bucket size, per store:\ntrials, fitted line and its 95% band")
     return save_figure(fig, figures_dir, f"sweep_{phase}")
 
 
