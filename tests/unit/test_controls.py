@@ -42,7 +42,8 @@ def test_a_handicapped_alias_is_the_same_store():
 def test_docker_stack_gets_the_same_quota():
     slow = load_backends(UserConfig(backends={"s": {"alias_of": "seaweedfs", "handicap": {"cpu": 0.25}}}))["s"]
     plan = plan_stack(slow, make_params("smoke"), StackIdentity("abcd", "run", 1, "s"), port_source=iter(range(20000, 20100)).__next__)
-    assert plan.specs["store"]["cpu_quota"] == 25_000 and plan.specs["store"]["cpu_period"] == 100_000
+    assert plan.specs["store"]["cpu_quota"] == 2_500 and plan.specs["store"]["cpu_period"] == 10_000
+    assert handicap.docker_quota({"cpu": 0.05}) == {"cpu_period": 20_000, "cpu_quota": 1_000}   # the kernel's 1 ms floor
     assert "cpu_quota" not in plan.specs["milvus"]
 
 

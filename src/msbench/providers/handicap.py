@@ -7,9 +7,15 @@ too); under Docker the same kernel mechanism is the container's ``cpu_quota``/``
 A CPU quota, not a block-I/O limit: under cgroup v1 buffered writes escape blkio throttling and
 reads are throttled only when they miss the page cache, so a bandwidth limit would not be the
 known, steady handicap a control needs.
+
+The quota's period is 10 ms (longer only where the share would give less than the kernel's
+smallest quota, 1 ms): over the kernel's usual 100 ms, a quarter of a CPU let the store run
+unthrottled for 25 ms at a time, so a phase shorter than that (a replayed dozen LISTs) was slowed
+or not by chance (docs/replay.md: a replayed throughput phase 1.73x slower, CV 89% over trials).
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
@@ -20,7 +26,8 @@ from typing import Mapping
 from msbench.providers import registry
 
 CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
-PERIOD_US = 100_000
+PERIOD_US = 10_000      # the quota's period, unless the share needs a longer one (period_us)
+MIN_QUOTA_US = 1_000    # the kernel refuses a smaller cpu.cfs_quota_us
 
 
 def unavailable_reason() -> str | None:
@@ -36,7 +43,14 @@ def docker_quota(handicap: Mapping[str, float]) -> dict[str, int]:
     """The container keyword arguments that set the same quota as :class:`CpuQuota`."""
     if not handicap.get("cpu"):
         return {}
-    return {"cpu_period": PERIOD_US, "cpu_quota": round(handicap["cpu"] * PERIOD_US)}
+    period = period_us(handicap["cpu"])
+    return {"cpu_period": period, "cpu_quota": round(handicap["cpu"] * period)}
+
+
+def period_us(cpu: float) -> int:
+    """The quota's period for a share ``cpu`` of one CPU: PERIOD_US, or the shortest that gives the
+    share at least the kernel's smallest quota."""
+    return max(PERIOD_US, math.ceil(MIN_QUOTA_US / cpu))
 
 
 @dataclass
@@ -54,8 +68,9 @@ class CpuQuota:
         path = CPU_CGROUP_ROOT / f"msbench-{label}-{uuid.uuid4().hex[:8]}"
         path.mkdir()
         registry.made_path(path, "cgroup")
-        (path / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
-        (path / "cpu.cfs_quota_us").write_text(f"{round(cpu * PERIOD_US)}\n")
+        period = period_us(cpu)
+        (path / "cpu.cfs_period_us").write_text(f"{period}\n")
+        (path / "cpu.cfs_quota_us").write_text(f"{round(cpu * period)}\n")
         return cls(path, cpu)
 
     def join_self(self) -> None:
