@@ -117,7 +117,8 @@ def cmd_replay(args) -> int:
     replay = runner.prepare(args.traces, backends=args.backends, trials=args.trials, pacing=args.pacing,
                             phases=args.phases, controls=args.controls, run_id=args.run_id, results_root=args.results,
                             seed=args.seed, config=args.config, objects=args.objects, from_backend=args.from_backend,
-                            capture=not args.no_capture, repeat=args.repeat, control_cpu=args.control_cpu,
+                            capture=not args.no_capture, repeat=args.repeat, pressure=args.pressure,
+                            control_cpu=args.control_cpu,
                             dry_run=args.dry_run)
     if args.dry_run:
         print(replay)
@@ -139,9 +140,9 @@ def _summed_up(outcomes: list, where: str, with_run: bool = False) -> int:
 
 
 def cmd_trace_export(args) -> int:
-    from msbench.replay import runner
+    from msbench.replay import sources
 
-    for path in runner.export_run(args.run, args.trial, args.out):
+    for path in sources.export_run(args.run, args.trial, args.out):
         print(path)
     return 0
 
@@ -465,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--repeat", type=int, default=1,
                      help="replay each phase this many times in a row per trial, its times the median (default 1; "
                           "a phase that deletes is replayed once)")
+    rep.add_argument("--pressure", default="none",
+                     help="none (the store alone on the host; default) or recorded (during each phase, burners use "
+                          "the CPU the recording's Milvus and client used beside the store)")
     rep.add_argument("--from-backend", help="study run folders: whose trials' traces (default: the run's baseline)")
     rep.add_argument("--objects", help="CSV or Parquet of key,size: object sizes the trace cannot know")
     rep.add_argument("--run-id", help="name of the run (default: timestamp-replay); reuse to resume")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from msbench.backends import load_backends
@@ -71,3 +72,20 @@ def test_recorded_pacing_keeps_the_offsets_and_counts_late_starts(store_scratch,
     late = run.results[run.results["name"] == "late_starts"]["value"].iloc[0]
     assert late == (requests["late_s"] > 0.002).sum()
     assert run.results[run.results["name"] == "replay_s"]["value"].iloc[0] >= requests["scheduled_s"].max()
+
+
+def test_recorded_pressure_holds_cpu_beside_the_store(store_scratch, stores, tmp_path):
+    """--pressure recorded: burners use the trace's recorded cores beside the store during the phase
+    (a shipped trace made before the field, given one core of company here) and are gone after."""
+    trace = tr.read(TRACE).only(["load_first", "load_warm"])
+    cpu = pd.DataFrame([{"phase": p, "metric": "milvus_cpu_s", "value": span.duration_s, "unit": "s"}
+                        for p, span in zip(trace.phases, trace.meta.phases)])
+    busy = tr.write(tr.with_beside_cores(trace, cpu), tmp_path / "busy.parquet")
+    replay = runner.prepare([busy], backends="minio", trials=1, pressure="recorded", run_id="replay-busy",
+                            results_root=store_scratch / "runs", capture=False)
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert [o.status for o in runner.run_all(replay, show=False)] == ["ok"]
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= ours   # no burner (nor store) outlives it
+    got = record.load(store_scratch / "runs" / "replay-busy").results.set_index("metric")["value"]
+    for phase in trace.phases:
+        assert got[f"pressure_cores [{phase}]"] == 1.0 and got[f"pressure_used_cores [{phase}]"] > 0.2, got

@@ -11,9 +11,12 @@ import json
 import math
 import threading
 
+import time
+
 import botocore.auth
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -22,7 +25,7 @@ from botocore.credentials import Credentials
 from msbench import cli, pipeline
 from msbench.config import ConfigError, Params
 from msbench.measure import trace as tr, traffic
-from msbench.replay import client, engine, fidelity, runner
+from msbench.replay import client, engine, fidelity, pressure, runner, sources
 from msbench.replay.record import ReplayManifest, ReplayRun, ReplayRunDir, ReplayTrialRecord, TraceFacts
 from msbench.report import replay as report
 from msbench.results import TIDY_COLUMNS, Manifest, PlannedTrial, Run, RunDir, TrialRecord, load_run
@@ -69,6 +72,44 @@ def test_a_trial_becomes_a_trace_and_survives_the_file(tmp_path):
     assert back.meta == trace.meta
     pd.testing.assert_frame_equal(back.requests, frame)
     assert list(back.requests.columns) == tr.COLUMNS
+
+
+def cpu_rows(phase_cpu: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """A trial's tidy resource rows: phase -> role -> CPU seconds."""
+    return pd.DataFrame([{"phase": phase, "metric": f"{role}_cpu_s", "value": cpu, "unit": "s"}
+                         for phase, roles in phase_cpu.items() for role, cpu in roles.items()])
+
+
+def test_a_trace_keeps_the_cpu_its_phases_had_beside_the_store(tmp_path):
+    """Every role's CPU but the store's, over the phase's window; None where the trial measured none.
+    A trial folder whose trace predates the field gets it from the trial's results on export."""
+    results = cpu_rows({"flush": {"milvus": 2.0, "client": 0.5, "store": 9.0}})
+    trace = tr.with_beside_cores(basic_trace(), results)
+    assert [(p.name, p.beside_cores) for p in trace.meta.phases] == [("flush", 0.5), ("load_first", None)]
+    assert tr.read(tr.write(trace, tmp_path / "t.parquet")).meta == trace.meta
+    tdir = tmp_path / "trials" / "minio" / "trial-01"
+    tr.write(basic_trace(), tdir / tr.TRIAL_FILE)
+    results.to_csv(tdir / "results.csv", index=False)
+    assert sources.export_trial(tdir).meta.phases[0].beside_cores == 0.5
+
+
+def test_burners_use_the_cores_they_are_asked_for_and_are_gone_after():
+    """replay.pressure: real processes; asked for half a core, they use about that (CPU time is read in
+    10 ms ticks), nothing at zero, and none of them outlives the block."""
+    with pressure.Pressure(cores=1) as burners:
+        assert burners.set(5.0) == 1.0   # capped at the cores it has
+        before, began = burners.cpu_s(), time.perf_counter()
+        burners.set(0.5)
+        time.sleep(0.6)
+        used = (burners.cpu_s() - before) / (time.perf_counter() - began)
+        burners.set(0.0)
+        time.sleep(0.05)
+        idle = burners.cpu_s()
+        time.sleep(0.3)
+        idle = burners.cpu_s() - idle
+        pids = [proc.pid for proc in burners._procs]
+    assert 0.3 < used < 0.7 and idle < 0.03, (used, idle)
+    assert not [pid for pid in pids if psutil.pid_exists(pid)]
 
 
 def record_of(backend: str, trial: int, **fields) -> TrialRecord:
@@ -276,17 +317,19 @@ def tidy_rows(backend: str, trial: int, phase_values: dict[str, dict[str, float]
 
 
 def test_fidelity_is_exact_on_counts_and_bytes_and_states_the_busy_ratio():
-    trace = basic_trace()
+    trace = tr.with_beside_cores(basic_trace(), cpu_rows({"flush": {"milvus": 5.0}, "load_first": {"milvus": 2.0}}))
     described = tr.describe(trace).set_index("phase")
     rows = []
     for trial, scale in ((1, 0.9), (2, 1.1)):
         rows += tidy_rows("minio", trial, {phase: {"requests": d["requests"], "object_bytes_read": d["object_bytes_read"],
                                                    "object_bytes_written": d["object_bytes_written"],
                                                    "wire_requests": d["requests"],
-                                                   "wire_store_busy_s": d["store_busy_s"] * scale}
+                                                   "wire_store_busy_s": d["store_busy_s"] * scale,
+                                                   "pressure_used_cores": d["beside_cores"] * scale}
                                            for phase, d in described.iterrows()})
     table = fidelity.fidelity(trace, pd.DataFrame(rows), "t", "minio").set_index("phase")
     assert table["exact"].all() and table["busy_within_tolerance"].all()
+    assert table["beside_cores_recorded"].tolist() == [1.0, 0.5] and table["beside_cores_held"].tolist() == [1.0, 0.5]
     assert table.loc["load_first", "busy_ratio"] == pytest.approx(1.0)
     assert (table.loc["load_first", "busy_ratio_min"], table.loc["load_first", "busy_ratio_max"]) == pytest.approx((0.9, 1.1))
     slow = [{**r, "value": r["value"] * 5} if r["metric"].startswith("wire_store_busy_s") else r for r in rows]
@@ -365,7 +408,7 @@ def test_a_replay_runs_records_are_typed_and_read_back(tmp_path):
     folder.write_trial(record, pd.DataFrame(columns=TIDY_COLUMNS), None, None, [])
     assert folder.records() == [record] and folder.trial_status("minio", 1) == "ok"
     assert pd.read_csv(folder.path / "trials.csv").loc[0, "trace"] == "t"
-    for read_as_study in (lambda: runner.find_traces([folder.path]), lambda: load_run(folder.path)):
+    for read_as_study in (lambda: sources.find_traces([folder.path]), lambda: load_run(folder.path)):
         with pytest.raises(ConfigError, match="is a replay run, not a study"):
             read_as_study()
     with pytest.raises(ConfigError, match=r"no complete run under .* \(0 run folder"):
@@ -435,7 +478,9 @@ def test_the_command_line(tmp_path, capsys, monkeypatch):
                        (["--phases", "search"], "phase(s) search not in the trace; it has: capture"),
                        (["--backends", "nosuch"], "unknown backend(s) nosuch"),
                        (["--controls", "--control-cpu", "2"], "control_cpu (the handicapped twin's share of one CPU) "
-                                                                "must be from 0.01 to 1.0, got 2.0")):
+                                                                "must be from 0.01 to 1.0, got 2.0"),
+                       (["--pressure", "high"], "--pressure 'high' not valid; valid: none, recorded"),
+                       (["--pressure", "recorded"], "trace t: no recorded CPU beside the store for phase(s) capture")):
         args = ["replay", str(tmp_path / "t.parquet"), "--backends", "minio", "--results", str(tmp_path / "runs"), *argv]
         assert cli.main(args) == 2
         err = capsys.readouterr().err.strip()
@@ -452,11 +497,11 @@ def test_export_writes_a_trace_per_trial_that_captured_traffic(tmp_path):
         if rows:
             captured(rows).to_parquet(tdir / "s3_requests.parquet")
             WINDOWS.to_csv(tdir / "phase_windows.csv", index=False)
-    written = runner.export_run(run)
+    written = sources.export_run(run)
     assert [p.name for p in written] == ["minio-trial-01.parquet"]
     assert tr.read(written[0]).meta.source["store"] == "minio"
     with pytest.raises(ConfigError, match=r"trial\(s\) garage/1 not in"):
-        runner.export_run(run, ["garage/1"])
+        sources.export_run(run, ["garage/1"])
 
 
 def test_the_signature_is_the_one_botocore_computes(monkeypatch):

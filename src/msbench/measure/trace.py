@@ -70,6 +70,7 @@ ORDER_TOLERANCE_S = 1e-6   # timestamps are microseconds: two requests on a conn
 class PhaseSpan:
     name: str
     duration_s: float    # the phase's recorded length (its window, or its requests' span)
+    beside_cores: float | None = None   # cores the store's neighbours used in it (beside_cores); None: not recorded
 
 
 @dataclass(frozen=True)
@@ -140,17 +141,39 @@ def from_requests(requests: pd.DataFrame, windows: pd.DataFrame | list | None = 
     return Trace(frame, TraceMeta(tuple(spans), dict(source or {}), "plain", excluded))
 
 
-def of_trial(requests: pd.DataFrame, windows, record: TrialRecord) -> tuple[Trace | None, str]:
+def of_trial(requests: pd.DataFrame, windows, record: TrialRecord,
+             results: pd.DataFrame | None = None) -> tuple[Trace | None, str]:
     """(the trial's trace, checked, "") or (None, why there is none): a trace that cannot be made or fails
-    its checks is noted in the trial's record, never worth failing the trial that captured it."""
+    its checks is noted in the trial's record, never worth failing the trial that captured it.
+    ``results``: the trial's tidy rows, for each phase's :func:`beside_cores`."""
     try:
         made = from_requests(requests, windows, {name: getattr(record, name) for name in SOURCE_FIELDS})
+        if results is not None:
+            made = with_beside_cores(made, results)
         validate(made, where=f"the trace of {record.backend} trial {record.trial}")
     except Exception as err:   # whatever the requests hold, the trial's own figures stand
         return None, f"no trace: {' '.join(str(err).split())}"
     if made.requests.empty:
         return None, "no trace: Milvus made no S3 request in a phase"
     return made, ""
+
+
+def beside_cores(results: pd.DataFrame, phase: str, length_s: float) -> float | None:
+    """The cores the store's neighbours on its host (Milvus, the benchmark's client: every role's
+    ``ROLE_cpu_s`` row but the store's) used, on average, during one phase of ``length_s``
+    seconds; None when the trial's rows have no CPU figure for it."""
+    mine = results[(results["phase"] == phase) & results["metric"].str.endswith("_cpu_s")
+                   & (results["metric"] != "store_cpu_s")]
+    if mine.empty or not length_s > 0:
+        return None
+    return round(float(mine["value"].sum()) / length_s, 3)
+
+
+def with_beside_cores(trace: Trace, results: pd.DataFrame) -> Trace:
+    """The trace with each phase's ``beside_cores`` from the trial's tidy rows (phase, metric, value)."""
+    spans = tuple(replace(span, beside_cores=beside_cores(results, span.name, span.duration_s))
+                  for span in trace.meta.phases)
+    return Trace(trace.requests, replace(trace.meta, phases=spans))
 
 
 def _windows(windows) -> dict[str, tuple[float, float]]:
@@ -442,7 +465,8 @@ def describe(trace: Trace) -> pd.DataFrame:
     """Per phase: recorded length, requests, connections, object bytes read and written, and busy
     seconds: ``busy_s`` with any request open (first byte sent to last byte received), and
     ``store_busy_s`` counted from each request's last byte, which leaves out how fast the client
-    sent its bodies (Milvus's uploads pause while it computes; a replay's do not)."""
+    sent its bodies (Milvus's uploads pause while it computes; a replay's do not); and the cores used
+    beside the store in it, where recorded."""
     rows = []
     frame = trace.requests
     for span in trace.meta.phases:
@@ -453,6 +477,7 @@ def describe(trace: Trace) -> pd.DataFrame:
         rows.append({"phase": span.name, "recorded_s": span.duration_s, "requests": len(mine),
                      "connections": mine["conn"].nunique(), "object_bytes_read": int(object_bytes_read(mine).sum()),
                      "object_bytes_written": int(object_bytes_written(mine).sum()),
-                     "busy_s": traffic.busy_seconds(starts, ends), "store_busy_s": traffic.busy_seconds(sent, ends)})
+                     "busy_s": traffic.busy_seconds(starts, ends), "store_busy_s": traffic.busy_seconds(sent, ends),
+                     "beside_cores": np.nan if span.beside_cores is None else span.beside_cores})
     return pd.DataFrame(rows, columns=["phase", "recorded_s", "requests", "connections", "object_bytes_read",
-                                       "object_bytes_written", "busy_s", "store_busy_s"])
+                                       "object_bytes_written", "busy_s", "store_busy_s", "beside_cores"])

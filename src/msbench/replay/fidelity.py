@@ -25,7 +25,7 @@ COLUMNS = ["trace", "backend", "phase", "trials", "requests_recorded", "requests
            "object_bytes_read_recorded", "object_bytes_read_replayed_min", "object_bytes_read_replayed_max",
            "object_bytes_written_recorded", "object_bytes_written_replayed_min", "object_bytes_written_replayed_max",
            "busy_s_recorded", "busy_s_replayed", "busy_ratio", "busy_ratio_min", "busy_ratio_max", "busy_measured",
-           "exact", "busy_within_tolerance"]
+           "beside_cores_recorded", "beside_cores_held", "exact", "busy_within_tolerance"]
 
 
 def fidelity(trace: tr.Trace, results: pd.DataFrame, trace_name: str = "", backend: str = "",
@@ -33,6 +33,7 @@ def fidelity(trace: tr.Trace, results: pd.DataFrame, trace_name: str = "", backe
     """Per phase of ``trace``: recorded against replayed. ``results``: the tidy rows (``metric``
     like ``requests [PHASE]``) of the trials that replayed this trace on one backend."""
     recorded = tr.describe(trace).set_index("phase")
+    beside = {span.name: span.beside_cores for span in trace.meta.phases}
     rows = []
     for phase, rec in recorded.iterrows():
         def per_trial(name: str) -> pd.Series:
@@ -46,6 +47,7 @@ def fidelity(trace: tr.Trace, results: pd.DataFrame, trace_name: str = "", backe
         ratios = busy / recorded_busy if recorded_busy > 0 else busy * np.nan
         exact = bool(len(requests)) and all((s == rec[k]).all() for s, k in (
             (requests, "requests"), (read, "object_bytes_read"), (written, "object_bytes_written")))
+        held = per_trial("pressure_used_cores")
         wire_requests = per_trial("wire_requests")
         exact = exact and (wire_requests.empty or (wire_requests == rec["requests"]).all())
         ratio = float(busy.mean() / recorded_busy) if recorded_busy > 0 and len(busy) else np.nan
@@ -59,7 +61,9 @@ def fidelity(trace: tr.Trace, results: pd.DataFrame, trace_name: str = "", backe
             "object_bytes_written_replayed_min": written.min(), "object_bytes_written_replayed_max": written.max(),
             "busy_s_recorded": float(recorded_busy), "busy_s_replayed": float(busy.mean()) if len(busy) else np.nan,
             "busy_ratio": ratio, "busy_ratio_min": ratios.min(), "busy_ratio_max": ratios.max(),
-            "busy_measured": measured, "exact": exact,
+            "busy_measured": measured,
+            "beside_cores_recorded": np.nan if beside.get(phase) is None else beside[phase],
+            "beside_cores_held": float(held.mean()) if len(held) else np.nan, "exact": exact,
             "busy_within_tolerance": bool(np.isfinite(ratio) and 1 / factor <= ratio <= factor)})
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -41,6 +41,7 @@ class ReplayManifest(JsonRecord):
     phases: list[str] | None = None     # the phases chosen (None: every phase of each trace)
     pacing: str = "fast"
     repeat: int = 1
+    pressure: str = "none"              # CPU beside the store: none, or as recorded per phase (replay.pressure)
     late_tolerance_s: float = 0.0
     objects: str | None = None          # the declared object table, if any
     backends: list[str] = field(default_factory=list)
@@ -63,8 +64,8 @@ class ReplayManifest(JsonRecord):
 
     def inputs(self) -> tuple:
         """What a resumed run must share with the run it resumes."""
-        return ([t.sha256 for t in self.traces], self.phases, self.pacing, self.repeat, self.backends, self.trials,
-                self.order_seed)
+        return ([t.sha256 for t in self.traces], self.phases, self.pacing, self.repeat, self.pressure, self.backends,
+                self.trials, self.order_seed)
 
 
 @dataclass

@@ -23,11 +23,13 @@ order, teardown; a failure is recorded and the run goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import time
 import traceback
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +47,10 @@ from msbench.providers.s3 import s3_client
 from msbench.providers.stores import make_store
 from msbench.replay import engine
 from msbench.replay.client import Credentials, S3Connection
-from msbench.replay.record import (REQUESTS_TABLE, ReplayManifest, ReplayRunDir, ReplayTrialRecord, TraceFacts,
-                                   is_replay)
-from msbench.results import IDENT, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, Manifest, PlannedTrial, TrialRecord, \
+from msbench.replay.pressure import Pressure
+from msbench.replay.record import REQUESTS_TABLE, ReplayManifest, ReplayRunDir, ReplayTrialRecord, TraceFacts
+from msbench.replay.sources import find_traces
+from msbench.results import IDENT, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, PlannedTrial, \
     check_run_id, redact
 from msbench.run import progress, schedule
 from msbench.run.study import baseline_of, control_definitions
@@ -58,6 +61,7 @@ ONCE = ("DELETE", "DELETE multi")   # a phase that deletes is replayed once: a r
 SETTLE_KEY = "msbench-replay-settle"
 STORE_TIMEOUT_S = 240.0
 DEFAULT_SEED = 0
+PRESSURES = ("none", "recorded")
 
 
 @dataclass(frozen=True)
@@ -97,114 +101,6 @@ class Replay:
         return self.traces[(planned.round - 1) % len(self.traces)]
 
 
-# -- finding traces --------------------------------------------------------------------------------
-
-def find_traces(sources: list[str | Path], from_backend: str | None = None,
-                objects: pd.DataFrame | None = None) -> list[tuple[str, Path | None, tr.Trace]]:
-    """(name, file or None, trace) for every trace the sources name, each checked: a trace file; a
-    folder of them (*.parquet, in name order); or a study run folder, whose trials of
-    ``from_backend`` (default: its baseline) give their trace.parquet, or a trace made from their
-    s3_requests when the run predates traces (file None: it is written with the replay)."""
-    found = []
-    for source in map(Path, sources):
-        if source.is_file():
-            found.append((source.stem, source, tr.read(source, objects)))
-        elif (source / "manifest.json").is_file() and (source / "trials").is_dir():
-            found += _study_traces(source, from_backend, objects)
-        elif source.is_dir():
-            files = sorted(source.glob("*.parquet"))
-            if not files:
-                raise ConfigError(f"{source}: no trace files (*.parquet) in this folder")
-            found += [(f.stem, f, tr.read(f, objects)) for f in files]
-        else:
-            raise ConfigError(f"{source}: no such trace file, folder of traces, or run folder")
-    if not found:
-        raise ConfigError("no trace given: name a trace file, a folder of traces, or a study run folder")
-    names = [name for name, _, _ in found]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"two traces share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
-                          f"rename one")
-    return found
-
-
-def _study_traces(run_path: Path, from_backend: str | None, objects) -> list[tuple[str, Path | None, tr.Trace]]:
-    """The traces of a study run's trials of one backend (see find_traces)."""
-    if is_replay(run_path):
-        raise ConfigError(f"{run_path} is a replay run, not a study: give its traces/ folder to replay its traces again")
-    manifest = Manifest.from_json((run_path / "manifest.json").read_text())
-    backend = from_backend or manifest.baseline or manifest.backends[0]
-    if backend not in manifest.backends:
-        raise ConfigError(f"{run_path}: --from-backend {backend!r} is not in the run; it has: "
-                          f"{', '.join(manifest.backends)}")
-    out = []
-    for tdir in sorted((run_path / "trials" / backend).glob("trial-[0-9][0-9]")):
-        if not (tdir / "trial.json").exists() or _record(tdir).status != "ok":
-            continue
-        name = f"{run_path.name}-{backend}-{tdir.name}"
-        if (tdir / tr.TRIAL_FILE).exists():
-            out.append((name, tdir / tr.TRIAL_FILE, tr.read(tdir / tr.TRIAL_FILE, objects)))
-        elif (tdir / "s3_requests.parquet").exists():
-            made = export_trial(tdir)
-            tr.validate(made, objects, where=name)
-            out.append((name, None, made))
-    if not out:
-        raise ConfigError(f"{run_path}: no completed trial of {backend} with captured S3 traffic (trace.parquet or "
-                          f"s3_requests.parquet)")
-    return out
-
-
-def _record(trial_dir: Path) -> TrialRecord:
-    return TrialRecord.from_json((trial_dir / "trial.json").read_text())
-
-
-def export_trial(trial_dir: Path) -> tr.Trace:
-    """The trace of a study trial's folder: its own trace.parquet, else one made from its s3_requests and
-    phase windows (a run made before traces); a ConfigError in one line when none can be made."""
-    if (trial_dir / tr.TRIAL_FILE).exists():
-        return tr.read(trial_dir / tr.TRIAL_FILE)
-    windows_path = trial_dir / "phase_windows.csv"
-    windows = pd.read_csv(windows_path) if windows_path.exists() else None
-    record = _record(trial_dir)
-    made, why = tr.of_trial(pd.read_parquet(trial_dir / "s3_requests.parquet"), windows, record)
-    if made is None:
-        raise ConfigError(f"{record.backend}/{record.trial}: {why}")
-    return made
-
-
-def export_run(run_path: str | Path, trials: list[str] | None = None, out: str | Path | None = None) -> list[Path]:
-    """Trace files from a run folder: every trial that captured traffic, or those named
-    ``BACKEND/N``; written to ``out`` (default RUN/traces) as BACKEND-trial-NN.parquet."""
-    run_path = Path(run_path)
-    if not (run_path / "trials").is_dir():
-        raise ConfigError(f"{run_path}: not a run folder (no trials/ in it)")
-    wanted = None
-    if trials:
-        wanted = set()
-        for text in trials:
-            backend, _, number = text.partition("/")
-            if not backend or not number.isdigit():
-                raise ConfigError(f"--trial {text!r}: give BACKEND/N, e.g. minio/1")
-            wanted.add((backend, int(number)))
-    dirs = {(p.parent.name, int(p.name.split("-")[1])): p for p in sorted(run_path.glob("trials/*/trial-[0-9][0-9]"))}
-    missing = sorted(wanted - set(dirs)) if wanted else []
-    if missing:
-        raise ConfigError(f"trial(s) {', '.join(f'{b}/{n}' for b, n in missing)} not in {run_path}; it has: "
-                          f"{', '.join(f'{b}/{n}' for b, n in sorted(dirs))}")
-    folder = Path(out) if out else run_path / "traces"
-    written = []
-    for (backend, number), tdir in sorted(dirs.items()):
-        if wanted is not None and (backend, number) not in wanted:
-            continue
-        if not (tdir / "s3_requests.parquet").exists() or pd.read_parquet(tdir / "s3_requests.parquet").empty:
-            if wanted is not None:
-                raise ConfigError(f"trial {backend}/{number} captured no S3 traffic (no s3_requests.parquet)")
-            continue
-        written.append(tr.write(export_trial(tdir), folder / f"{backend}-{tdir.name}.parquet"))
-    if not written:
-        raise ConfigError(f"{run_path}: no trial captured S3 traffic; nothing to export")
-    return written
-
-
 # -- preparing a run -------------------------------------------------------------------------------
 
 def _parse_list(value) -> list[str]:
@@ -215,7 +111,7 @@ def _parse_list(value) -> list[str]:
 def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: str = "fast", phases=None,
             controls: bool = False, run_id: str | None = None, results_root: str | Path = DEFAULT_RESULTS,
             seed: int | None = None, config: str | Path | None = None, objects: str | Path | None = None,
-            from_backend: str | None = None, capture: bool = True, repeat: int = 1,
+            from_backend: str | None = None, capture: bool = True, repeat: int = 1, pressure: str = "none",
             control_cpu: float = Params.control_cpu, dry_run: bool = False) -> Replay | str:
     """Check everything (traces, phases, pacing, backends and their availability, controls) before
     anything is provisioned, then write the manifest and plan the order; ``dry_run`` returns the
@@ -224,9 +120,13 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     ``repeat``: each phase replayed that many times in a row on the trial's store, its times the
     median of them (engine.combine), a phase that deletes once: a trial's figure then has less of
     the machine's noise; the first replay is the one of the bucket as recorded (counts, capture).
+    ``pressure``: "recorded" holds, during each phase, the CPU the recording's other processes used
+    beside the store (replay.pressure), "none" leaves the store alone on the host.
     ``control_cpu``: the handicapped control's share of one CPU (the study's Params.control_cpu)."""
     if pacing not in engine.PACINGS:
         raise ConfigError(f"--pacing {pacing!r} not valid; valid: {', '.join(engine.PACINGS)}")
+    if pressure not in PRESSURES:
+        raise ConfigError(f"--pressure {pressure!r} not valid; valid: {', '.join(PRESSURES)}")
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
@@ -244,6 +144,11 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
         cut = full.only(chosen_phases) if chosen_phases else full
         if cut.requests.empty:
             raise ConfigError(f"trace {name}: no request in phase(s) {', '.join(chosen_phases or cut.phases)}")
+        unrecorded = [span.name for span in cut.meta.phases if span.beside_cores is None]
+        if pressure == "recorded" and unrecorded:
+            raise ConfigError(f"trace {name}: no recorded CPU beside the store for phase(s) {', '.join(unrecorded)}, "
+                              f"so --pressure recorded cannot hold it; replay a study run folder, or a trace exported "
+                              f"from one with `msbench trace export`, or use --pressure none")
         inputs.append((name, path, cut, full))
     user = load_user_config(config)
     names = _parse_list(backends)
@@ -273,7 +178,7 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     order_seed = DEFAULT_SEED if seed is None else seed
     order = schedule.plan([b.name for b in chosen], trials, order_seed)
     if dry_run:
-        return plan_text(run_id, pacing, inputs, chosen, order)
+        return plan_text(run_id, pacing, pressure, inputs, chosen, order)
     run = ReplayRunDir(results_root, run_id)
     kept = []
     for name, path, cut, full in inputs:   # the run keeps the traces it replays: its hashes are of these files
@@ -287,7 +192,7 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
         kept.append(TraceInput(name, copy, sha256_file(copy), cut, full))
     manifest = ReplayManifest(
         run=run_id, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        traces=[t.facts() for t in kept], phases=chosen_phases or None, pacing=pacing, repeat=repeat,
+        traces=[t.facts() for t in kept], phases=chosen_phases or None, pacing=pacing, repeat=repeat, pressure=pressure,
         late_tolerance_s=engine.LATE_TOLERANCE_S, objects=str(objects) if objects else None,
         backends=[b.name for b in chosen], stores={b.name: b.kind for b in chosen}, baseline=baseline,
         handicaps={b.name: b.handicap for b in chosen if b.handicap}, controls=control_defs, trials=trials,
@@ -297,19 +202,22 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     previous = run.read_manifest()
     if previous:
         if previous.inputs() != manifest.inputs():
-            raise ConfigError(f"run {run_id} exists with other traces, phases, pacing, repeat, backends, trials or seed; "
-                              f"use a new run_id, or the same inputs to resume it")
+            raise ConfigError(f"run {run_id} exists with other traces, phases, pacing, repeat, pressure, backends, trials "
+                              f"or seed; use a new run_id, or the same inputs to resume it")
         manifest = previous
     run.write_manifest(manifest)
     return Replay(run, kept, chosen, user, declared, manifest)
 
 
-def plan_text(run_id: str, pacing: str, inputs, backends: list[BackendDef], order) -> str:
+def plan_text(run_id: str, pacing: str, pressure: str, inputs, backends: list[BackendDef], order) -> str:
     lines = ["dry run: nothing was started, no file was written",
-             f"replay run {run_id}, pacing {pacing}, {len(order)} trials"]
+             f"replay run {run_id}, pacing {pacing}, pressure {pressure}, {len(order)} trials"]
     for name, _, cut, _ in inputs:
-        lines.append(f"trace {name}: " + ", ".join(f"{row.phase} ({row.requests} requests on {row.connections} "
-                                                   f"connections)" for row in tr.describe(cut).itertuples()))
+        beside = {span.name: span.beside_cores for span in cut.meta.phases}
+        lines.append(f"trace {name}: " + ", ".join(
+            f"{row.phase} ({row.requests} requests on {row.connections} connections"
+            + (f", {beside[row.phase]:g} cores beside" if pressure == "recorded" else "") + ")"
+            for row in tr.describe(cut).itertuples()))
     lines += [f"backend {b.name}: {b.description}" + (f" (handicap {b.handicap})" if b.handicap else "")
               for b in backends]
     lines.append("trials, in this order:")
@@ -421,7 +329,7 @@ def run_trial(replay: Replay, planned: PlannedTrial) -> ReplayTrialRecord:
             capture, record.s3_capture = _start_capture(replay, store, scratch / "replay.pcap")
             windows: list[tuple[str, float, float]] = []
             try:
-                rows += _replay_phases(replay, chosen.trace, store, record, planned, frames, windows)
+                rows += _replay_phases(replay, chosen.trace, store, quota, record, planned, frames, windows)
             finally:
                 if capture is not None:
                     rows += _wire(capture, windows, tables, record)
@@ -461,41 +369,64 @@ def run_trial(replay: Replay, planned: PlannedTrial) -> ReplayTrialRecord:
     return record
 
 
-def _replay_phases(replay: Replay, chosen: tr.Trace, store, record: ReplayTrialRecord, planned: PlannedTrial,
-                   frames: list, windows: list) -> list:
-    """Each phase of the trace in order on one store; returns the tidy rows, appends each phase's
-    request frame and its window (epoch seconds, the capture's clock)."""
+def _replay_phases(replay: Replay, chosen: tr.Trace, store, quota: CpuQuota | None, record: ReplayTrialRecord,
+                   planned: PlannedTrial, frames: list, windows: list) -> list:
+    """Each phase of the trace in order on one store (with the recorded CPU beside it when the run
+    asks for it); returns the tidy rows, appends each phase's request frame and its window (epoch
+    seconds, the capture's clock). A handicapped store's rows say how long its quota held it back
+    in each phase (``throttled_s``): a phase it never bit in cannot show the handicap."""
     rows = []
     frame = chosen.requests
-    uploads = engine.assign_uploads(frame)
     puts = frame.loc[frame["operation"].isin(("PUT", "multipart part")), "request_bytes"]
     pool = np.random.default_rng(replay.manifest.order_seed + planned.seq).bytes(
         int(puts.max()) + engine.POOL_SLACK if len(puts) else 0)
-    issuer = engine.Issuer(BUCKET, pool)
-    pacer = engine.Pacer(replay.manifest.pacing)
-    creds = Credentials(store.access_key, store.secret_key)
-    reconnects = 0
-    for phase in chosen.phases:
-        record.failed_phase = phase
-        progress.write_phase(replay.run.path, planned.backend, planned.trial, phase)
-        mine = frame[frame["phase"] == phase]
-        times = 1 if mine["operation"].isin(ONCE).any() else replay.manifest.repeat
-        repetitions = []
-        for repetition in range(1, times + 1):
-            opened = time.time()
-            try:
-                replayed = engine.replay_phase(phase, mine, uploads, lambda: S3Connection(
-                    store.host, store.port, creds, pacer.clock), issuer, pacer)
-            finally:
-                if repetition == 1:   # the capture's phase: the replay of the bucket as recorded
-                    windows.append((phase, opened, time.time()))
-            requests = engine.request_rows(replayed, repetition)
-            frames.append(requests)
-            reconnects += replayed.reconnects
-            repetitions.append(engine.phase_rows(phase, requests, replayed.replay_s, replay.manifest.pacing))
-        rows += [(phase, metric, value, unit) for metric, value, unit in engine.combine(repetitions)]
-    record.reconnects = reconnects
+    phase_of = partial(_replay_phase, replay, frame, engine.assign_uploads(frame), engine.Issuer(BUCKET, pool),
+                       engine.Pacer(replay.manifest.pacing), store, frames, windows)
+    beside = {span.name: span.beside_cores for span in chosen.meta.phases}
+    record.reconnects = 0
+    with Pressure() if replay.manifest.pressure == "recorded" else contextlib.nullcontext() as pressure:
+        for phase in chosen.phases:
+            record.failed_phase = phase
+            progress.write_phase(replay.run.path, planned.backend, planned.trial, phase)
+            throttled = quota.throttled_s() if quota is not None else 0.0
+            if pressure is None:
+                record.reconnects += phase_of(phase, rows)
+            else:
+                level, before, began = pressure.set(beside[phase]), pressure.cpu_s(), time.perf_counter()
+                try:
+                    record.reconnects += phase_of(phase, rows)
+                finally:
+                    used = (pressure.cpu_s() - before) / (time.perf_counter() - began)
+                    pressure.set(0.0)
+                rows += [(phase, f"pressure_cores [{phase}]", level, "cores"),
+                         (phase, f"pressure_used_cores [{phase}]", round(used, 3), "cores")]
+            if quota is not None:
+                rows.append((phase, f"throttled_s [{phase}]", round(quota.throttled_s() - throttled, 4), "s"))
     return rows
+
+
+def _replay_phase(replay: Replay, frame: pd.DataFrame, uploads: dict, issuer: engine.Issuer, pacer: engine.Pacer,
+                  store, frames: list, windows: list, phase: str, rows: list) -> int:
+    """One phase, ``repeat`` times in a row (once if it deletes); its rows appended to ``rows``, its
+    request frames to ``frames``, its first replay's window to ``windows``; returns the reconnects."""
+    mine = frame[frame["phase"] == phase]
+    times = 1 if mine["operation"].isin(ONCE).any() else replay.manifest.repeat
+    creds = Credentials(store.access_key, store.secret_key)
+    repetitions, reconnects = [], 0
+    for repetition in range(1, times + 1):
+        opened = time.time()
+        try:
+            replayed = engine.replay_phase(phase, mine, uploads, lambda: S3Connection(
+                store.host, store.port, creds, pacer.clock), issuer, pacer)
+        finally:
+            if repetition == 1:   # the capture's phase: the replay of the bucket as recorded
+                windows.append((phase, opened, time.time()))
+        requests = engine.request_rows(replayed, repetition)
+        frames.append(requests)
+        reconnects += replayed.reconnects
+        repetitions.append(engine.phase_rows(phase, requests, replayed.replay_s, replay.manifest.pacing))
+    rows += [(phase, metric, value, unit) for metric, value, unit in engine.combine(repetitions)]
+    return reconnects
 
 
 def _start_capture(replay: Replay, store, path: Path) -> tuple[traffic.Capture | None, dict]:

@@ -64,14 +64,18 @@ def phase_time_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
         "CV (sd/mean)": summary["cv"].map(pct), "CI method": summary["ci_method"].replace("", "–")})
     return noted(table.reset_index(drop=True),
                  f"Per phase, the {WHAT[metric]}, per store alone (no Milvus), completed trials only. 95% CI of "
-                 f"the mean: Student t over trials (a trial is one fresh store replaying the trace). Pacing: "
-                 f"{run.manifest.pacing}; {_repeats(run)}.")
+                 f"the mean: Student t over trials (a trial is one fresh store replaying the trace). How: {_how(run)}.")
 
 
-def _repeats(run: ReplayRun) -> str:
+def _how(run: ReplayRun) -> str:
+    """How the phases were replayed: pacing, repetitions, CPU beside the store."""
     repeat = run.manifest.repeat
-    return ("each phase replayed once per trial" if repeat == 1 else
-            f"each phase replayed {repeat} times in a row per trial, its figure the median (a phase that deletes once)")
+    repeats = ("each phase replayed once per trial" if repeat == 1 else
+               f"each phase replayed {repeat} times in a row per trial, its figure the median (a phase that deletes "
+               f"once)")
+    beside = ("beside the store, burners held the CPU the recording's Milvus and client used in each phase (its "
+              "mean over the phase)" if run.manifest.pressure == "recorded" else "the store alone on the host")
+    return f"pacing {run.manifest.pacing}; {repeats}; {beside}"
 
 
 @dataclass(frozen=True)
@@ -207,14 +211,22 @@ def fidelity_table(run: ReplayRun, factor: float = fidelity.BUSY_FACTOR) -> pd.D
         "busy ratio (mean; trials' range)": [f"{num(r)} ({num(lo)}–{num(hi)})" for r, lo, hi in
                                              zip(raw["busy_ratio"], raw["busy_ratio_min"], raw["busy_ratio_max"])],
         "measured on": raw["busy_measured"],
+        "CPU beside the store (cores), recorded / held": [
+            "–" if pd.isna(held) else f"{num(rec)} / {num(held)}"
+            for rec, held in zip(raw["beside_cores_recorded"], raw["beside_cores_held"])],
         f"within a factor {factor:g}": raw["busy_within_tolerance"].map({True: "yes", False: "NO"})})
     return noted(table, f"Fidelity: each trace replayed on the store it was recorded on. Request counts and object "
                         f"bytes (GET bodies read, PUT and part bodies written) must match exactly in every trial; the "
                         f"time the store was busy (seconds with a request open, measured on the wire by the same "
                         f"tcpdump parser as the recording where the replay was captured, each request from its last "
                         f"byte so the client's sending pace is left out) within a factor {factor:g} of the recorded on "
-                        f"average. Expect the replayed store to be less busy: Milvus reads large responses slower than "
-                        f"the replay's client, and under Milvus the store shared the machine with it.")
+                        f"average. How: {_how(run)}. " + (
+                            "The CPU held beside the store is what the burners got (their CPU seconds over the "
+                            "phase), next to what the recording's Milvus and client used. " if
+                            run.manifest.pressure == "recorded" else
+                            "Expect the replayed store to be less busy: Milvus reads large responses slower than the "
+                            "replay's client, and under Milvus the store shared the machine with it (`--pressure "
+                            "recorded` gives it that company). "))
 
 
 def study_metric(study: Run, phase: str) -> Metric | None:
@@ -335,7 +347,7 @@ def summary(replay: ReplayRun | None) -> str:
     manifest = replay.manifest
     done = replay.trials[replay.trials["status"] == "ok"].groupby("backend").size()
     lines = [f"Replay run **{manifest.run}**: {len(manifest.traces)} trace(s) "
-             f"({', '.join(t.name for t in manifest.traces)}), pacing {manifest.pacing}, {_repeats(replay)}; "
+             f"({', '.join(t.name for t in manifest.traces)}); {_how(replay)}; "
              f"completed trials: {', '.join(f'{b} {done.get(b, 0)}' for b in replay.manifest.backends)}."]
     found = claims(replay)
     if found is None:

@@ -184,5 +184,6 @@ def _account(capture: traffic.Capture, bucket: str, windows: list, record: Trial
         return {}
     rows += traffic.load_reads(requests, load_sent)
     tables.update({"s3_requests.parquet": requests, "s3_summary.csv": summary})
-    made, record.trace_note = trace.of_trial(requests, windows, record)
+    made, record.trace_note = trace.of_trial(requests, windows, record,
+                                             pd.DataFrame(rows, columns=["phase", "metric", "value", "unit"]))
     return {trace.TRIAL_FILE: partial(trace.write, made)} if made is not None else {}
