@@ -349,7 +349,9 @@ def replay_run(trace: tr.Trace) -> ReplayRun:
     rows, requests = [], []
     for trial in (1, 2, 3):
         for backend, f in factor.items():
-            rows += tidy_rows(backend, trial, {p: {"replay_s": f * 0.2 * rng.normal(1, 0.02)} for p in trace.phases})
+            rows += tidy_rows(backend, trial, {p: {"replay_s": f * 0.2 * rng.normal(1, 0.02),
+                                                   **({"throttled_s": 0.1 * (p == "flush")} if f > 1 else {})}
+                                               for p in trace.phases})
             requests += [{"backend": backend, "trial": trial, "phase": "load_first", "operation": "GET",
                           "error": "", "late_s": 0.0, "latency_ms": f * rng.normal(5, 0.2)} for _ in range(20)]
     results = pd.DataFrame(rows)
@@ -429,7 +431,8 @@ def test_the_notebook_section_says_what_was_claimed_and_draws_its_figures(tmp_pa
     assert "notebook parameter `replay_run`" in report.summary(None)
     run = replay_run(basic_trace())
     said = report.summary(run)
-    assert "The positive control minio-slow is claimed worse in 2 of 2 phases" in said
+    assert "The positive control minio-slow is claimed worse in 2 of 2 phases (its CPU quota held it back in 1 of " \
+           "them)" in said
     assert "The A/A control minio-aa is claimed different in 0 of 2 phases" in said and "on 2 phases" in said
     assert [t.attrs["note"] != "" for t in report.tables(run, study_run())] == [True] * 6
     assert [p.name for p in report.figures(run, tmp_path) if p.exists()] == ["replay_replay_s.png",

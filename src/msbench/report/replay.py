@@ -365,8 +365,11 @@ def summary(replay: ReplayRun | None) -> str:
     for twin in found.controls.stores[1:] if found.controls else ():
         verdicts = rows.loc[rows["backend"] == twin, "verdict"]
         if twin in replay.handicapped():
+            throttled = replay.results[(replay.results["backend"] == twin) & (replay.results["name"] == "throttled_s")]
+            bit = throttled[throttled["value"] > 0]["phase"].nunique()
             lines.append(f"The positive control {twin} is claimed worse in {(verdicts == 'worse').sum()} of "
-                         f"{len(verdicts)} phases.")
+                         f"{len(verdicts)} phases" + (f" (its CPU quota held it back in {bit} of them)."
+                                                      if len(throttled) else "."))
         else:
             lines.append(f"The A/A control {twin} is claimed different in {verdicts.isin(CLAIMED).sum()} of "
                          f"{len(verdicts)} phases (any would be a false positive).")
