@@ -98,11 +98,10 @@ def test_burners_use_the_cores_they_are_asked_for_and_are_gone_after():
     10 ms ticks), nothing at zero, and none of them outlives the block."""
     with pressure.Pressure(cores=1) as burners:
         assert burners.set(5.0) == 1.0   # capped at the cores it has
-        before, began = burners.cpu_s(), time.perf_counter()
-        burners.set(0.5)
-        time.sleep(0.6)
-        used = (burners.cpu_s() - before) / (time.perf_counter() - began)
-        burners.set(0.0)
+        with burners.holding(0.5) as held:
+            time.sleep(0.6)
+        used = held.used
+        assert held.asked == 0.5 and burners.level == 0.0   # none after the block
         time.sleep(0.05)
         idle = burners.cpu_s()
         time.sleep(0.3)

@@ -33,7 +33,6 @@ def fidelity(trace: tr.Trace, results: pd.DataFrame, trace_name: str = "", backe
     """Per phase of ``trace``: recorded against replayed. ``results``: the tidy rows (``metric``
     like ``requests [PHASE]``) of the trials that replayed this trace on one backend."""
     recorded = tr.describe(trace).set_index("phase")
-    beside = {span.name: span.beside_cores for span in trace.meta.phases}
     rows = []
     for phase, rec in recorded.iterrows():
         def per_trial(name: str) -> pd.Series:
@@ -62,7 +61,7 @@ def fidelity(trace: tr.Trace, results: pd.DataFrame, trace_name: str = "", backe
             "busy_s_recorded": float(recorded_busy), "busy_s_replayed": float(busy.mean()) if len(busy) else np.nan,
             "busy_ratio": ratio, "busy_ratio_min": ratios.min(), "busy_ratio_max": ratios.max(),
             "busy_measured": measured,
-            "beside_cores_recorded": np.nan if beside.get(phase) is None else beside[phase],
+            "beside_cores_recorded": rec["beside_cores"],
             "beside_cores_held": float(held.mean()) if len(held) else np.nan, "exact": exact,
             "busy_within_tolerance": bool(np.isfinite(ratio) and 1 / factor <= ratio <= factor)})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -14,11 +14,14 @@ their share on stdin, ended by closing it (or, failing that, killed by their PID
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from typing import Iterator
 
 import psutil
 
@@ -47,6 +50,14 @@ def burn() -> None:
         rest = PERIOD_S - (time.perf_counter() - began)
         if rest > 0:
             time.sleep(rest)
+
+
+@dataclass
+class Held:
+    """One block of :meth:`Pressure.holding`: the cores asked for, and those the burners got."""
+
+    asked: float
+    used: float = float("nan")
 
 
 class Pressure:
@@ -81,6 +92,17 @@ class Pressure:
             proc.stdin.write(f"{self.level / self.cores}\n")
             proc.stdin.flush()
         return self.level
+
+    @contextlib.contextmanager
+    def holding(self, level: float) -> Iterator[Held]:
+        """``level`` cores during the block, none after it; the Held yielded gets what the burners used."""
+        held = Held(self.set(level))
+        before, began = self.cpu_s(), time.perf_counter()
+        try:
+            yield held
+        finally:
+            held.used = (self.cpu_s() - before) / (time.perf_counter() - began)
+            self.set(0.0)
 
     def cpu_s(self) -> float:
         """CPU seconds the burners have used so far (what they got, next to what they were asked)."""

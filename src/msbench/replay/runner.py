@@ -213,10 +213,9 @@ def plan_text(run_id: str, pacing: str, pressure: str, inputs, backends: list[Ba
     lines = ["dry run: nothing was started, no file was written",
              f"replay run {run_id}, pacing {pacing}, pressure {pressure}, {len(order)} trials"]
     for name, _, cut, _ in inputs:
-        beside = {span.name: span.beside_cores for span in cut.meta.phases}
         lines.append(f"trace {name}: " + ", ".join(
             f"{row.phase} ({row.requests} requests on {row.connections} connections"
-            + (f", {beside[row.phase]:g} cores beside" if pressure == "recorded" else "") + ")"
+            + (f", {row.beside_cores:g} cores beside" if pressure == "recorded" else "") + ")"
             for row in tr.describe(cut).itertuples()))
     lines += [f"backend {b.name}: {b.description}" + (f" (handicap {b.handicap})" if b.handicap else "")
               for b in backends]
@@ -389,17 +388,11 @@ def _replay_phases(replay: Replay, chosen: tr.Trace, store, quota: CpuQuota | No
             record.failed_phase = phase
             progress.write_phase(replay.run.path, planned.backend, planned.trial, phase)
             throttled = quota.throttled_s() if quota is not None else 0.0
-            if pressure is None:
+            with pressure.holding(beside[phase]) if pressure else contextlib.nullcontext() as held:
                 record.reconnects += phase_of(phase, rows)
-            else:
-                level, before, began = pressure.set(beside[phase]), pressure.cpu_s(), time.perf_counter()
-                try:
-                    record.reconnects += phase_of(phase, rows)
-                finally:
-                    used = (pressure.cpu_s() - before) / (time.perf_counter() - began)
-                    pressure.set(0.0)
-                rows += [(phase, f"pressure_cores [{phase}]", level, "cores"),
-                         (phase, f"pressure_used_cores [{phase}]", round(used, 3), "cores")]
+            if held is not None:
+                rows += [(phase, f"pressure_cores [{phase}]", held.asked, "cores"),
+                         (phase, f"pressure_used_cores [{phase}]", round(held.used, 3), "cores")]
             if quota is not None:
                 rows.append((phase, f"throttled_s [{phase}]", round(quota.throttled_s() - throttled, 4), "s"))
     return rows
