@@ -23,6 +23,7 @@ import yaml
 import msbench
 from msbench import execute
 from msbench.config import DEFAULT_PROFILE, ConfigError
+from msbench.replay import record as replay_record
 from msbench.results import STUDY, Manifest, RunDir, TrialRecord
 from msbench.run import study as study_mod
 
@@ -229,15 +230,28 @@ def screenshot(report: Path, target: Path, size: tuple[int, int] = FIRST_SCREEN)
     return target
 
 
+def replay_folder(replay_run: str, results_root: str = "data/runs") -> Path | None:
+    """The replay run whose section the report adds (its folder, or its id under ``results_root``),
+    checked before any trial runs; None when none is asked for."""
+    if not replay_run:
+        return None
+    path = resolve(results_root) / replay_run
+    if not replay_record.is_replay(path):
+        raise ConfigError(f"replay_run {replay_run!r}: {path} is not a run of `msbench replay` (valid: the folder "
+                          f"of one, or its id under {results_root}; make one with `msbench replay RUN --backends ...`)")
+    return path
+
+
 def publish_report(study: study_mod.Study, baseline: str | None = None, report_dir: str = "report",
-                   figures_dir: str = "figures", kernel: str = "python3") -> Path:
-    """Execute analysis.ipynb on the run, convert it to report/index.html, keep a copy in the run."""
+                   figures_dir: str = "figures", kernel: str = "python3", replay: Path | None = None) -> Path:
+    """Execute analysis.ipynb on the run (with the section of the ``replay`` run, if given), convert it
+    to report/index.html, keep a copy in the run."""
     notebook = project_root() / "notebooks" / "analysis.ipynb"
     executed = study.run.path / "analysis.ipynb"
     print(f"analysis: executing {notebook.name} on run {study.run.run_id}", flush=True)
     execute.notebook(notebook, executed, kernel=kernel, cwd=notebook.parent, parameters={
         "results_root": str(study.run.path.parent), "run_id": study.run.run_id, "baseline": baseline,
-        "figures_dir": str(resolve(figures_dir))})
+        "figures_dir": str(resolve(figures_dir)), "replay_run": str(replay or "")})
     report = to_html(executed, resolve(report_dir) / "index.html")
     shutil.copy(report, study.run.path / "report.html")
     if screenshot(report, study.run.path / "first-screen.png"):

@@ -381,7 +381,8 @@ def test_the_report_claims_the_handicapped_twin_and_not_the_aa_twin():
     run = replay_run(basic_trace())
     found = report.claims(run)
     assert found.family.stores == ("minio", "seaweedfs") and found.family.metrics == ("flush", "load_first")
-    assert found.controls.stores == ("minio", "minio-aa", "minio-slow") and found.controls.size == 4
+    assert [(f.stores, f.expected, f.size) for f in found.controls] == [
+        (("minio", "minio-aa"), None, 2), (("minio", "minio-slow"), "worse", 2)]
     table = report.comparison_table(run)
     slow = table[table["backend"] == "minio-slow"]
     assert len(slow) == 2 and slow["verdict"].str.endswith(": worse").all()
@@ -414,6 +415,10 @@ def test_a_replay_runs_records_are_typed_and_read_back(tmp_path):
             read_as_study()
     with pytest.raises(ConfigError, match=r"no complete run under .* \(0 run folder"):
         pipeline.choose_run(tmp_path, "")   # the analysis notebook's newest complete run is a study's
+    assert pipeline.replay_folder("r", str(tmp_path)) == folder.path   # run_all's replay_run, by id or folder
+    assert pipeline.replay_folder(str(folder.path)) == folder.path and pipeline.replay_folder("") is None
+    with pytest.raises(ConfigError, match=r"replay_run 'nope': .* is not a run of `msbench replay` \(valid: "):
+        pipeline.replay_folder("nope", str(tmp_path))
 
 
 def test_with_one_store_only_the_controls_make_claims():

@@ -284,6 +284,53 @@ def test_controls_are_judged_at_the_family_level_without_joining_it(sample_df):
     assert (row["claim_low"], row["claim_high"]) == pytest.approx(np.exp([low, high]))
 
 
+def test_a_one_sided_family_claims_only_the_expected_difference():
+    fam = mstats.Family("minio", ("minio", "slow"), ("a", "b"), pairwise=False, expected="worse")
+    assert fam.level == pytest.approx(1 - 2 * 0.05 / 2)
+    assert "Only 'worse' is claimed (one-sided" in fam.statement() and "one-sided bound at 97.5%" in fam.statement()
+    base = [1.0, 1.1, 1.05]
+    df = results({("minio", "a"): base, ("slow", "a"): [3.0, 3.4, 3.1],
+                  ("minio", "b"): base, ("slow", "b"): [0.3, 0.33, 0.31]})
+    out = mstats.compare(df, fam, n_resamples=9).set_index("metric")
+    assert out.loc["a", "verdict"] == "worse"
+    assert out.loc["b", "verdict"] == "not detectable"   # faster under a quota: no claim either way
+    assert not out["equivalent"].any() and out["p_equivalent"].isna().all()
+    d = np.log([3.0, 3.4, 3.1]) - np.log(base)
+    one_tail = stats.t.sf((d.mean() - np.log1p(mstats.MINIMUM_EFFECT)) / stats.sem(d), 2)
+    assert out.loc["a", "p_claim"] == pytest.approx(fam.size * one_tail) and out.loc["a", "p_claim"] < 0.05
+    low = d.mean() - stats.t.ppf(1 - 0.05 / fam.size, 2) * stats.sem(d)   # the one-sided bound read
+    assert out.loc["a", "claim_low"] == pytest.approx(np.exp(low))
+    higher = mstats.compare(df, fam, {"b": "higher"}, n_resamples=9).set_index("metric")
+    assert (higher["verdict"] == "worse").all()   # b: a rate that fell under the quota
+    with pytest.raises(ValueError, match="expected"):
+        mstats.Family("minio", ("minio", "slow"), ("a",), expected="slower")
+
+
+def test_a_one_sided_control_holds_its_level_and_sees_a_quota_at_three_rounds():
+    """The positive control's family (docs/method.md, "The controls"): 7 phases, n=3, paired by round,
+    20,000 draws. At the floor (true ratio 1.01, the worst case for a false 'worse'; log-SDs 0.05-0.5 and
+    a round effect) any false claim in 5.1% (MC SE 0.16 points; 1 - (1 - 0.05/7)^7 = 4.9% expected): the
+    level is held and spent. A 3x slowdown at a log-SD of 0.1 is claimed on a phase in 99% (on all 7 in
+    95%); the former rule (both twins in one two-sided family of 14) 71% (9%)."""
+    rng = np.random.default_rng(21)
+    draws, phases = 20000, 7
+    fam = mstats.Family("base", ("base", "slow"), tuple(f"p{i}" for i in range(phases)), pairwise=False,
+                        expected="worse")
+    sd = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.15])[None, :, None]
+    rounds = rng.normal(0, 0.5, (draws, 1, 3))
+    base = rounds + sd * rng.standard_normal((draws, phases, 3))
+    at_floor = rounds + np.log1p(mstats.MINIMUM_EFFECT) + sd * rng.standard_normal((draws, phases, 3))
+    false = mstats._decision(at_floor, base, 3, mstats.Thresholds(), fam.level).above.any(axis=1).mean()
+    se = mstats.monte_carlo_se(ALPHA, draws)
+    assert ALPHA - 3 * se - 0.005 <= false <= ALPHA + 3 * se, false
+    steady = rounds + 0.02 * rng.standard_normal((draws, phases, 3))
+    slow = rounds + np.log(3) + 0.1 * rng.standard_normal((draws, phases, 3))
+    seen = mstats._decision(slow, steady, 3, mstats.Thresholds(), fam.level).above
+    former = mstats._decision(slow, steady, 3, mstats.Thresholds(), 1 - ALPHA / (2 * phases)).above
+    assert seen.mean() > 0.97 and seen.all(axis=1).mean() > 0.9, (seen.mean(), seen.all(axis=1).mean())
+    assert former.mean() < 0.8 and former.all(axis=1).mean() < 0.2
+
+
 def test_brunner_munzel_only_against_the_baseline_and_where_it_can_reject():
     df = results({("base", "m"): [1.0, 1.1, 1.2], ("b", "m"): [2.0, 2.1, 2.2], ("c", "m"): [3.0, 3.1, 3.2],
                   ("base", "k"): [1.0, 1.1, 1.2, 1.3], ("b", "k"): [2.0, 2.1, 2.2, 2.3], ("c", "k"): [1.0] * 4})

@@ -252,6 +252,12 @@ class Family:
     passing its level on would spend it twice -- e.g. Holm over comparisons that are all truly alike
     and all decided "equivalent" ends by testing the last one at the full level. Power therefore
     comes from the family's size: few primary metrics, and ``pairwise`` only when a best store is wanted.
+
+    ``expected`` ("better" or "worse") makes the family one-sided, for a hypothesis whose direction is
+    known before the run (a store held to a CPU quota can only be slower): it claims that difference
+    and nothing else (no equivalence, nothing the other way), so each claim is false only when its
+    interval misses the true ratio on one side, and :attr:`level` is ``1 - 2 (1 - confidence) / size``:
+    its lower bound (on that side) is a one-sided bound at ``1 - (1 - confidence) / size``.
     """
 
     baseline: str
@@ -259,12 +265,15 @@ class Family:
     metrics: tuple[str, ...]
     pairwise: bool = True
     confidence: float = 0.95
+    expected: str | None = None
 
     def __post_init__(self):
         if self.baseline not in self.stores:
             raise ValueError(f"baseline {self.baseline!r} is not one of the stores {self.stores}")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
+        if self.expected not in (None, "better", "worse"):
+            raise ValueError(f"expected must be None, 'better' or 'worse', got {self.expected!r}")
 
     @property
     def pairs(self) -> tuple[tuple[str, str], ...]:
@@ -279,8 +288,9 @@ class Family:
 
     @property
     def level(self) -> float:
-        """The level of each claim interval."""
-        return 1 - (1 - self.confidence) / max(self.size, 1)
+        """The level of each claim interval (two-sided; a one-sided family reads one bound of it)."""
+        share = (1 - self.confidence) / max(self.size, 1)
+        return 1 - (2 * share if self.expected else share)
 
     def statement(self) -> str:
         """The family and its error control in one sentence, for the report."""
@@ -288,10 +298,14 @@ class Family:
         among = others * (others - 1) // 2
         pairs = (f" and {'the pair' if among == 1 else f'the {among} pairs'} of the other stores"
                  if self.pairwise and others > 1 else "")
-        return (f"Claims (better, worse, equivalent, best store) are made on {len(self.metrics)} primary metric"
+        words = (f"Only '{self.expected}' is claimed (one-sided: the direction is known before the run)"
+                 if self.expected else "Claims (better, worse, equivalent, best store) are made")
+        bound = (f"each read off a one-sided bound at {100 * (1 - (1 - self.confidence) / max(self.size, 1)):.4g}%"
+                 if self.expected else f"each read off an interval at {100 * self.level:.4g}%")
+        return (f"{words} on {len(self.metrics)} primary metric"
                 f"{'s' if len(self.metrics) != 1 else ''} ({', '.join(self.metrics)}) and controlled together: "
                 f"{others} store{'s' if others != 1 else ''} against {self.baseline}{pairs}, {self.size} comparisons "
-                f"in all, each read off an interval at {100 * self.level:.4g}%, so the chance of any false claim "
+                f"in all, {bound}, so the chance of any false claim "
                 f"among them is at most {1 - self.confidence:.0%} (Bonferroni); other metrics are shown "
                 "without claims.")
 
@@ -377,10 +391,14 @@ def _decision(la: np.ndarray, lb: np.ndarray, shared: int, thresholds: Threshold
     return _Decision(estimate, se, df, paired, floor, margin, *_claims(estimate, se, df, level, floor, margin))
 
 
-def _family_p(estimate, se, df: int, floor, margin, size: int) -> tuple[float, float]:
+def _family_p(estimate, se, df: int, floor, margin, size: int, toward: int = 0) -> tuple[float, float]:
     """Family-adjusted p of the directional claim and of equivalence: a claim is made exactly when its
-    p is below 1 - confidence (each is 2 x size x the one-sided t tail at the claim's boundary)."""
+    p is below 1 - confidence (each is 2 x size x the one-sided t tail at the claim's boundary). In a
+    one-sided family (``toward``: the sign of the log ratio it claims) the claim's p is size x the tail
+    on that side, and equivalence is not claimed (nan)."""
     with np.errstate(divide="ignore", invalid="ignore"):   # zero error (constant groups): a sure p, 0 or 1
+        if toward:
+            return min(1.0, size * float(stats.t.sf(np.divide(toward * estimate - floor, se), df))), np.nan
         direction = stats.t.sf(np.divide(abs(estimate) - floor, se), df)
         equivalence = max(stats.t.sf(np.divide(margin - estimate, se), df), stats.t.sf(np.divide(margin + estimate, se), df))
     return min(1.0, 2 * size * float(direction)), min(1.0, 2 * size * float(equivalence))
@@ -431,13 +449,18 @@ def _comparison(a: np.ndarray, b: np.ndarray, shared: int, thresholds: Threshold
     if not primary:
         return row | {"claim_low": np.nan, "claim_high": np.nan, "p_claim": np.nan, "p_equivalent": np.nan,
                       "verdict": "", "equivalent": False}
-    p_claim, p_equivalent = _family_p(estimate, se, d.df, floor, d.margin, family.size)
     higher_is_better = direction == "higher"
-    verdict = (("better" if bool(d.above) == higher_is_better else "worse") if d.above or d.below
-               else "equivalent" if d.equivalent else "not detectable")
+    toward = 0 if family.expected is None else 1 if (family.expected == "worse") != higher_is_better else -1
+    p_claim, p_equivalent = _family_p(estimate, se, d.df, floor, d.margin, family.size, toward)
+    if toward:   # one-sided: the expected difference or nothing
+        verdict = family.expected if (d.above if toward > 0 else d.below) else "not detectable"
+        equivalent = False
+    else:
+        verdict = (("better" if bool(d.above) == higher_is_better else "worse") if d.above or d.below
+                   else "equivalent" if d.equivalent else "not detectable")
+        equivalent = bool(d.equivalent)
     return row | {"claim_low": np.exp(estimate - claim_half), "claim_high": np.exp(estimate + claim_half),
-                  "p_claim": p_claim, "p_equivalent": p_equivalent, "verdict": verdict,
-                  "equivalent": bool(d.equivalent)}
+                  "p_claim": p_claim, "p_equivalent": p_equivalent, "verdict": verdict, "equivalent": equivalent}
 
 
 def compare(

@@ -82,11 +82,12 @@ def _how(run: ReplayRun) -> str:
 class ReplayClaims:
     """What the replay claims on one per-phase metric (a "metric" of a family is a phase), as the study's
     report does: the stores' ``family`` (every real store against the baseline and each other; None with
-    one store) and the ``controls``' own (each twin against the baseline; None without controls), each
-    controlled at 95% on its own; ``rows``: their stats.compare rows, the stores' first."""
+    one store) and each control's own (``controls``: each twin against the baseline, the handicapped ones
+    one-sided, comparisons.twin_family), each controlled at 95% on its own; ``rows``: their stats.compare
+    rows, the stores' first."""
 
     family: stats.Family | None
-    controls: stats.Family | None
+    controls: tuple[stats.Family, ...]
     rows: pd.DataFrame
 
 
@@ -101,9 +102,9 @@ def claims(run: ReplayRun, metric: str = "replay_s") -> ReplayClaims | None:
     phases = tuple(p for p in run.phases if p in set(tidy["metric"]))
     stores, twins = sorted(ran - run.controls - {baseline}), sorted(ran & run.controls)
     family = stats.Family(baseline, (baseline, *stores), phases) if stores else None
-    controls = stats.Family(baseline, (baseline, *twins), phases, pairwise=False) if twins else None
+    controls = tuple(comparisons.twin_family(baseline, twin, phases, twin in run.handicapped()) for twin in twins)
     frames = [stats.compare(tidy[tidy["backend"].isin(f.stores)], f, n_resamples=N_RESAMPLES, seed=SEED)
-              for f in (family, controls) if f is not None]
+              for f in (family, *controls) if f is not None]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
     return ReplayClaims(family, controls, rows)
 
@@ -135,11 +136,11 @@ def comparison_table(run: ReplayRun, metric: str = "replay_s") -> pd.DataFrame:
         "claim interval [family level]": [interval_text(row, "claim_low", "claim_high") for _, row in raw.iterrows()],
         "method": raw["method"].replace("", "–"), "p (family-adjusted): difference": raw["p_claim"].map(p_value)},
         columns=COMPARISON_COLUMNS)
-    families = " ".join(f"{who}: {_statement(f)}" for who, f in (("The stores", found.family),
-                                                                  ("The controls", found.controls)) if f is not None)
+    families = " ".join(f"{who}: {_statement(f)}" for who, f in (
+        ("The stores", found.family), *((f"The control {f.stores[1]}", f) for f in found.controls)) if f is not None)
     return noted(table.reset_index(drop=True),
                  f"The {WHAT[metric]}, ratios backend / other of geometric means, first the stores', then the "
-                 f"controls' (which test the method, not the stores: a family of their own). {families} A difference "
+                 f"controls' (which test the method, not the stores: each a family of its own). {families} A difference "
                  f"is claimed (better / worse) when the claim interval excludes ±1%; 'equivalent within "
                  f"±{stats.EQUIVALENCE:.0%}' when it lies inside that margin; else 'not detectable'. The positive "
                  f"control must be claimed worse on every phase with traffic; the A/A control must not be claimed "
@@ -240,7 +241,7 @@ def study_claims(study: Run) -> pd.DataFrame:
     family's rows, and the controls' against their store in their own family."""
     found = comparisons.claims(study)
     rows = [found.rows[found.rows["other"] == found.family.baseline]] if found else []
-    rows += [frame for *_, aa, slow in comparisons.control_comparisons(study) for frame in (aa, slow)]
+    rows += [frame for c in comparisons.control_comparisons(study) for frame in (c.aa_rows, c.slow_rows)]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=stats.COMPARE_COLUMNS)
 
 
@@ -358,11 +359,11 @@ def summary(replay: ReplayRun | None) -> str:
         lines += [_statement(found.family), "Claimed between the stores: " + (
             "; ".join(f"{ratio_words(r)} in {r['metric']}: {r['verdict']}" for _, r in stores.iterrows()) + "."
             if len(stores) else "nothing.")]
-    if found.controls is not None:
-        lines.append(f"The controls' claims are a family of their own ({found.controls.size} comparisons: each twin "
-                     f"against {found.controls.baseline} on every phase), also at most "
-                     f"{1 - found.controls.confidence:.0%} likely to hold a false one.")
-    for twin in found.controls.stores[1:] if found.controls else ():
+    if found.controls:
+        lines.append(f"Each control's claims are a family of its own (the twin against {replay.manifest.baseline} "
+                     "on every phase; the positive control one-sided, only 'worse' claimed, as a CPU quota cannot "
+                     "speed a store up), each at most 5% likely to hold a false one.")
+    for twin in (f.stores[1] for f in found.controls):
         verdicts = rows.loc[rows["backend"] == twin, "verdict"]
         if twin in replay.handicapped():
             throttled = replay.results[(replay.results["backend"] == twin) & (replay.results["name"] == "throttled_s")]

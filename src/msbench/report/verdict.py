@@ -127,8 +127,9 @@ def _controls_line(run: Run, baseline: str) -> str:
                  + ", ".join(mattered) + f" of {', '.join(seen)}." if mattered else
                  f" Its handicapped twin was claimed slower in none of {', '.join(seen)}: at this scale and n the "
                  "store did not measurably matter.")
-        line += (f" Their claims are a family of their own ({2 * len(seen)} comparisons: each twin against "
-                 f"{baseline} on those metrics), also at most 5% likely to hold a false one.")
+        line += (f" Each twin's claims are a family of its own ({len(seen)} comparisons against {baseline} on "
+                 "those metrics; the handicapped twin's one-sided, only 'slower' claimed), each at most 5% likely "
+                 "to hold a false one.")
     else:
         line += " No claims on them: the controls are judged only when both twins (A/A and handicapped) ran."
     return line
