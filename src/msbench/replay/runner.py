@@ -57,7 +57,8 @@ from msbench.run.study import baseline_of, control_definitions
 
 DEFAULT_RESULTS = Path("data") / "runs"
 BUCKET = "msbench-replay"
-ONCE = ("DELETE", "DELETE multi")   # a phase that deletes is replayed once: a repetition would miss what it deleted
+DELETES = ("DELETE", "DELETE multi")
+FINISHES = ("multipart complete", "multipart abort")
 SETTLE_KEY = "msbench-replay-settle"
 STORE_TIMEOUT_S = 240.0
 DEFAULT_SEED = 0
@@ -118,8 +119,8 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     plan as text and writes nothing. Rerunning with the same run_id and inputs resumes the run.
     ``capture``: tcpdump the replay too (root), so its busy time is also measured on the wire.
     ``repeat``: each phase replayed that many times in a row on the trial's store, its times the
-    median of them (engine.combine), a phase that deletes once: a trial's figure then has less of
-    the machine's noise; the first replay is the one of the bucket as recorded (counts, capture).
+    median of them (engine.combine), once if it cannot be repeated as recorded (:func:`repeatable`):
+    a trial's figure then has less of the machine's noise; the first replay is the one of the bucket as recorded (counts, capture).
     ``pressure``: "recorded" holds, during each phase, the CPU the recording's other processes used
     beside the store (replay.pressure), "none" leaves the store alone on the host.
     ``control_cpu``: the handicapped control's share of one CPU (the study's Params.control_cpu)."""
@@ -398,12 +399,23 @@ def _replay_phases(replay: Replay, chosen: tr.Trace, store, quota: CpuQuota | No
     return rows
 
 
+def repeatable(phase: pd.DataFrame, uploads: dict[int, tuple[int, int]]) -> bool:
+    """Whether a phase's requests can be replayed again as recorded: not if it deletes (a repetition
+    would miss what it deleted), nor if it finishes a multipart upload begun in an earlier phase (a
+    repetition would finish it twice: MinIO and Garage answer 404). ``uploads``: engine.assign_uploads."""
+    if phase["operation"].isin(DELETES).any():
+        return False
+    begun = {uploads[i][0] for i in phase.index[phase["operation"] == "multipart create"] if i in uploads}
+    return all(uploads[i][0] in begun for i in phase.index[phase["operation"].isin(FINISHES)] if i in uploads)
+
+
 def _replay_phase(replay: Replay, frame: pd.DataFrame, uploads: dict, issuer: engine.Issuer, pacer: engine.Pacer,
                   store, frames: list, windows: list, phase: str, rows: list) -> int:
-    """One phase, ``repeat`` times in a row (once if it deletes); its rows appended to ``rows``, its
-    request frames to ``frames``, its first replay's window to ``windows``; returns the reconnects."""
+    """One phase, ``repeat`` times in a row (once if it cannot be repeated as recorded: :func:`repeatable`);
+    its rows appended to ``rows``, its request frames to ``frames``, its first replay's window to
+    ``windows``; returns the reconnects."""
     mine = frame[frame["phase"] == phase]
-    times = 1 if mine["operation"].isin(ONCE).any() else replay.manifest.repeat
+    times = replay.manifest.repeat if repeatable(mine, uploads) else 1
     creds = Credentials(store.access_key, store.secret_key)
     repetitions, reconnects = [], 0
     for repetition in range(1, times + 1):
