@@ -456,9 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--backends", required=True, help="comma-separated stores to replay against")
     rep.add_argument("--controls", action="store_true",
                      help="also replay against the baseline's A/A twin and its CPU-handicapped twin")
-    rep.add_argument("--control-cpu", type=float, default=Params.control_cpu,
-                     help=f"the handicapped twin's share of one CPU (default {Params.control_cpu:g}; the standard "
-                          f"study's is 0.25)")
+    rep.add_argument("--control-cpu", type=float,
+                     help=f"the handicapped twin's share of one CPU (default: the study's, when replaying a study run "
+                          f"folder, e.g. 0.25 for the standard profile; else {Params.control_cpu:g})")
     rep.add_argument("--trials", type=int, default=3, help="trials per backend (default 3); round k replays trace k")
     rep.add_argument("--pacing", default="fast", help="fast (closed loop, recorded order kept; default) or recorded "
                                                       "(open loop at the recorded offsets, late starts counted)")

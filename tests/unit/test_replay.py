@@ -511,6 +511,19 @@ def test_export_writes_a_trace_per_trial_that_captured_traffic(tmp_path):
         sources.export_run(run, ["garage/1"])
 
 
+def test_a_replay_of_a_study_holds_its_twin_to_the_studys_cpu_share(tmp_path):
+    runs = []
+    for name, cpu in (("a", 0.25), ("b", 0.25), ("c", 0.05)):
+        (tmp_path / name / "trials").mkdir(parents=True)
+        manifest = Manifest(run=name, params=dataclasses.replace(Params(), control_cpu=cpu), backends=["minio"])
+        (tmp_path / name / "manifest.json").write_text(manifest.to_json())
+        runs.append(tmp_path / name)
+    assert sources.studies_control_cpu(runs[:2]) == 0.25
+    assert sources.studies_control_cpu([tmp_path / "t.parquet"]) is None   # a trace file: the replay's default
+    with pytest.raises(ConfigError, match=r"different CPU shares \(0.05, 0.25\); give --control-cpu"):
+        sources.studies_control_cpu(runs)
+
+
 def test_the_signature_is_the_one_botocore_computes(monkeypatch):
     """The replay's own SigV4 (no boto3 on the hot path) signs as AWS's SDK does, query and all."""
     when = dt.datetime(2026, 12, 2, 7, 0, 0, tzinfo=dt.timezone.utc)

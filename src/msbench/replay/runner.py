@@ -49,7 +49,7 @@ from msbench.replay import engine
 from msbench.replay.client import Credentials, S3Connection
 from msbench.replay.pressure import Pressure
 from msbench.replay.record import REQUESTS_TABLE, ReplayManifest, ReplayRunDir, ReplayTrialRecord, TraceFacts
-from msbench.replay.sources import find_traces
+from msbench.replay.sources import find_traces, studies_control_cpu
 from msbench.results import IDENT, PHASE_WINDOW_COLUMNS, TIDY_COLUMNS, PlannedTrial, \
     check_run_id, redact
 from msbench.run import progress, schedule
@@ -113,7 +113,7 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
             controls: bool = False, run_id: str | None = None, results_root: str | Path = DEFAULT_RESULTS,
             seed: int | None = None, config: str | Path | None = None, objects: str | Path | None = None,
             from_backend: str | None = None, capture: bool = True, repeat: int = 1, pressure: str = "none",
-            control_cpu: float = Params.control_cpu, dry_run: bool = False) -> Replay | str:
+            control_cpu: float | None = None, dry_run: bool = False) -> Replay | str:
     """Check everything (traces, phases, pacing, backends and their availability, controls) before
     anything is provisioned, then write the manifest and plan the order; ``dry_run`` returns the
     plan as text and writes nothing. Rerunning with the same run_id and inputs resumes the run.
@@ -123,7 +123,8 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     a trial's figure then has less of the machine's noise; the first replay is the one of the bucket as recorded (counts, capture).
     ``pressure``: "recorded" holds, during each phase, the CPU the recording's other processes used
     beside the store (replay.pressure), "none" leaves the store alone on the host.
-    ``control_cpu``: the handicapped control's share of one CPU (the study's Params.control_cpu)."""
+    ``control_cpu``: the handicapped control's share of one CPU; None: the study's, when the traces are a
+    study run folder's (sources.studies_control_cpu), else Params.control_cpu."""
     if pacing not in engine.PACINGS:
         raise ConfigError(f"--pacing {pacing!r} not valid; valid: {', '.join(engine.PACINGS)}")
     if pressure not in PRESSURES:
@@ -132,6 +133,8 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f"seed (of the trial order) must be a non-negative integer, got {seed!r}")
+    if control_cpu is None:
+        control_cpu = studies_control_cpu(traces) or Params.control_cpu
     low, high = BOUNDS["control_cpu"]
     if not low <= control_cpu <= high:
         raise ConfigError(f"control_cpu (the handicapped twin's share of one CPU) must be from {low} to {high}, "

@@ -23,7 +23,7 @@ def find_traces(sources: list[str | Path], from_backend: str | None = None,
     for source in map(Path, sources):
         if source.is_file():
             found.append((source.stem, source, tr.read(source, objects)))
-        elif (source / "manifest.json").is_file() and (source / "trials").is_dir():
+        elif _is_run_folder(source):
             found += _study_traces(source, from_backend, objects)
         elif source.is_dir():
             files = sorted(source.glob("*.parquet"))
@@ -39,6 +39,22 @@ def find_traces(sources: list[str | Path], from_backend: str | None = None,
         raise ConfigError(f"two traces share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
                           f"rename one")
     return found
+
+
+def _is_run_folder(source: Path) -> bool:
+    return (source / "manifest.json").is_file() and (source / "trials").is_dir()
+
+
+def studies_control_cpu(sources: list[str | Path]) -> float | None:
+    """The CPU share the study run folders among ``sources`` held their handicapped twin to
+    (Params.control_cpu), so a replay of a study's traces holds its twin as the study did; None when
+    no source is a study run folder. Runs that differ are refused: the share must then be given."""
+    shares = {Manifest.from_json((Path(s) / "manifest.json").read_text()).params.control_cpu
+              for s in sources if _is_run_folder(Path(s)) and not is_replay(Path(s))}
+    if len(shares) > 1:
+        raise ConfigError(f"the study runs given held their handicapped twins to different CPU shares "
+                          f"({', '.join(f'{c:g}' for c in sorted(shares))}); give --control-cpu")
+    return shares.pop() if shares else None
 
 
 def _study_traces(run_path: Path, from_backend: str | None, objects) -> list[tuple[str, Path | None, tr.Trace]]:

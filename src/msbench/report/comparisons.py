@@ -336,7 +336,7 @@ def twin_family(base: str, twin: str, metrics: tuple[str, ...], handicapped: boo
     """A control's own family: the twin against its store on ``metrics``. The A/A twin is two-sided (a
     difference either way is a false claim); the handicapped twin one-sided, only "worse" claimed: a CPU
     quota cannot speed a store up, and a control that asks whether the method sees a known slowdown
-    should not spend half its error on the other side (docs/method.md, "The controls")."""
+    should not spend half its error on the other side (docs/method.md, "Controls")."""
     return stats.Family(base, (base, twin), metrics, pairwise=False, confidence=confidence,
                         expected="worse" if handicapped else None)
 
@@ -419,7 +419,7 @@ def controls_table(run: Run) -> pd.DataFrame:
     first = found[0]
     return noted(pd.DataFrame(rows, columns=columns),
                   " ".join(notes) + " The controls test the method, not the stores: each twin's claims are a family "
-                  f"of their own, with the report's claim rule. The A/A twin: {method_note(first.aa_family)}The "
+                  f"of its own, with the report's claim rule. The A/A twin: {method_note(first.aa_family)}The "
                   f"handicapped twin: {first.slow_family.statement()} Its claim interval is two-sided at "
                   f"{100 * first.slow_family.level:.4g}%; only its bound on the slower side is read.")
 
