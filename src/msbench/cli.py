@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--phases", help="comma-separated phases to replay (default: every phase of the trace)")
     rep.add_argument("--repeat", type=int, default=1,
                      help="replay each phase this many times in a row per trial, its times the median (default 1; "
-                          "a phase that deletes or completes an earlier phase's upload is replayed once)")
+                          "a phase that deletes is replayed once)")
     rep.add_argument("--pressure", default="none",
                      help="none (the store alone on the host; default) or recorded (during each phase, burners use "
                           "the CPU the recording's Milvus and client used beside the store)")

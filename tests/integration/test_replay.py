@@ -15,6 +15,7 @@ from msbench.measure import traffic
 from msbench.providers.catalog import unavailable_reason
 from msbench.measure import trace as tr
 from msbench.replay import fidelity, record, runner
+from tests.unit.test_replay import captured
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +90,22 @@ def test_recorded_pressure_holds_cpu_beside_the_store(store_scratch, stores, tmp
     got = record.load(store_scratch / "runs" / "replay-busy").results.set_index("metric")["value"]
     for phase in trace.phases:
         assert got[f"pressure_cores [{phase}]"] == 1.0 and got[f"pressure_used_cores [{phase}]"] > 0.2, got
+
+
+def test_a_repeated_phase_completes_an_upload_of_its_own(store_scratch, stores, tmp_path):
+    """The default study's flush completes the insert's last multipart upload. Replayed three times as it
+    was, MinIO answered the second and third completion 404; each repetition now begins the upload
+    again first (untimed), and every request is answered as recorded."""
+    key, part = "files/insert_log/1/2/3/100/8", 5 * 2**20   # every part but the last at least 5 MiB
+    frame = captured([("insert", 1, 100.1, 100.2, "multipart create", key, "", 0, 250, 200),
+                      ("insert", 1, 100.3, 100.5, "multipart part", key, "", part, 0, 200),
+                      ("insert", 1, 100.6, 100.7, "multipart part", key, "", 1000, 0, 200),
+                      ("flush", 1, 110.1, 110.3, "multipart complete", key, "", 300, 250, 200)])
+    windows = pd.DataFrame({"phase": ["insert", "flush"], "start": [100.0, 110.0], "end": [105.0, 114.0]})
+    trace = tr.write(tr.from_requests(frame, windows, {"store": "minio"}), tmp_path / "multipart.parquet")
+    replay = runner.prepare([trace], backends="minio", trials=1, repeat=3, run_id="replay-mp",
+                            results_root=store_scratch / "runs", capture=False)
+    assert [o.status for o in runner.run_all(replay, show=False)] == ["ok"]
+    requests = record.load(store_scratch / "runs" / "replay-mp").requests
+    assert (requests["error"] == "").all(), requests[requests["error"] != ""]
+    assert requests.groupby("phase")["repetition"].nunique().to_dict() == {"flush": 3, "insert": 3}

@@ -551,22 +551,23 @@ class FakeConnection:
         return client.Response(200, 0, 0.0, {"etag": etag.get("partNumber", "")})
 
 
-def test_a_phase_is_repeated_only_when_a_repetition_issues_what_was_recorded():
-    """Flush completed the insert's last upload in the default study's traces: repeated, MinIO and
-    Garage answered the second completion 404. Such a phase, or one that deletes, is replayed once."""
-    frame = pd.DataFrame({"phase": ["insert", "insert", "insert", "flush", "flush", "flush", "flush", "gc"],
-                          "conn": 0, "seq": range(8), "start_s": [0.0, 0.1, 0.2, 0.0, 0.1, 0.2, 0.3, 0.0],
-                          "operation": ["multipart create", "multipart part", "PUT", "multipart complete",
-                                        "multipart create", "multipart part", "multipart complete", "DELETE"],
-                          "key": ["a", "a", "b", "a", "c", "c", "c", "b"],
-                          "query": ["uploads", "partNumber=1&uploadId", "", "uploadId", "uploads",
-                                    "partNumber=1&uploadId", "uploadId", ""]})
+def test_a_repeated_phase_begins_again_the_uploads_it_completes():
+    """Flush completed the insert's last upload in the default study's traces: repeated as it was,
+    MinIO and Garage answered the second completion 404. Before a later repetition, the create and
+    parts of such an upload are issued again."""
+    frame = pd.DataFrame({"phase": ["insert", "insert", "insert", "insert", "flush", "flush", "flush", "flush"],
+                          "conn": 0, "seq": range(8), "start_s": [0.0, 0.1, 0.2, 0.3, 0.0, 0.1, 0.2, 0.3],
+                          "operation": ["multipart create", "multipart part", "multipart part", "PUT",
+                                        "multipart complete", "multipart create", "multipart part",
+                                        "multipart complete"],
+                          "key": ["a", "a", "a", "b", "a", "c", "c", "c"],
+                          "query": ["uploads", "partNumber=1&uploadId", "partNumber=2&uploadId", "", "uploadId",
+                                    "uploads", "partNumber=1&uploadId", "uploadId"]})
     uploads = engine.assign_uploads(frame)
-    phases = {p: frame[frame["phase"] == p] for p in ("insert", "flush", "gc")}
-    assert runner.repeatable(phases["insert"], uploads)              # begins an upload, completes none
-    assert not runner.repeatable(phases["flush"], uploads)           # completes the insert's upload
-    assert runner.repeatable(phases["flush"].iloc[1:], uploads)      # its own upload only
-    assert not runner.repeatable(phases["gc"], uploads)
+    assert list(runner.earlier_uploads(frame, "flush", uploads).index) == [0, 1, 2]
+    none = runner.earlier_uploads(frame, "insert", uploads)              # completes none it did not begin
+    assert none.empty and list(none.columns) == list(frame.columns)
+    assert runner.earlier_uploads(frame.drop(index=4), "flush", uploads).empty   # its own upload only
 
 
 def test_a_multipart_upload_is_replayed_with_the_replays_own_upload_and_etags():

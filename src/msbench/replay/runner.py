@@ -119,8 +119,8 @@ def prepare(traces: list[str | Path], backends=None, trials: int = 3, pacing: st
     plan as text and writes nothing. Rerunning with the same run_id and inputs resumes the run.
     ``capture``: tcpdump the replay too (root), so its busy time is also measured on the wire.
     ``repeat``: each phase replayed that many times in a row on the trial's store, its times the
-    median of them (engine.combine), once if it cannot be repeated as recorded (:func:`repeatable`):
-    a trial's figure then has less of the machine's noise; the first replay is the one of the bucket as recorded (counts, capture).
+    median of them (engine.combine), once if it deletes: a trial's figure then has less of the
+    machine's noise; the first replay is the one of the bucket as recorded (counts, capture).
     ``pressure``: "recorded" holds, during each phase, the CPU the recording's other processes used
     beside the store (replay.pressure), "none" leaves the store alone on the host.
     ``control_cpu``: the handicapped control's share of one CPU; None: the study's, when the traces are a
@@ -402,26 +402,40 @@ def _replay_phases(replay: Replay, chosen: tr.Trace, store, quota: CpuQuota | No
     return rows
 
 
-def repeatable(phase: pd.DataFrame, uploads: dict[int, tuple[int, int]]) -> bool:
-    """Whether a phase's requests can be replayed again as recorded: not if it deletes (a repetition
-    would miss what it deleted), nor if it finishes a multipart upload begun in an earlier phase (a
-    repetition would finish it twice: MinIO and Garage answer 404). ``uploads``: engine.assign_uploads."""
-    if phase["operation"].isin(DELETES).any():
-        return False
-    begun = {uploads[i][0] for i in phase.index[phase["operation"] == "multipart create"] if i in uploads}
-    return all(uploads[i][0] in begun for i in phase.index[phase["operation"].isin(FINISHES)] if i in uploads)
+def earlier_uploads(frame: pd.DataFrame, phase: str, uploads: dict[int, tuple[int, int]]) -> pd.DataFrame:
+    """The requests (create and parts, from earlier phases) that began the multipart uploads ``phase``
+    completes or aborts without beginning them: issued again, untimed, before each later repetition of
+    the phase, so that each completes an upload of its own as recorded (completed twice, MinIO and
+    Garage answer 404). ``uploads``: engine.assign_uploads of ``frame``."""
+    def upload_of(rows: pd.DataFrame) -> list[int]:
+        return [uploads.get(i, (-1, 0))[0] for i in rows.index]
+
+    mine = frame[frame["phase"] == phase]
+    begun = set(upload_of(mine[mine["operation"] == "multipart create"]))
+    finished = set(upload_of(mine[mine["operation"].isin(FINISHES)])) - begun - {-1}
+    earlier = frame[(frame["phase"] != phase) & frame["operation"].isin(("multipart create", "multipart part"))]
+    return earlier.loc[np.array([u in finished for u in upload_of(earlier)], dtype=bool)]
 
 
 def _replay_phase(replay: Replay, frame: pd.DataFrame, uploads: dict, issuer: engine.Issuer, pacer: engine.Pacer,
                   store, frames: list, windows: list, phase: str, rows: list) -> int:
-    """One phase, ``repeat`` times in a row (once if it cannot be repeated as recorded: :func:`repeatable`);
-    its rows appended to ``rows``, its request frames to ``frames``, its first replay's window to
-    ``windows``; returns the reconnects."""
+    """One phase, ``repeat`` times in a row (once if it deletes: a repetition would miss what it deleted;
+    a later repetition first begins again the uploads it completes, :func:`earlier_uploads`); its rows
+    appended to ``rows``, its request frames to ``frames``, its first replay's window to ``windows``;
+    returns the reconnects."""
     mine = frame[frame["phase"] == phase]
-    times = replay.manifest.repeat if repeatable(mine, uploads) else 1
+    times = 1 if mine["operation"].isin(DELETES).any() else replay.manifest.repeat
     creds = Credentials(store.access_key, store.secret_key)
+    restage = earlier_uploads(frame, phase, uploads)
     repetitions, reconnects = [], 0
     for repetition in range(1, times + 1):
+        for _, begin in restage.groupby("phase", sort=False) if repetition > 1 else ():
+            staged = engine.replay_phase(phase, begin, uploads, lambda: S3Connection(
+                store.host, store.port, creds, pacer.clock), issuer, engine.Pacer("fast"))
+            failed = engine.request_rows(staged)["error"]
+            if (failed != "").any():
+                raise RuntimeError(f"{phase}, repetition {repetition}: beginning its upload again failed: "
+                                   f"{failed[failed != ''].iloc[0]}")
         opened = time.time()
         try:
             replayed = engine.replay_phase(phase, mine, uploads, lambda: S3Connection(

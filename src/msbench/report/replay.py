@@ -71,8 +71,8 @@ def _how(run: ReplayRun) -> str:
     """How the phases were replayed: pacing, repetitions, CPU beside the store."""
     repeat = run.manifest.repeat
     repeats = ("each phase replayed once per trial" if repeat == 1 else
-               f"each phase replayed {repeat} times in a row per trial, its figure the median (once, a phase that "
-               f"deletes or completes an upload begun in an earlier phase)")
+               f"each phase replayed {repeat} times in a row per trial, its figure the median (a phase that "
+               f"deletes once; a later repetition begins again the uploads the phase completes)")
     beside = ("beside the store, burners held the CPU the recording's Milvus and client used in each phase (its "
               "mean over the phase)" if run.manifest.pressure == "recorded" else "the store alone on the host")
     return f"pacing {run.manifest.pacing}; {repeats}; {beside}"
