@@ -564,10 +564,10 @@ def test_a_repeated_phase_begins_again_the_uploads_it_completes():
                           "query": ["uploads", "partNumber=1&uploadId", "partNumber=2&uploadId", "", "uploadId",
                                     "uploads", "partNumber=1&uploadId", "uploadId"]})
     uploads = engine.assign_uploads(frame)
-    assert list(runner.earlier_uploads(frame, "flush", uploads).index) == [0, 1, 2]
-    none = runner.earlier_uploads(frame, "insert", uploads)              # completes none it did not begin
+    assert list(engine.earlier_uploads(frame, "flush", uploads).index) == [0, 1, 2]
+    none = engine.earlier_uploads(frame, "insert", uploads)              # completes none it did not begin
     assert none.empty and list(none.columns) == list(frame.columns)
-    assert runner.earlier_uploads(frame.drop(index=4), "flush", uploads).empty   # its own upload only
+    assert engine.earlier_uploads(frame.drop(index=4), "flush", uploads).empty   # its own upload only
 
 
 def test_a_multipart_upload_is_replayed_with_the_replays_own_upload_and_etags():

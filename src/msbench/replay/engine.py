@@ -93,6 +93,9 @@ def plan_phase(requests: pd.DataFrame, uploads: dict[int, tuple[int, int]] | Non
     return {conn: sorted(mine, key=lambda s: s.seq) for conn, mine in sorted(steps.items())}
 
 
+FINISHES = ("multipart complete", "multipart abort")
+
+
 def assign_uploads(requests: pd.DataFrame) -> dict[int, tuple[int, int]]:
     """Row index -> (upload, part number) for the trace's multipart requests: a create opens an
     upload of its key, its parts and completion (or abort) follow it. A part's number is the
@@ -106,7 +109,7 @@ def assign_uploads(requests: pd.DataFrame) -> dict[int, tuple[int, int]]:
             current[key] = len(counts)
             counts[current[key]] = 0
             out[i] = (current[key], 0)
-        elif op in ("multipart part", "multipart complete", "multipart abort") and key in current:
+        elif (op == "multipart part" or op in FINISHES) and key in current:
             upload = current[key]
             if op == "multipart part":
                 counts[upload] += 1
@@ -124,6 +127,21 @@ def _query_values(query: str) -> dict[str, str | None]:
         name, eq, value = part.partition("=")
         out[name] = value if eq else None
     return out
+
+
+def earlier_uploads(frame: pd.DataFrame, phase: str, uploads: dict[int, tuple[int, int]]) -> pd.DataFrame:
+    """The requests (create and parts, from earlier phases) that began the multipart uploads ``phase``
+    completes or aborts without beginning them: issued again, untimed, before each later repetition of
+    the phase, so that each completes an upload of its own as recorded (completed twice, MinIO and
+    Garage answer 404). ``uploads``: :func:`assign_uploads` of ``frame``."""
+    def upload_of(rows: pd.DataFrame) -> list[int]:
+        return [uploads.get(i, (-1, 0))[0] for i in rows.index]
+
+    mine = frame[frame["phase"] == phase]
+    begun = set(upload_of(mine[mine["operation"] == "multipart create"]))
+    finished = set(upload_of(mine[mine["operation"].isin(FINISHES)])) - begun - {-1}
+    earlier = frame[(frame["phase"] != phase) & frame["operation"].isin(("multipart create", "multipart part"))]
+    return earlier.loc[np.array([u in finished for u in upload_of(earlier)], dtype=bool)]
 
 
 class Frontier:

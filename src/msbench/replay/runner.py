@@ -58,7 +58,6 @@ from msbench.run.study import baseline_of, control_definitions
 DEFAULT_RESULTS = Path("data") / "runs"
 BUCKET = "msbench-replay"
 DELETES = ("DELETE", "DELETE multi")
-FINISHES = ("multipart complete", "multipart abort")
 SETTLE_KEY = "msbench-replay-settle"
 STORE_TIMEOUT_S = 240.0
 DEFAULT_SEED = 0
@@ -402,31 +401,16 @@ def _replay_phases(replay: Replay, chosen: tr.Trace, store, quota: CpuQuota | No
     return rows
 
 
-def earlier_uploads(frame: pd.DataFrame, phase: str, uploads: dict[int, tuple[int, int]]) -> pd.DataFrame:
-    """The requests (create and parts, from earlier phases) that began the multipart uploads ``phase``
-    completes or aborts without beginning them: issued again, untimed, before each later repetition of
-    the phase, so that each completes an upload of its own as recorded (completed twice, MinIO and
-    Garage answer 404). ``uploads``: engine.assign_uploads of ``frame``."""
-    def upload_of(rows: pd.DataFrame) -> list[int]:
-        return [uploads.get(i, (-1, 0))[0] for i in rows.index]
-
-    mine = frame[frame["phase"] == phase]
-    begun = set(upload_of(mine[mine["operation"] == "multipart create"]))
-    finished = set(upload_of(mine[mine["operation"].isin(FINISHES)])) - begun - {-1}
-    earlier = frame[(frame["phase"] != phase) & frame["operation"].isin(("multipart create", "multipart part"))]
-    return earlier.loc[np.array([u in finished for u in upload_of(earlier)], dtype=bool)]
-
-
 def _replay_phase(replay: Replay, frame: pd.DataFrame, uploads: dict, issuer: engine.Issuer, pacer: engine.Pacer,
                   store, frames: list, windows: list, phase: str, rows: list) -> int:
     """One phase, ``repeat`` times in a row (once if it deletes: a repetition would miss what it deleted;
-    a later repetition first begins again the uploads it completes, :func:`earlier_uploads`); its rows
+    a later repetition first begins again the uploads it completes, engine.earlier_uploads); its rows
     appended to ``rows``, its request frames to ``frames``, its first replay's window to ``windows``;
     returns the reconnects."""
     mine = frame[frame["phase"] == phase]
     times = 1 if mine["operation"].isin(DELETES).any() else replay.manifest.repeat
     creds = Credentials(store.access_key, store.secret_key)
-    restage = earlier_uploads(frame, phase, uploads)
+    restage = engine.earlier_uploads(frame, phase, uploads)
     repetitions, reconnects = [], 0
     for repetition in range(1, times + 1):
         for _, begin in restage.groupby("phase", sort=False) if repetition > 1 else ():
