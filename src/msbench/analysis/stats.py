@@ -287,10 +287,14 @@ class Family:
         return len(self.pairs) * len(self.metrics)
 
     @property
+    def claim_error(self) -> float:
+        """Each comparison's share of the family's error (Bonferroni)."""
+        return (1 - self.confidence) / max(self.size, 1)
+
+    @property
     def level(self) -> float:
         """The level of each claim interval (two-sided; a one-sided family reads one bound of it)."""
-        share = (1 - self.confidence) / max(self.size, 1)
-        return 1 - (2 * share if self.expected else share)
+        return 1 - (2 * self.claim_error if self.expected else self.claim_error)
 
     def statement(self) -> str:
         """The family and its error control in one sentence, for the report."""
@@ -300,7 +304,7 @@ class Family:
                  if self.pairwise and others > 1 else "")
         words = (f"Only '{self.expected}' is claimed (one-sided: the direction is known before the run)"
                  if self.expected else "Claims (better, worse, equivalent, best store) are made")
-        bound = (f"each read off a one-sided bound at {100 * (1 - (1 - self.confidence) / max(self.size, 1)):.4g}%"
+        bound = (f"each read off a one-sided bound at {100 * (1 - self.claim_error):.4g}%"
                  if self.expected else f"each read off an interval at {100 * self.level:.4g}%")
         return (f"{words} on {len(self.metrics)} primary metric"
                 f"{'s' if len(self.metrics) != 1 else ''} ({', '.join(self.metrics)}) and controlled together: "

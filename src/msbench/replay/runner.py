@@ -409,21 +409,21 @@ def _replay_phase(replay: Replay, frame: pd.DataFrame, uploads: dict, issuer: en
     returns the reconnects."""
     mine = frame[frame["phase"] == phase]
     times = 1 if mine["operation"].isin(DELETES).any() else replay.manifest.repeat
-    creds = Credentials(store.access_key, store.secret_key)
+    connect = partial(S3Connection, store.host, store.port, Credentials(store.access_key, store.secret_key),
+                      pacer.clock)
     restage = engine.earlier_uploads(frame, phase, uploads)
     repetitions, reconnects = [], 0
     for repetition in range(1, times + 1):
-        for _, begin in restage.groupby("phase", sort=False) if repetition > 1 else ():
-            staged = engine.replay_phase(phase, begin, uploads, lambda: S3Connection(
-                store.host, store.port, creds, pacer.clock), issuer, engine.Pacer("fast"))
-            failed = engine.request_rows(staged)["error"]
-            if (failed != "").any():
-                raise RuntimeError(f"{phase}, repetition {repetition}: beginning its upload again failed: "
-                                   f"{failed[failed != ''].iloc[0]}")
+        if repetition > 1:
+            for _, begin in restage.groupby("phase", sort=False):
+                staged = engine.replay_phase(phase, begin, uploads, connect, issuer, engine.Pacer("fast"))
+                failed = engine.request_rows(staged)["error"]
+                if (failed != "").any():
+                    raise RuntimeError(f"{phase}, repetition {repetition}: beginning its upload again failed: "
+                                       f"{failed[failed != ''].iloc[0]}")
         opened = time.time()
         try:
-            replayed = engine.replay_phase(phase, mine, uploads, lambda: S3Connection(
-                store.host, store.port, creds, pacer.clock), issuer, pacer)
+            replayed = engine.replay_phase(phase, mine, uploads, connect, issuer, pacer)
         finally:
             if repetition == 1:   # the capture's phase: the replay of the bucket as recorded
                 windows.append((phase, opened, time.time()))

@@ -362,7 +362,8 @@ def summary(replay: ReplayRun | None) -> str:
     if found.controls:
         lines.append(f"Each control's claims are a family of its own (the twin against {replay.manifest.baseline} "
                      "on every phase; the positive control one-sided, only 'worse' claimed, as a CPU quota cannot "
-                     "speed a store up), each at most 5% likely to hold a false one.")
+                     f"speed a store up), each at most {1 - found.controls[0].confidence:.0%} likely to hold a "
+                     "false one.")
     for twin in (f.stores[1] for f in found.controls):
         verdicts = rows.loc[rows["backend"] == twin, "verdict"]
         if twin in replay.handicapped():
